@@ -1,0 +1,170 @@
+// Package ingest decodes and validates what emitters send the distributor:
+// /ingest packets (JSON) and Loki pushes (JSON, or protobuf with snappy as
+// Promtail and Alloy send it). Every decoder turns a request into one
+// envelope.Envelope; a packet is atomic and is never split.
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dsplab/dsplab/internal/envelope"
+)
+
+// Limits bound what one request may hold.
+type Limits struct {
+	MaxMessages      int // messages (Loki entries) in one packet
+	MaxMessageBytes  int // bytes of one message line
+	MaxDecompressed  int // bytes after decompression
+	MaxIDLength      int // emitter_id, packet_id, tenant
+	MaxMetadataPairs int // metadata keys of one message
+}
+
+// DefaultLimits are used when a field of Limits is zero.
+var DefaultLimits = Limits{MaxMessages: 10_000, MaxMessageBytes: 256 << 10, MaxDecompressed: 20 << 20, MaxIDLength: 256, MaxMetadataPairs: 64}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.MaxMessages > 0 {
+		d.MaxMessages = l.MaxMessages
+	}
+	if l.MaxMessageBytes > 0 {
+		d.MaxMessageBytes = l.MaxMessageBytes
+	}
+	if l.MaxDecompressed > 0 {
+		d.MaxDecompressed = l.MaxDecompressed
+	}
+	if l.MaxIDLength > 0 {
+		d.MaxIDLength = l.MaxIDLength
+	}
+	if l.MaxMetadataPairs > 0 {
+		d.MaxMetadataPairs = l.MaxMetadataPairs
+	}
+	return d
+}
+
+// packetIn is the wire form of an /ingest packet.
+type packetIn struct {
+	EmitterID string      `json:"emitter_id"`
+	PacketID  flexID      `json:"packet_id"`
+	Messages  []messageIn `json:"messages"`
+}
+
+type messageIn struct {
+	Timestamp *time.Time     `json:"timestamp"`
+	Level     string         `json:"level"`
+	Message   *string        `json:"message"`
+	Metadata  map[string]any `json:"metadata"`
+}
+
+// flexID accepts a JSON string or an integer, since emitters number their
+// packets (k6 scripts send increasing integers per emitter).
+type flexID string
+
+func (f *flexID) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = flexID(s)
+		return nil
+	}
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	if _, err := strconv.ParseUint(string(b), 10, 64); err != nil {
+		return fmt.Errorf("packet_id must be a string or a non-negative integer")
+	}
+	*f = flexID(b)
+	return nil
+}
+
+// knownLevels are the levels analyzers count separately; others are kept
+// as sent (lower-cased) but must be short.
+const maxLevelLen = 16
+
+// DecodePacket decodes and validates an /ingest body for tenant. now stamps
+// received_at and fills a missing message timestamp.
+func DecodePacket(body []byte, tenant string, now time.Time, lim Limits) (*envelope.Envelope, error) {
+	lim = lim.withDefaults()
+	var in packetIn
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&in); err != nil {
+		return nil, malformed("decode packet JSON: %v", err)
+	}
+	if dec.More() {
+		return nil, malformed("decode packet JSON: trailing data after the packet object")
+	}
+	var p problems
+	checkID(&p, "emitter_id", in.EmitterID, lim.MaxIDLength)
+	checkID(&p, "packet_id", string(in.PacketID), lim.MaxIDLength)
+	switch {
+	case len(in.Messages) == 0:
+		p.add("messages", "must hold at least one message")
+	case len(in.Messages) > lim.MaxMessages:
+		p.add("messages", fmt.Sprintf("holds %d messages, more than the limit of %d", len(in.Messages), lim.MaxMessages))
+	}
+	env := &envelope.Envelope{
+		Tenant: tenant, PacketID: string(in.PacketID), EmitterID: in.EmitterID,
+		ReceivedAt: now, Source: envelope.SourceIngest,
+		Messages: make([]envelope.Message, 0, min(len(in.Messages), lim.MaxMessages)),
+	}
+	for i, m := range in.Messages {
+		if i >= lim.MaxMessages {
+			break
+		}
+		field := "messages[" + strconv.Itoa(i) + "]"
+		out := envelope.Message{Level: normLevel(m.Level), Metadata: m.Metadata}
+		switch {
+		case m.Message == nil:
+			p.add(field+".message", "is required")
+		case len(*m.Message) > lim.MaxMessageBytes:
+			p.add(field+".message", fmt.Sprintf("is %d bytes, more than the limit of %d", len(*m.Message), lim.MaxMessageBytes))
+		case !utf8.ValidString(*m.Message):
+			p.add(field+".message", "is not valid UTF-8")
+		default:
+			out.Message = *m.Message
+		}
+		if len(out.Level) > maxLevelLen {
+			p.add(field+".level", fmt.Sprintf("is longer than %d characters", maxLevelLen))
+		}
+		if len(m.Metadata) > lim.MaxMetadataPairs {
+			p.add(field+".metadata", fmt.Sprintf("has %d keys, more than the limit of %d", len(m.Metadata), lim.MaxMetadataPairs))
+		}
+		if m.Timestamp != nil {
+			out.Timestamp = *m.Timestamp
+		} else {
+			out.Timestamp = now
+		}
+		env.Messages = append(env.Messages, out)
+	}
+	if err := p.err("packet"); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+func checkID(p *problems, field, v string, max int) {
+	switch {
+	case v == "":
+		p.add(field, "is required")
+	case len(v) > max:
+		p.add(field, fmt.Sprintf("is longer than %d bytes", max))
+	case !utf8.ValidString(v):
+		p.add(field, "is not valid UTF-8")
+	}
+}
+
+// normLevel lower-cases a level; an empty level means info.
+func normLevel(l string) string {
+	if l == "" {
+		return "info"
+	}
+	return strings.ToLower(l)
+}
