@@ -1,0 +1,120 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"time"
+)
+
+// topicSafe are the characters Kafka allows in topic names; analyzer ids
+// become part of topic names.
+var topicSafe = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+
+// Validate returns every problem in c at once (errors.Join), or nil.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if c.Listen == "" {
+		bad("listen", "is empty")
+	}
+	if c.DefaultTenant == "" {
+		bad("default_tenant", "is empty")
+	}
+	positive := map[string]int{
+		"limits.max_body_bytes": c.Limits.MaxBodyBytes, "limits.max_decompressed_bytes": c.Limits.MaxDecompressedBytes,
+		"limits.max_messages_per_packet": c.Limits.MaxMessagesPerPacket, "limits.max_message_bytes": c.Limits.MaxMessageBytes,
+		"kafka.partitions": c.Kafka.Partitions, "kafka.replication": c.Kafka.Replication, "kafka.batch_size": c.Kafka.BatchSize,
+		"kafka.breaker.failures": c.Kafka.Breaker.Failures, "health.max_failures": c.Health.MaxFailures,
+		"sla.max_consecutive_kafka_errors": c.SLA.MaxConsecutiveKafkaErrors,
+	}
+	for f, v := range positive {
+		if v <= 0 {
+			bad(f, "must be positive, is %d", v)
+		}
+	}
+	durations := map[string]time.Duration{
+		"kafka.batch_timeout": c.Kafka.BatchTimeout, "kafka.write_timeout": c.Kafka.WriteTimeout,
+		"kafka.request_timeout": c.Kafka.RequestTimeout, "kafka.breaker.base_backoff": c.Kafka.Breaker.BaseBackoff,
+		"health.interval": c.Health.Interval, "health.timeout": c.Health.Timeout,
+		"health.breaker.base_backoff": c.Health.Breaker.BaseBackoff, "routing.lag_poll_interval": c.Routing.LagPollInterval,
+		"sla.eval_period": c.SLA.EvalPeriod, "sla.window": c.SLA.Window,
+	}
+	for f, d := range durations {
+		if d <= 0 {
+			bad(f, "must be a positive duration, is %s", d)
+		}
+	}
+	if c.Health.Timeout >= c.Health.Interval && c.Health.Interval > 0 {
+		bad("health.timeout", "must be shorter than health.interval (%s)", c.Health.Interval)
+	}
+	if c.SLA.Window < c.SLA.EvalPeriod {
+		bad("sla.window", "must be at least sla.eval_period")
+	}
+	if c.SLA.ErrorRateThreshold <= 0 || c.SLA.ErrorRateThreshold > 1 {
+		bad("sla.error_rate_threshold", "must be in (0, 1], is %v", c.SLA.ErrorRateThreshold)
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		bad("kafka.brokers", "needs at least one broker")
+	}
+	if c.Kafka.Acks != "1" && c.Kafka.Acks != "all" {
+		bad("kafka.acks", "must be \"1\" or \"all\", is %q", c.Kafka.Acks)
+	}
+	if c.Kafka.TopicPrefix != "" && !topicSafe.MatchString(c.Kafka.TopicPrefix) {
+		bad("kafka.topic_prefix", "may hold only letters, digits, '.', '_' and '-'")
+	}
+	if c.Routing.Strategy != "weighted" && c.Routing.Strategy != "tenant-hash" {
+		bad("routing.strategy", "must be weighted or tenant-hash, is %q", c.Routing.Strategy)
+	}
+	if c.Routing.LagThreshold < 0 {
+		bad("routing.lag_threshold", "must not be negative")
+	}
+	if c.Routing.MinWeightFactor <= 0 || c.Routing.MinWeightFactor > 1 {
+		bad("routing.min_weight_factor", "must be in (0, 1]")
+	}
+	for name, r := range map[string]float64{"limits.global.rate": c.Limits.Global.Rate, "limits.per_tenant.rate": c.Limits.PerTenant.Rate} {
+		if r < 0 {
+			bad(name, "must not be negative (0 means unlimited)")
+		}
+	}
+	errs = append(errs, c.validateAnalyzers()...)
+	return errors.Join(errs...)
+}
+
+func (c Config) validateAnalyzers() []error {
+	var errs []error
+	if len(c.Analyzers) == 0 {
+		errs = append(errs, errors.New("analyzers: needs at least one analyzer"))
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Analyzers {
+		f := fmt.Sprintf("analyzers[%d]", i)
+		if !topicSafe.MatchString(a.ID) || len(a.ID) > 200 {
+			errs = append(errs, fmt.Errorf("%s.id: %q must be 1-200 letters, digits, '.', '_' or '-'", f, a.ID))
+		}
+		if seen[a.ID] {
+			errs = append(errs, fmt.Errorf("%s.id: %q is used twice", f, a.ID))
+		}
+		seen[a.ID] = true
+		if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s.url: %q must be an http(s) URL", f, a.URL))
+		}
+		if a.Weight < 0 || a.Weight != a.Weight {
+			errs = append(errs, fmt.Errorf("%s.weight: must not be negative, is %v", f, a.Weight))
+		}
+	}
+	return errs
+}
+
+// KafkaWriterChanged reports whether the fields that shape the Kafka writer
+// differ between a and b (the breaker and topic layout do not).
+func KafkaWriterChanged(a, b Kafka) bool {
+	a.Breaker, b.Breaker = Breaker{}, Breaker{}
+	a.TopicPrefix, b.TopicPrefix = "", ""
+	a.GroupPrefix, b.GroupPrefix = "", ""
+	a.Partitions, b.Partitions, a.Replication, b.Replication = 0, 0, 0, 0
+	return fmt.Sprint(a) != fmt.Sprint(b)
+}
