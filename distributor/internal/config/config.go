@@ -31,13 +31,16 @@ type Config struct {
 
 // Limits bound requests and their rate.
 type Limits struct {
-	MaxBodyBytes         int                       `yaml:"max_body_bytes" json:"max_body_bytes"`
-	MaxDecompressedBytes int                       `yaml:"max_decompressed_bytes" json:"max_decompressed_bytes"`
-	MaxMessagesPerPacket int                       `yaml:"max_messages_per_packet" json:"max_messages_per_packet"`
-	MaxMessageBytes      int                       `yaml:"max_message_bytes" json:"max_message_bytes"`
-	Global               ratelimit.Rate            `yaml:"global" json:"global"`
-	PerTenant            ratelimit.Rate            `yaml:"per_tenant" json:"per_tenant"`
-	TenantOverrides      map[string]ratelimit.Rate `yaml:"tenant_overrides" json:"tenant_overrides,omitempty"`
+	MaxBodyBytes         int `yaml:"max_body_bytes" json:"max_body_bytes"`
+	MaxDecompressedBytes int `yaml:"max_decompressed_bytes" json:"max_decompressed_bytes"`
+	MaxMessagesPerPacket int `yaml:"max_messages_per_packet" json:"max_messages_per_packet"`
+	MaxMessageBytes      int `yaml:"max_message_bytes" json:"max_message_bytes"`
+	// MaxInflight bounds requests being decoded or written to Kafka at
+	// once; more get a fast 503. It keeps memory bounded under overload.
+	MaxInflight     int                       `yaml:"max_inflight" json:"max_inflight"`
+	Global          ratelimit.Rate            `yaml:"global" json:"global"`
+	PerTenant       ratelimit.Rate            `yaml:"per_tenant" json:"per_tenant"`
+	TenantOverrides map[string]ratelimit.Rate `yaml:"tenant_overrides" json:"tenant_overrides,omitempty"`
 }
 
 // Kafka configures the producer. Changing any field except the breaker's
@@ -110,7 +113,7 @@ func Default() Config {
 		DefaultTenant: "default",
 		Limits: Limits{
 			MaxBodyBytes: 5 << 20, MaxDecompressedBytes: 20 << 20,
-			MaxMessagesPerPacket: 10_000, MaxMessageBytes: 256 << 10,
+			MaxMessagesPerPacket: 10_000, MaxMessageBytes: 256 << 10, MaxInflight: 1024,
 		},
 		Kafka: Kafka{
 			Brokers: []string{"127.0.0.1:9092"}, TopicPrefix: "logs.", Partitions: 1, Replication: 1,

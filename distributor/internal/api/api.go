@@ -1,0 +1,241 @@
+// Package api is the distributor's HTTP interface: ingest and Loki push,
+// health, readiness, metrics, configuration and admin routes.
+package api
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dsplab/dsplab/distributor/internal/config"
+	"github.com/dsplab/dsplab/distributor/internal/ingest"
+	"github.com/dsplab/dsplab/distributor/internal/metrics"
+	"github.com/dsplab/dsplab/distributor/internal/pool"
+	"github.com/dsplab/dsplab/distributor/internal/ratelimit"
+	"github.com/dsplab/dsplab/internal/envelope"
+)
+
+// Deps are what the handlers use, as narrow interfaces.
+type Deps struct {
+	Config  func() config.Config // the current snapshot
+	Limiter interface {
+		Allow(tenant string) ratelimit.Decision
+	}
+	Pipeline interface {
+		Accept(ctx context.Context, env *envelope.Envelope) (string, error)
+		Totals() (packets, messages int64, byAnalyzer map[string][2]int64)
+	}
+	Analyzers interface {
+		Statuses() []pool.Status
+		SetWeight(id string, w float64) bool
+		SetDrained(id string, drained bool) bool
+	}
+	Ready      func() error // nil when ready
+	KafkaRetry func() time.Duration
+	SLA        interface{ Record(serverFault bool) }
+	Reload     func(ctx context.Context) error
+	Metrics    *metrics.Instruments
+	// MetricsHandler serves /metrics.
+	MetricsHandler http.Handler
+	TracerProvider trace.TracerProvider
+	Logger         *slog.Logger
+}
+
+type handler struct {
+	Deps
+	inflight atomic.Int64
+	idPrefix string
+	seq      atomic.Uint64
+}
+
+// NewRouter returns the distributor's HTTP handler.
+func NewRouter(d Deps) http.Handler {
+	h := &handler{Deps: d, idPrefix: strconv.FormatInt(time.Now().UnixNano(), 36)}
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Use(otelhttp.NewMiddleware("distributor", otelhttp.WithTracerProvider(d.TracerProvider),
+		otelhttp.WithFilter(func(r *http.Request) bool { return r.URL.Path != "/metrics" && r.URL.Path != "/health" })))
+	r.Use(nameSpanByRoute)
+	r.Post("/ingest", h.ingest)
+	r.Post("/loki/api/v1/push", h.lokiPush)
+	r.Post("/api/prom/push", h.lokiPush)
+	r.Get("/health", h.health)
+	r.Get("/ready", h.ready)
+	r.Method(http.MethodGet, "/metrics", d.MetricsHandler)
+	r.Get("/metrics-json", h.metricsJSON)
+	r.Get("/configz", h.configz)
+	r.Post("/reload", h.reload)
+	r.Route("/admin/analyzers", func(r chi.Router) {
+		r.Get("/", h.listAnalyzers)
+		r.Put("/{id}/weight", h.setWeight)
+		r.Post("/{id}/drain", h.drain(true))
+		r.Post("/{id}/undrain", h.drain(false))
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "no route " + r.Method + " " + r.URL.Path})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method " + r.Method + " not allowed on " + r.URL.Path})
+	})
+	return r
+}
+
+// nameSpanByRoute names the server span after the chi route once routing
+// is done (otelhttp starts it before the route is known).
+func nameSpanByRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			span := trace.SpanFromContext(r.Context())
+			span.SetName(r.Method + " " + rc.RoutePattern())
+			span.SetAttributes(attribute.String("http.route", rc.RoutePattern()))
+		}
+	})
+}
+
+// decodeFunc turns a request body into a packet.
+type decodeFunc func(r *http.Request, body []byte, tenant string, cfg config.Config) (*envelope.Envelope, error)
+
+func (h *handler) ingest(w http.ResponseWriter, r *http.Request) {
+	h.accept(w, r, "ingest", http.StatusAccepted, func(r *http.Request, body []byte, tenant string, cfg config.Config) (*envelope.Envelope, error) {
+		return ingest.DecodePacket(body, tenant, time.Now().UTC(), limits(cfg))
+	})
+}
+
+func (h *handler) lokiPush(w http.ResponseWriter, r *http.Request) {
+	h.accept(w, r, "loki_push", http.StatusNoContent, func(r *http.Request, body []byte, tenant string, cfg config.Config) (*envelope.Envelope, error) {
+		meta := ingest.LokiMeta{Tenant: tenant, EmitterID: r.Header.Get("X-Emitter-ID"), PacketID: h.nextPacketID(), Now: time.Now().UTC()}
+		if meta.EmitterID == "" {
+			meta.EmitterID = "loki/" + tenant
+		}
+		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		switch ct {
+		case "application/json":
+			return ingest.DecodeLokiJSON(body, meta, limits(cfg))
+		case "", "application/x-protobuf", "application/x-snappy-protobuf":
+			return ingest.DecodeLokiProto(body, meta, limits(cfg))
+		}
+		return nil, &httpError{status: http.StatusUnsupportedMediaType, result: resultBadRequest,
+			body: errorBody{Error: "Content-Type " + ct + " not supported: send application/json or application/x-protobuf"}}
+	})
+}
+
+func (h *handler) nextPacketID() string {
+	return h.idPrefix + "-" + strconv.FormatUint(h.seq.Add(1), 10)
+}
+
+func limits(cfg config.Config) ingest.Limits {
+	return ingest.Limits{MaxMessages: cfg.Limits.MaxMessagesPerPacket, MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxDecompressed: cfg.Limits.MaxDecompressedBytes}
+}
+
+// accept is the common path of every ingest endpoint: tenant, rate limit,
+// in-flight bound, body limits, decode, route and produce, answer.
+func (h *handler) accept(w http.ResponseWriter, r *http.Request, endpoint string, okStatus int, decode decodeFunc) {
+	start := time.Now()
+	cfg := h.Config()
+	result := resultAccepted
+	defer func() {
+		attrs := metric.WithAttributes(attribute.String("endpoint", endpoint), attribute.String("result", result))
+		h.Metrics.Requests.Add(r.Context(), 1, attrs)
+		h.Metrics.RequestDuration.Record(r.Context(), time.Since(start).Seconds(), metric.WithAttributes(attribute.String("endpoint", endpoint)))
+		h.SLA.Record(result == resultUnavailable || result == resultError)
+	}()
+	fail := func(err error) {
+		e := classify(err, h.KafkaRetry())
+		result = e.result
+		if e.status >= 500 {
+			h.Logger.WarnContext(r.Context(), "ingest failed", "endpoint", endpoint, "status", e.status, "err", err)
+		}
+		writeError(w, e)
+	}
+	tenant := r.Header.Get("X-Scope-OrgID")
+	if tenant == "" {
+		if endpoint != "ingest" {
+			fail(badRequest("X-Scope-OrgID header is required", ingest.Problem{Field: "X-Scope-OrgID", Problem: "is required (the tenant)"}))
+			return
+		}
+		tenant = cfg.DefaultTenant
+	}
+	if len(tenant) > 256 {
+		fail(badRequest("tenant too long", ingest.Problem{Field: "X-Scope-OrgID", Problem: "is longer than 256 bytes"}))
+		return
+	}
+	if d := h.Limiter.Allow(tenant); !d.OK {
+		h.Metrics.RateLimited.Add(r.Context(), 1, metric.WithAttributes(attribute.String("scope", d.Scope)))
+		result = resultRateLimited
+		writeError(w, &httpError{status: http.StatusTooManyRequests, body: errorBody{Error: "rate limited", Scope: d.Scope, RetryAfter: retrySeconds(d.RetryAfter)}})
+		return
+	}
+	if n := h.inflight.Add(1); n > int64(cfg.Limits.MaxInflight) {
+		h.inflight.Add(-1)
+		fail(unavailable("overloaded: too many requests in flight", "", time.Second))
+		return
+	}
+	defer h.inflight.Add(-1)
+	body, err := readBody(w, r, cfg)
+	h.Metrics.RequestBytes.Add(r.Context(), int64(len(body)), metric.WithAttributes(attribute.String("endpoint", endpoint)))
+	if err != nil {
+		fail(err)
+		return
+	}
+	env, err := decode(r, body, tenant, cfg)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if _, err := h.Pipeline.Accept(r.Context(), env); err != nil {
+		fail(err)
+		return
+	}
+	if okStatus == http.StatusNoContent {
+		w.WriteHeader(okStatus)
+		return
+	}
+	writeJSON(w, okStatus, map[string]string{"status": "accepted", "packet_id": env.PacketID})
+}
+
+// readBody reads the body within the size limit, undoing a gzip
+// Content-Encoding within the decompressed limit.
+func readBody(w http.ResponseWriter, r *http.Request, cfg config.Config) ([]byte, error) {
+	var rd io.Reader = http.MaxBytesReader(w, r.Body, int64(cfg.Limits.MaxBodyBytes))
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(rd)
+		if err != nil {
+			return nil, fmt.Errorf("%w: gzip: %v", ingest.ErrMalformed, err)
+		}
+		lim := int64(cfg.Limits.MaxDecompressedBytes)
+		b, err := io.ReadAll(io.LimitReader(zr, lim+1))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: gzip: %v", ingest.ErrMalformed, err)
+		}
+		if int64(len(b)) > lim {
+			return nil, fmt.Errorf("%w: more than %d bytes after gzip", ingest.ErrTooLarge, lim)
+		}
+		return b, nil
+	default:
+		return nil, &httpError{status: http.StatusUnsupportedMediaType, result: resultBadRequest,
+			body: errorBody{Error: "Content-Encoding " + enc + " not supported: use gzip or none"}}
+	}
+	return io.ReadAll(rd)
+}

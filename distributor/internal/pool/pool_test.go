@@ -1,0 +1,189 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/distributor/internal/config"
+)
+
+// fakeAnalyzers answers health probes in memory. The pool's own logic
+// (probe schedule, breaker, drain, lag) is what is under test; the HTTP
+// round trip to a real analyzer is covered by the distributor's
+// integration test.
+type fakeAnalyzers struct {
+	mu   sync.Mutex
+	down map[string]bool
+}
+
+func (f *fakeAnalyzers) set(host string, down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down[host] = down
+}
+
+func (f *fakeAnalyzers) RoundTrip(r *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	down := f.down[r.URL.Host]
+	f.mu.Unlock()
+	if down {
+		return nil, errors.New("connection refused")
+	}
+	return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader(`{"status":"healthy"}`)), Request: r}, nil
+}
+
+type fakeLag map[string]int64
+
+func (f fakeLag) Lag(_ context.Context, topic, _ string) (int64, error) { return f[topic], nil }
+
+func testConfig() config.Config {
+	c := config.Default()
+	c.Analyzers = []config.Analyzer{
+		{ID: "a1", URL: "http://a1", Weight: 0.5},
+		{ID: "a2", URL: "http://a2", Weight: 0.3},
+		{ID: "a3", URL: "http://a3", Weight: 0.2},
+	}
+	return c
+}
+
+func start(t *testing.T, cfg config.Config, lag LagReader) (*Pool, *fakeAnalyzers) {
+	f := &fakeAnalyzers{down: map[string]bool{}}
+	p := New(cfg, Options{LagReader: lag, Client: &http.Client{Transport: f}, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(t.Context())
+	go p.Run(ctx)
+	t.Cleanup(cancel)
+	return p, f
+}
+
+func up(p *Pool) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range p.Statuses() {
+		out[s.ID] = s.Up
+	}
+	return out
+}
+
+func TestAnalyzersAreUpOnlyAfterAProbeSucceeds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAnalyzers{down: map[string]bool{"a2": true}}
+		p := New(testConfig(), Options{Client: &http.Client{Transport: f}, Logger: slog.New(slog.DiscardHandler)})
+		require.Empty(t, p.Members(), "nothing is routable before probing")
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go p.Run(ctx)
+		synctest.Wait()
+		require.Equal(t, map[string]bool{"a1": true, "a2": false, "a3": true}, up(p))
+	})
+}
+
+func TestACrashIsDetectedWithinThreeSecondsAndRecoveryWithinFive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, f := start(t, testConfig(), nil)
+		time.Sleep(10 * time.Second)
+		require.True(t, up(p)["a2"])
+
+		f.set("a2", true)
+		crashed := time.Now()
+		for up(p)["a2"] {
+			time.Sleep(100 * time.Millisecond)
+		}
+		require.LessOrEqual(t, time.Since(crashed), 3*time.Second)
+		require.Len(t, p.Members(), 2)
+
+		time.Sleep(20 * time.Second) // down for a while
+		f.set("a2", false)
+		back := time.Now()
+		for !up(p)["a2"] {
+			time.Sleep(100 * time.Millisecond)
+		}
+		require.LessOrEqual(t, time.Since(back), 5*time.Second)
+	})
+}
+
+func TestAFlappingAnalyzerWaitsLongerEachTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, f := start(t, testConfig(), nil)
+		time.Sleep(2 * time.Second)
+		var backoffs []float64
+		for i := 0; i < 4; i++ {
+			f.set("a3", true)
+			time.Sleep(3 * time.Second)
+			for _, s := range p.Statuses() {
+				if s.ID == "a3" {
+					require.False(t, s.Up)
+					backoffs = append(backoffs, s.BackoffSeconds)
+				}
+			}
+			f.set("a3", false)
+			for !up(p)["a3"] {
+				time.Sleep(100 * time.Millisecond)
+			}
+			time.Sleep(2 * time.Second)
+		}
+		require.Equal(t, []float64{1, 2, 4, 8}, backoffs)
+	})
+}
+
+func TestDrainAndWeightOverridesShapeTheMembers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := start(t, testConfig(), nil)
+		synctest.Wait()
+		require.True(t, p.SetDrained("a1", true))
+		require.True(t, p.SetWeight("a2", 0.9))
+		require.False(t, p.SetWeight("nope", 1))
+		got := map[string]float64{}
+		for _, m := range p.Members() {
+			got[m.ID] = m.Weight
+		}
+		require.Equal(t, map[string]float64{"a2": 0.9, "a3": 0.2}, got)
+		p.Update(testConfig()) // a reload keeps runtime state
+		require.Len(t, p.Members(), 2)
+		p.SetDrained("a1", false)
+		require.Len(t, p.Members(), 3)
+	})
+}
+
+func TestLagOverTheThresholdReducesTheEffectiveWeight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.Routing.LagThreshold = 1000
+		cfg.Routing.MinWeightFactor = 0.1
+		lag := fakeLag{"logs.a1": 4000, "logs.a2": 500, "logs.a3": 1_000_000}
+		changes := 0
+		f := &fakeAnalyzers{down: map[string]bool{}}
+		p := New(cfg, Options{LagReader: lag, OnChange: func() { changes++ }, Client: &http.Client{Transport: f}, Logger: slog.New(slog.DiscardHandler)})
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go p.Run(ctx)
+		time.Sleep(time.Second)
+		got := map[string]float64{}
+		for _, m := range p.Members() {
+			got[m.ID] = m.Weight
+		}
+		require.InDelta(t, 0.5*0.25, got["a1"], 1e-9)
+		require.InDelta(t, 0.3, got["a2"], 1e-9)
+		require.InDelta(t, 0.2*0.1, got["a3"], 1e-9, "never below the floor")
+	})
+}
+
+func TestReloadAddsAndRemovesAnalyzers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, _ := start(t, testConfig(), nil)
+		synctest.Wait()
+		cfg := testConfig()
+		cfg.Analyzers = append(cfg.Analyzers[1:], config.Analyzer{ID: "a4", URL: "http://a4", Weight: 1})
+		p.Update(cfg)
+		synctest.Wait()
+		require.Equal(t, map[string]bool{"a2": true, "a3": true, "a4": true}, up(p))
+	})
+}
