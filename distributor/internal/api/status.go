@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/dsplab/dsplab/distributor/internal/ingest"
 )
@@ -72,8 +73,22 @@ func (h *handler) metricsJSON(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, b)
 }
 
+// configz shows the effective configuration (secrets redacted) as YAML,
+// the format of the file, so it can be copied into one. ?format=json gives
+// JSON (durations in nanoseconds).
 func (h *handler) configz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.Config().Redacted())
+	cfg := h.Config().Redacted()
+	if r.URL.Query().Get("format") == "json" {
+		writeJSON(w, http.StatusOK, cfg)
+		return
+	}
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		writeError(w, &httpError{status: http.StatusInternalServerError, result: resultError, body: errorBody{Error: err.Error()}})
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(b)
 }
 
 func (h *handler) reload(w http.ResponseWriter, r *http.Request) {

@@ -57,7 +57,7 @@ type App struct {
 	router    *route.Router
 	pool      *pool.Pool
 	producer  *produce.Producer
-	admin     *produce.Admin
+	admin     atomic.Pointer[produce.Admin] // replaced on reload when brokers change
 	tracker   *sla.Tracker
 	pipeline  *pipeline.Pipeline
 	server    *httpserver.Server
@@ -89,8 +89,8 @@ func New(o Options) (*App, error) {
 	}
 	a.limiter = ratelimit.New(cfg.RateLimits())
 	a.router = route.New(cfg.Routing.Strategy)
-	a.admin = produce.NewAdmin(cfg.Kafka)
-	a.producer = produce.New(cfg.Kafka, produce.Options{Observer: inst, TracerProvider: o.Telemetry.TracerProvider, Logger: a.log,
+	a.admin.Store(produce.NewAdmin(cfg.Kafka))
+	a.producer = produce.New(cfg.Kafka, produce.Options{Observer: topicWatch{inst, a.kickTopics}, TracerProvider: o.Telemetry.TracerProvider, Logger: a.log,
 		OnBreakerChange: func(_, to breaker.State) {
 			if to == breaker.Closed {
 				a.kickTopics() // Kafka is back: make sure the topics are there
@@ -113,9 +113,26 @@ func New(o Options) (*App, error) {
 	return a, nil
 }
 
+// topicWatch passes write outcomes on to the metrics and re-runs topic
+// creation when Kafka says a topic is missing (a broker that lost its
+// state, or a topic deleted by hand).
+type topicWatch struct {
+	next produce.Observer
+	kick func()
+}
+
+func (t topicWatch) KafkaWrite(ctx context.Context, d time.Duration, errType string) {
+	t.next.KafkaWrite(ctx, d, errType)
+	if errType == produce.ErrUnknownTopic {
+		t.kick()
+	}
+}
+
 // lagReader reads through whichever admin client is current.
 func (a *App) lagReader() pool.LagReader {
-	return lagFunc(func(ctx context.Context, topic, group string) (int64, error) { return a.admin.Lag(ctx, topic, group) })
+	return lagFunc(func(ctx context.Context, topic, group string) (int64, error) {
+		return a.admin.Load().Lag(ctx, topic, group)
+	})
 }
 
 type lagFunc func(ctx context.Context, topic, group string) (int64, error)
@@ -200,7 +217,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.router.SetStrategy(next.Routing.Strategy)
 	a.producer.Reconfigure(next.Kafka)
 	if !equalBrokers(prev.Kafka, next.Kafka) {
-		a.admin = produce.NewAdmin(next.Kafka)
+		a.admin.Store(produce.NewAdmin(next.Kafka))
 	}
 	a.tracker.SetConfig(slaConfig(next))
 	a.cfg.Store(&next)
@@ -235,7 +252,7 @@ func (a *App) ensureTopics(ctx context.Context) error {
 			topics[i] = cfg.Kafka.TopicPrefix + an.ID
 		}
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := a.admin.EnsureTopics(tctx, topics, cfg.Kafka.Partitions, cfg.Kafka.Replication)
+		err := a.admin.Load().EnsureTopics(tctx, topics, cfg.Kafka.Partitions, cfg.Kafka.Replication)
 		cancel()
 		retry := time.Duration(0)
 		if err != nil && ctx.Err() == nil {

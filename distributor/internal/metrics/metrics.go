@@ -10,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/dsplab/dsplab/distributor/internal/produce"
 )
 
 // Instruments are the synchronous instruments.
@@ -57,8 +59,21 @@ func New(m metric.Meter) (*Instruments, error) {
 	i.KafkaWriteDuration = hist("distributor_kafka_write_duration", "Time of one Kafka write attempt, acknowledgement included.")
 	i.KafkaWriteErrors = counter("distributor_kafka_write_errors", "Failed Kafka write attempts, by error_type.", "")
 	i.RateLimited = counter("distributor_rate_limited", "Requests refused by a rate limit, by scope (global, tenant).", "")
-	return i, err
+	if err != nil {
+		return nil, err
+	}
+	// Create the labelled series at zero, so that rates and alerts work
+	// from the first scrape and a dashboard shows 0 rather than no data.
+	ctx := context.Background()
+	for _, t := range produce.ErrorTypes {
+		i.KafkaWriteErrors.Add(ctx, 0, metric.WithAttributes(attribute.String("error_type", t)))
+	}
+	for _, s := range []string{"global", "tenant"} {
+		i.RateLimited.Add(ctx, 0, metric.WithAttributes(attribute.String("scope", s)))
+	}
+	return i, nil
 }
+
 
 // KafkaWrite records one write attempt (produce.Observer).
 func (i *Instruments) KafkaWrite(ctx context.Context, d time.Duration, errType string) {

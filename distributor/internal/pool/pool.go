@@ -94,14 +94,20 @@ func New(cfg config.Config, o Options) *Pool {
 		o.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
 	}
 	p := &Pool{analyzers: map[string]*analyzer{}, lagReader: o.LagReader, onChange: o.OnChange, log: o.Logger, client: o.Client}
-	p.Update(cfg)
+	p.apply(cfg) // no OnChange: the owner may not hold the pool yet
 	return p
 }
 
 // Update applies a new configuration: analyzers added, removed or changed.
 // Drain state and weight overrides of analyzers that stay are kept.
 func (p *Pool) Update(cfg config.Config) {
+	p.apply(cfg)
+	p.changed()
+}
+
+func (p *Pool) apply(cfg config.Config) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.health, p.routing, p.kafka = cfg.Health, cfg.Routing, cfg.Kafka
 	seen := map[string]bool{}
 	for _, ac := range cfg.Analyzers {
@@ -130,8 +136,6 @@ func (p *Pool) Update(cfg config.Config) {
 			delete(p.analyzers, id)
 		}
 	}
-	p.mu.Unlock()
-	p.changed()
 }
 
 func (p *Pool) breakerConfig() breaker.Config {

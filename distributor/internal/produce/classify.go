@@ -23,6 +23,9 @@ const (
 	ErrOther        = "other"
 )
 
+// ErrorTypes lists every error type Classify returns.
+var ErrorTypes = []string{ErrTimeout, ErrNotLeader, ErrUnknownTopic, ErrTooLarge, ErrConnRefused, ErrConnReset, ErrNetwork, ErrOther}
+
 // Classify names the kind of a Kafka write error ("" for nil).
 func Classify(err error) string {
 	if err == nil {

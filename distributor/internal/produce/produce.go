@@ -21,6 +21,7 @@ import (
 
 	"github.com/dsplab/dsplab/distributor/internal/breaker"
 	"github.com/dsplab/dsplab/distributor/internal/config"
+	"github.com/dsplab/dsplab/internal/envelope"
 )
 
 // ErrBreakerOpen is returned without contacting Kafka while the Kafka
@@ -185,7 +186,7 @@ func (p *Producer) Produce(ctx context.Context, r Record) error {
 		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", r.Topic),
 			attribute.String("messaging.operation.type", "send"), attribute.Int("messaging.message.body.size", len(r.Value))))
 	defer span.End()
-	p.prop.Inject(ctx, headerCarrier{&r.Headers})
+	p.prop.Inject(ctx, envelope.HeaderCarrier(&r.Headers))
 	msg := kafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
 
 	var errType string
@@ -237,36 +238,3 @@ func (p *Producer) Close() error {
 	h.mu.Unlock()
 	return h.w.Close()
 }
-
-// headerCarrier adapts Kafka headers to the OpenTelemetry propagator.
-type headerCarrier struct{ h *[]kafka.Header }
-
-func (c headerCarrier) Get(key string) string {
-	for _, h := range *c.h {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
-
-func (c headerCarrier) Set(key, value string) {
-	for i, h := range *c.h {
-		if h.Key == key {
-			(*c.h)[i].Value = []byte(value)
-			return
-		}
-	}
-	*c.h = append(*c.h, kafka.Header{Key: key, Value: []byte(value)})
-}
-
-func (c headerCarrier) Keys() []string {
-	keys := make([]string, len(*c.h))
-	for i, h := range *c.h {
-		keys[i] = h.Key
-	}
-	return keys
-}
-
-// HeaderCarrier returns a propagation carrier over Kafka headers.
-func HeaderCarrier(h *[]kafka.Header) propagation.TextMapCarrier { return headerCarrier{h} }

@@ -1,0 +1,133 @@
+// Package app wires an analyzer: configuration from the environment, the
+// consumer, and the HTTP endpoints /health, /stats and /metrics.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dsplab/dsplab/internal/httpserver"
+	"github.com/dsplab/dsplab/internal/telemetry"
+	"github.com/dsplab/dsplab/services/analyzer/internal/consume"
+)
+
+// Config is the analyzer's configuration, from the environment.
+type Config struct {
+	Listen   string
+	Consumer consume.Config
+}
+
+// ConfigFromEnv reads PORT, ANALYZER_ID, KAFKA_BROKERS, PROCESSING_DELAY_MS,
+// MAX_MESSAGES_PER_SEC, KAFKA_TOPIC_PREFIX, KAFKA_GROUP, DEDUP_WINDOW and
+// KAFKA_SESSION_TIMEOUT_MS, and reports every bad value at once.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	get := func(k, def string) string {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	num := func(k, def string) float64 {
+		f, err := strconv.ParseFloat(get(k, def), 64)
+		if err != nil || f < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: must be a non-negative number", k, get(k, def)))
+		}
+		return f
+	}
+	id := get("ANALYZER_ID", "analyzer-1")
+	port := get("PORT", "9001")
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		errs = append(errs, fmt.Errorf("PORT=%q: not a port number", port))
+	}
+	c := Config{Listen: ":" + port, Consumer: consume.Config{
+		ID:                id,
+		Topic:             get("KAFKA_TOPIC_PREFIX", "logs.") + id,
+		Group:             get("KAFKA_GROUP", id), // the distributor reads lag of group <group_prefix><id>
+		ProcessingDelay:   time.Duration(num("PROCESSING_DELAY_MS", "0") * float64(time.Millisecond)),
+		MaxMessagesPerSec: num("MAX_MESSAGES_PER_SEC", "0"),
+		DedupWindow:       int(num("DEDUP_WINDOW", "100000")),
+		SessionTimeout:    time.Duration(num("KAFKA_SESSION_TIMEOUT_MS", "6000") * float64(time.Millisecond)),
+	}}
+	for _, b := range strings.Split(get("KAFKA_BROKERS", "127.0.0.1:9092"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.Consumer.Brokers = append(c.Consumer.Brokers, b)
+		}
+	}
+	if len(c.Consumer.Brokers) == 0 {
+		errs = append(errs, errors.New("KAFKA_BROKERS: needs at least one broker"))
+	}
+	if c.Consumer.DedupWindow < 1 {
+		errs = append(errs, errors.New("DEDUP_WINDOW: must be at least 1"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// App is a running analyzer.
+type App struct {
+	consumer *consume.Consumer
+	stats    *consume.Stats
+	server   *httpserver.Server
+}
+
+// New builds the analyzer and binds its port (listen overrides cfg.Listen
+// when not empty).
+func New(cfg Config, listen string, tel *telemetry.Providers, log *slog.Logger) (*App, error) {
+	stats, err := consume.NewStats(cfg.Consumer.ID, tel.MeterProvider.Meter("github.com/dsplab/dsplab/services/analyzer"))
+	if err != nil {
+		return nil, err
+	}
+	a := &App{stats: stats, consumer: consume.New(cfg.Consumer, stats, tel.TracerProvider, log)}
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Get("/health", a.health)
+	r.Get("/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.stats.Snapshot()) })
+	r.Method(http.MethodGet, "/metrics", tel.MetricsHandler)
+	if listen == "" {
+		listen = cfg.Listen
+	}
+	a.server, err = httpserver.Listen(listen, r, httpserver.Options{Logger: log, ShutdownTimeout: 5 * time.Second})
+	return a, err
+}
+
+// Addr is the HTTP listen address.
+func (a *App) Addr() string { return a.server.Addr() }
+
+// Stats returns the analyzer's counters.
+func (a *App) Stats() consume.Snapshot { return a.stats.Snapshot() }
+
+// Run consumes and serves until ctx ends.
+func (a *App) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.server.Run(ctx) })
+	g.Go(func() error { return a.consumer.Run(ctx) })
+	return g.Wait()
+}
+
+// health answers healthy while the consume loop runs. A Kafka outage does
+// not make an analyzer unhealthy (its reader keeps retrying); the
+// distributor sees Kafka trouble on its own writes.
+func (a *App) health(w http.ResponseWriter, r *http.Request) {
+	if !a.consumer.Running() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "healthy"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

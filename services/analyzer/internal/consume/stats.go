@@ -1,0 +1,147 @@
+package consume
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Stats are the analyzer's counters, served at /stats and as metrics.
+type Stats struct {
+	mu        sync.Mutex
+	id        string
+	packets   int64
+	messages  int64
+	dups      int64
+	byLevel   map[string]int64
+	byTenant  map[string]int64
+	lag       int64
+	last      time.Time
+	lastError string
+
+	packetsC  metric.Int64Counter
+	messagesC metric.Int64Counter
+	dupsC     metric.Int64Counter
+	procH     metric.Float64Histogram
+	e2eH      metric.Float64Histogram
+	attr      metric.MeasurementOption
+}
+
+// Snapshot is the /stats JSON.
+type Snapshot struct {
+	AnalyzerID       string           `json:"analyzer_id"`
+	PacketsProcessed int64            `json:"packets_processed"`
+	MessagesProc     int64            `json:"messages_processed"`
+	DuplicatePackets int64            `json:"duplicate_packets"`
+	MessagesByLevel  map[string]int64 `json:"messages_by_level"`
+	MessagesByTenant map[string]int64 `json:"messages_by_tenant"`
+	ConsumerLag      int64            `json:"consumer_lag"`
+	LastProcessedAt  *time.Time       `json:"last_processed_at,omitempty"`
+	LastError        string           `json:"last_error,omitempty"`
+}
+
+var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+
+// NewStats creates the counters and their instruments on m. Every series
+// carries the analyzer label, so dashboards can tell analyzers apart
+// whichever way the metrics arrive.
+func NewStats(id string, m metric.Meter) (*Stats, error) {
+	s := &Stats{id: id, byLevel: map[string]int64{}, byTenant: map[string]int64{}, attr: metric.WithAttributes(attribute.String("analyzer", id))}
+	var err error
+	c := func(name, desc string) metric.Int64Counter {
+		var x metric.Int64Counter
+		if err == nil {
+			x, err = m.Int64Counter(name, metric.WithDescription(desc))
+		}
+		return x
+	}
+	h := func(name, desc string) metric.Float64Histogram {
+		var x metric.Float64Histogram
+		if err == nil {
+			x, err = m.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(latencyBuckets...))
+		}
+		return x
+	}
+	s.packetsC = c("analyzer_packets_processed", "Unique packets processed.")
+	s.messagesC = c("analyzer_messages_processed", "Messages of unique packets processed, by level.")
+	s.dupsC = c("analyzer_duplicate_packets", "Packets seen again within the de-duplication window.")
+	s.procH = h("analyzer_processing_duration", "Time to process one packet.")
+	s.e2eH = h("analyzer_end_to_end_latency", "From the distributor receiving a packet to its processing.")
+	if err != nil {
+		return nil, err
+	}
+	lagG, err := m.Int64ObservableGauge("analyzer_consumer_lag", metric.WithDescription("Records behind the end of the topic at the last fetch."))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		o.ObserveInt64(lagG, s.lag, metric.WithAttributes(attribute.String("analyzer", id)))
+		return nil
+	}, lagG)
+	return s, err
+}
+
+func (s *Stats) processed(ctx context.Context, tenant string, levels map[string]int64, n int, took, e2e time.Duration) {
+	s.mu.Lock()
+	s.packets++
+	s.messages += int64(n)
+	for l, c := range levels {
+		s.byLevel[l] += c
+	}
+	s.byTenant[tenant] += int64(n)
+	s.last = time.Now().UTC()
+	s.mu.Unlock()
+	s.packetsC.Add(ctx, 1, s.attr)
+	for l, c := range levels {
+		s.messagesC.Add(ctx, c, metric.WithAttributes(attribute.String("analyzer", s.id), attribute.String("level", l)))
+	}
+	s.procH.Record(ctx, took.Seconds(), s.attr)
+	s.e2eH.Record(ctx, max(e2e, 0).Seconds(), s.attr)
+}
+
+func (s *Stats) duplicate(ctx context.Context) {
+	s.mu.Lock()
+	s.dups++
+	s.mu.Unlock()
+	s.dupsC.Add(ctx, 1, s.attr)
+}
+
+func (s *Stats) setLag(lag int64) {
+	s.mu.Lock()
+	s.lag = lag
+	s.mu.Unlock()
+}
+
+func (s *Stats) setError(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.lastError = ""
+		return
+	}
+	s.lastError = err.Error()
+}
+
+// Snapshot copies the counters.
+func (s *Stats) Snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := Snapshot{AnalyzerID: s.id, PacketsProcessed: s.packets, MessagesProc: s.messages, DuplicatePackets: s.dups,
+		MessagesByLevel: map[string]int64{}, MessagesByTenant: map[string]int64{}, ConsumerLag: s.lag, LastError: s.lastError}
+	for k, v := range s.byLevel {
+		snap.MessagesByLevel[k] = v
+	}
+	for k, v := range s.byTenant {
+		snap.MessagesByTenant[k] = v
+	}
+	if !s.last.IsZero() {
+		t := s.last
+		snap.LastProcessedAt = &t
+	}
+	return snap
+}
