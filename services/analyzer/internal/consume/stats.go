@@ -73,6 +73,9 @@ func NewStats(id string, m metric.Meter) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Series exist from the start: 0, not "no data", until something happens.
+	s.packetsC.Add(context.Background(), 0, s.attr)
+	s.dupsC.Add(context.Background(), 0, s.attr)
 	lagG, err := m.Int64ObservableGauge("analyzer_consumer_lag", metric.WithDescription("Records behind the end of the topic at the last fetch."))
 	if err != nil {
 		return nil, err
