@@ -74,7 +74,6 @@ func New(m metric.Meter) (*Instruments, error) {
 	return i, nil
 }
 
-
 // KafkaWrite records one write attempt (produce.Observer).
 func (i *Instruments) KafkaWrite(ctx context.Context, d time.Duration, errType string) {
 	i.KafkaWriteDuration.Record(ctx, d.Seconds())

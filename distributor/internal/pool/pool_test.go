@@ -159,9 +159,8 @@ func TestLagOverTheThresholdReducesTheEffectiveWeight(t *testing.T) {
 		cfg.Routing.LagThreshold = 1000
 		cfg.Routing.MinWeightFactor = 0.1
 		lag := fakeLag{"logs.a1": 4000, "logs.a2": 500, "logs.a3": 1_000_000}
-		changes := 0
 		f := &fakeAnalyzers{down: map[string]bool{}}
-		p := New(cfg, Options{LagReader: lag, OnChange: func() { changes++ }, Client: &http.Client{Transport: f}, Logger: slog.New(slog.DiscardHandler)})
+		p := New(cfg, Options{LagReader: lag, Client: &http.Client{Transport: f}, Logger: slog.New(slog.DiscardHandler)})
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		go p.Run(ctx)
