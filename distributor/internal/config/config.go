@@ -63,12 +63,20 @@ type Kafka struct {
 	SASLPassword string `yaml:"sasl_password" json:"sasl_password,omitempty"`
 }
 
-// Breaker tunes a circuit breaker.
-type Breaker struct {
-	Failures    int           `yaml:"failures" json:"failures"`
+// Backoff tunes how long an open breaker waits: BaseBackoff, doubled up
+// to MaxBackoff each time the target fails again within StableAfter of
+// recovering (flapping).
+type Backoff struct {
 	BaseBackoff time.Duration `yaml:"base_backoff" json:"base_backoff"`
 	MaxBackoff  time.Duration `yaml:"max_backoff" json:"max_backoff"`
 	StableAfter time.Duration `yaml:"stable_after" json:"stable_after"`
+}
+
+// Breaker tunes a circuit breaker that opens after Failures consecutive
+// faults.
+type Breaker struct {
+	Failures int `yaml:"failures" json:"failures"`
+	Backoff  `yaml:",inline"`
 }
 
 // Analyzer is one routing target.
@@ -94,7 +102,7 @@ type Health struct {
 	Interval    time.Duration `yaml:"interval" json:"interval"`
 	Timeout     time.Duration `yaml:"timeout" json:"timeout"`
 	MaxFailures int           `yaml:"max_failures" json:"max_failures"`
-	Breaker     Breaker       `yaml:"breaker" json:"breaker"`
+	Breaker     Backoff       `yaml:"breaker" json:"breaker"`
 }
 
 // SLA tunes the health / SLA loop.
@@ -114,12 +122,13 @@ func Default() Config {
 		Limits: Limits{
 			MaxBodyBytes: 5 << 20, MaxDecompressedBytes: 20 << 20,
 			MaxMessagesPerPacket: 10_000, MaxMessageBytes: 256 << 10, MaxInflight: 1024,
+			TenantOverrides: map[string]ratelimit.Rate{},
 		},
 		Kafka: Kafka{
 			Brokers: []string{"127.0.0.1:9092"}, TopicPrefix: "logs.", Partitions: 1, Replication: 1,
 			Acks: "1", BatchTimeout: 2 * time.Millisecond, BatchSize: 200,
 			WriteTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second,
-			Breaker: Breaker{Failures: 5, BaseBackoff: 2 * time.Second, MaxBackoff: 30 * time.Second, StableAfter: time.Minute},
+			Breaker: Breaker{Failures: 5, Backoff: Backoff{BaseBackoff: 2 * time.Second, MaxBackoff: 30 * time.Second, StableAfter: time.Minute}},
 		},
 		Analyzers: []Analyzer{
 			{ID: "analyzer-1", URL: "http://127.0.0.1:9001", Weight: 0.5},
@@ -129,7 +138,7 @@ func Default() Config {
 		Routing: Routing{Strategy: "weighted", LagThreshold: 5_000, MinWeightFactor: 0.1, LagPollInterval: 2 * time.Second},
 		Health: Health{
 			Interval: time.Second, Timeout: 500 * time.Millisecond, MaxFailures: 2,
-			Breaker: Breaker{BaseBackoff: time.Second, MaxBackoff: 30 * time.Second, StableAfter: 30 * time.Second},
+			Breaker: Backoff{BaseBackoff: time.Second, MaxBackoff: 30 * time.Second, StableAfter: 30 * time.Second},
 		},
 		SLA: SLA{EvalPeriod: 5 * time.Second, Window: time.Minute, ErrorRateThreshold: 0.05, MaxConsecutiveKafkaErrors: 5},
 	}

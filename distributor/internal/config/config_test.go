@@ -91,3 +91,16 @@ func TestKafkaWriterChangedIgnoresBreakerAndLayout(t *testing.T) {
 	b.Acks = "all"
 	require.True(t, KafkaWriterChanged(a, b))
 }
+
+// The example file documents every field with its default; this keeps it
+// from drifting.
+func TestTheExampleFileHoldsEveryDefault(t *testing.T) {
+	cfg, err := Load("../../distributor.example.yaml", env(nil))
+	require.NoError(t, err)
+	require.Equal(t, Default(), cfg)
+	b, err := os.ReadFile("../../distributor.example.yaml")
+	require.NoError(t, err)
+	for _, field := range []string{"max_inflight", "lag_threshold", "stable_after", "error_rate_threshold", "tenant_overrides"} {
+		require.Contains(t, string(b), field)
+	}
+}

@@ -241,7 +241,7 @@ func TestKafkaBreakerOpensAfterConsecutiveFaultsAndAnswersFast(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	cfg := kafkaConfig(addr)
-	cfg.Breaker = config.Breaker{Failures: 3, BaseBackoff: time.Minute, MaxBackoff: time.Minute, StableAfter: time.Minute}
+	cfg.Breaker = config.Breaker{Failures: 3, Backoff: config.Backoff{BaseBackoff: time.Minute, MaxBackoff: time.Minute, StableAfter: time.Minute}}
 	p := New(cfg, Options{})
 	defer p.Close()
 	for i := 1; i <= 3; i++ {
