@@ -97,6 +97,12 @@ func Setup(ctx context.Context, service, version string) (*Providers, error) {
 	return p, nil
 }
 
+// LatencyBuckets are the histogram boundaries, in seconds, of every DSP
+// Lab latency histogram: 0.5 ms to 5 min, so that both a fast request and a
+// packet that waited out an analyzer outage land in a real bucket. (The
+// OpenTelemetry default buckets are meant for milliseconds.)
+var LatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+
 // Shutdown flushes and stops the providers in reverse order of creation.
 func (p *Providers) Shutdown(ctx context.Context) error {
 	var errs []error

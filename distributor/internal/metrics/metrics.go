@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/dsplab/dsplab/distributor/internal/produce"
+	"github.com/dsplab/dsplab/internal/telemetry"
 )
 
 // Instruments are the synchronous instruments.
@@ -28,9 +29,6 @@ type Instruments struct {
 	RateLimited        metric.Int64Counter
 }
 
-// LatencyBuckets are histogram boundaries in seconds, from 0.5 ms to 10 s.
-var LatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
-
 // New creates the instruments on m.
 func New(m metric.Meter) (*Instruments, error) {
 	var err error
@@ -45,7 +43,7 @@ func New(m metric.Meter) (*Instruments, error) {
 	hist := func(name, desc string) metric.Float64Histogram {
 		var h metric.Float64Histogram
 		if err == nil {
-			h, err = m.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(LatencyBuckets...))
+			h, err = m.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(telemetry.LatencyBuckets...))
 		}
 		return h
 	}

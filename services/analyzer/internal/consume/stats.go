@@ -7,6 +7,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/dsplab/dsplab/internal/telemetry"
 )
 
 // Stats are the analyzer's counters, served at /stats and as metrics.
@@ -43,8 +45,6 @@ type Snapshot struct {
 	LastError        string           `json:"last_error,omitempty"`
 }
 
-var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
-
 // NewStats creates the counters and their instruments on m. Every series
 // carries the analyzer label, so dashboards can tell analyzers apart
 // whichever way the metrics arrive.
@@ -61,7 +61,7 @@ func NewStats(id string, m metric.Meter) (*Stats, error) {
 	h := func(name, desc string) metric.Float64Histogram {
 		var x metric.Float64Histogram
 		if err == nil {
-			x, err = m.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(latencyBuckets...))
+			x, err = m.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(telemetry.LatencyBuckets...))
 		}
 		return x
 	}
