@@ -80,6 +80,7 @@ func NewRouter(d Deps) http.Handler {
 	r.Get("/metrics-json", h.metricsJSON)
 	r.Get("/configz", h.configz)
 	r.Post("/reload", h.reload)
+	r.Mount("/debug", middleware.Profiler()) // /debug/pprof/: profile the distributor under load
 	r.Route("/admin/analyzers", func(r chi.Router) {
 		r.Get("/", h.listAnalyzers)
 		r.Put("/{id}/weight", h.setWeight)
