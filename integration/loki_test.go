@@ -9,6 +9,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
+	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dsplab/dsplab/internal/devstack"
@@ -57,4 +58,44 @@ func TestLokiPushesInEveryClientFormatReachTheAnalyzers(t *testing.T) {
 	m := distributorMetrics(t, s)
 	require.EqualValues(t, 4, m.TotalPackets, "each push is one packet, never split")
 	require.EqualValues(t, 10, m.TotalMessages)
+}
+
+// The record in Kafka carries the W3C trace context: the client's trace,
+// continued through the distributor's server and produce spans.
+func TestALokiPushLandsInKafkaWithItsTraceHeader(t *testing.T) {
+	s := devstack.Start(t, bins, devstack.Options{})
+	raw, err := (&push.PushRequest{Streams: []push.Stream{{Labels: `{app="trace"}`, Entries: []push.Entry{{Timestamp: time.Now(), Line: "traced"}}}}}).Marshal()
+	require.NoError(t, err)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	resp, body := post(t, s.Distributor.URL()+"/loki/api/v1/push", "application/x-protobuf", snappy.Encode(nil, raw),
+		map[string]string{"X-Scope-OrgID": "team-trace", "traceparent": "00-" + traceID + "-00f067aa0ba902b7-01"})
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, body)
+
+	var found []kafka.Header
+	for _, a := range s.Analyzers {
+		conn, err := kafka.DialLeader(t.Context(), "tcp", s.KafkaAddr, "logs."+a.Name, 0)
+		require.NoError(t, err)
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		batch := conn.ReadBatch(1, 1<<20)
+		for {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			for _, h := range m.Headers {
+				if h.Key == "tenant" && string(h.Value) == "team-trace" {
+					found = m.Headers
+				}
+			}
+		}
+		batch.Close()
+		conn.Close()
+	}
+	require.NotNil(t, found, "the push is in one analyzer's topic")
+	headers := map[string]string{}
+	for _, h := range found {
+		headers[h.Key] = string(h.Value)
+	}
+	require.Regexp(t, `^00-`+traceID+`-[0-9a-f]{16}-01$`, headers["traceparent"])
+	require.NotEmpty(t, headers["packet_id"])
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"io"
 	"net/http"
 	"os"
 	"regexp"
@@ -91,6 +92,22 @@ func TestKafkaOutageAnswersFast503sTakesHealthDownAndRecovers(t *testing.T) {
 	l := send(t, s.Distributor.URL(), 200, 4, 3, "")
 	require.Equal(t, 200, l.statuses[http.StatusServiceUnavailable], "%v", l.statuses)
 	require.NotEmpty(t, l.retry)
+	var bodies []string
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		resp, body := post(t, s.Distributor.URL()+"/ingest", "application/json", []byte(`{"emitter_id":"x","packet_id":1,"messages":[{"message":"m"}]}`), nil)
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		require.NotEmpty(t, resp.Header.Get("Retry-After"))
+		t.Logf("503 in %s: %s", time.Since(start), strings.TrimSpace(body))
+		bodies = append(bodies, body)
+	}
+	require.Contains(t, strings.Join(bodies, ""), "breaker_open", "the Kafka breaker answers for Kafka")
+	ready, err := client.Get(s.Distributor.URL() + "/ready")
+	require.NoError(t, err)
+	readyBody, _ := io.ReadAll(ready.Body)
+	ready.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, ready.StatusCode)
+	require.Contains(t, string(readyBody), "kafka breaker open")
 	devstack.Eventually(t, 10*time.Second, func() bool {
 		m := scrape(t, s.Distributor.URL())
 		return m["distributor_health_up"] == 0 && m["distributor_kafka_consecutive_errors"] >= 3 && m[`distributor_kafka_write_errors_total{error_type="conn_refused"}`] > 0

@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,7 +73,11 @@ func TestAKilledAnalyzerIsRoutedAroundAndRejoinsWithoutLossOrFlood(t *testing.T)
 	before := analyzerStats(t, s)["analyzer-2"].PacketsProcessed
 
 	a2.Kill() // kill -9: no goodbye to the group, no last commit
+	killed := time.Now()
 	s.WaitHealthy(t, 2, 10*time.Second)
+	detection := time.Since(killed)
+	t.Logf("crash detected in %s", detection)
+	require.LessOrEqual(t, detection, 3*time.Second, "a crash is detected within 3 s (1 s probes, 2 failures)")
 	mid := distributorMetrics(t, s)
 	l := send(t, s.Distributor.URL(), 2000, 8, 10, "")
 	require.Equal(t, map[int]int{http.StatusAccepted: 2000}, l.statuses, "the distributor keeps accepting with one analyzer down")
@@ -86,7 +92,10 @@ func TestAKilledAnalyzerIsRoutedAroundAndRejoinsWithoutLossOrFlood(t *testing.T)
 	require.InDelta(t, 0.2/0.7, got["analyzer-3"], 0.02)
 
 	require.NoError(t, a2.Start())
+	restarted := time.Now()
 	s.WaitHealthy(t, 3, 15*time.Second)
+	t.Logf("rejoined %s after restart", time.Since(restarted))
+	require.LessOrEqual(t, time.Since(restarted), 5*time.Second, "recovery within 5 s of the restart")
 	rejoin := distributorMetrics(t, s)
 	send(t, s.Distributor.URL(), 2000, 8, 10, "")
 	end := distributorMetrics(t, s)
@@ -110,8 +119,24 @@ func TestAKilledAnalyzerIsRoutedAroundAndRejoinsWithoutLossOrFlood(t *testing.T)
 	}, "not everything routed was processed: before kill %d, now %+v, routed %+v", before, lazy(func() any { return analyzerStats(t, s) }), lazy(func() any { return distributorMetrics(t, s) }))
 }
 
+func TestAStoppedAnalyzerIsDetectedAndComesBackWhenContinued(t *testing.T) {
+	s := devstack.Start(t, bins, devstack.Options{})
+	a3 := s.Analyzers[2]
+	require.NoError(t, a3.Signal(syscall.SIGSTOP)) // like docker pause: connections hang
+	defer a3.Signal(syscall.SIGCONT)
+	stopped := time.Now()
+	s.WaitHealthy(t, 2, 10*time.Second)
+	t.Logf("SIGSTOP detected in %s", time.Since(stopped))
+	require.LessOrEqual(t, time.Since(stopped), 3*time.Second)
+	l := send(t, s.Distributor.URL(), 300, 4, 5, "")
+	require.Equal(t, map[int]int{http.StatusAccepted: 300}, l.statuses)
+	require.NoError(t, a3.Signal(syscall.SIGCONT))
+	s.WaitHealthy(t, 3, 5*time.Second)
+	waitProcessed(t, s, 30*time.Second)
+}
+
 func TestMalformedAndInvalidRequestsGetA4xxNamingTheProblem(t *testing.T) {
-	s := devstack.Start(t, bins, devstack.Options{DistributorConfig: "limits:\n  max_body_bytes: 2000\n"})
+	s := devstack.Start(t, bins, devstack.Options{DistributorConfig: "limits:\n  max_body_bytes: 2000\n  max_decompressed_bytes: 100000\n  max_messages_per_packet: 3\n"})
 	url := s.Distributor.URL()
 	tests := []struct {
 		name, path, ct, encoding, tenant, body string
@@ -125,7 +150,12 @@ func TestMalformedAndInvalidRequestsGetA4xxNamingTheProblem(t *testing.T) {
 		{"loki without tenant", "/loki/api/v1/push", "application/json", "", "", `{"streams":[]}`, 400, "X-Scope-OrgID"},
 		{"loki bad protobuf", "/loki/api/v1/push", "application/x-protobuf", "", "t1", "not snappy", 400, "snappy"},
 		{"loki unknown content type", "/loki/api/v1/push", "text/plain", "", "t1", "hi", 415, "Content-Type"},
-		{"admin weight not a number", "/admin/analyzers/analyzer-1/weight", "application/json", "", "", `{"weight":"x"}`, 405, "not allowed"},
+		{"empty messages", "/ingest", "application/json", "", "", `{"emitter_id":"e","packet_id":1,"messages":[]}`, 400, "at least one message"},
+		{"too many messages", "/ingest", "application/json", "", "", `{"emitter_id":"e","packet_id":1,"messages":[{"message":"1"},{"message":"2"},{"message":"3"},{"message":"4"}]}`, 400, "more than the limit of 3"},
+		{"bad tenant id", "/ingest", "application/json", "", "team/../etc", `{"emitter_id":"e","packet_id":1,"messages":[{"message":"1"}]}`, 400, "X-Scope-OrgID"},
+		{"snappy bomb", "/loki/api/v1/push", "application/x-protobuf", "", "t1", string(snappyBomb()), 413, "after snappy"},
+		{"admin weight on the wrong method", "/admin/analyzers/analyzer-1/weight", "application/json", "", "", `{"weight":"x"}`, 405, "not allowed"},
+		{"admin drain of an unknown analyzer", "/admin/analyzers/nope/drain", "", "", "", "", 404, "no analyzer nope"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,7 +173,17 @@ func TestMalformedAndInvalidRequestsGetA4xxNamingTheProblem(t *testing.T) {
 			require.Contains(t, body, tc.mention)
 		})
 	}
+	req, _ := http.NewRequest(http.MethodPut, url+"/admin/analyzers/analyzer-1/weight", strings.NewReader(`{"weight":-2}`))
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, "invalid weight")
 	require.Zero(t, distributorMetrics(t, s).TotalPackets, "nothing invalid was accepted")
+}
+
+// snappyBomb is a small snappy block whose header claims 1 GiB.
+func snappyBomb() []byte {
+	return append(binary.AppendUvarint(nil, 1<<30), 0)
 }
 
 // lazy formats a value only when a failure message is printed.

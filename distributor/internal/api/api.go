@@ -172,8 +172,8 @@ func (h *handler) accept(w http.ResponseWriter, r *http.Request, endpoint string
 		}
 		tenant = cfg.DefaultTenant
 	}
-	if len(tenant) > 256 {
-		fail(badRequest("tenant too long", ingest.Problem{Field: "X-Scope-OrgID", Problem: "is longer than 256 bytes"}))
+	if err := ingest.ValidateTenant(tenant); err != nil {
+		fail(badRequest("invalid tenant id", ingest.Problem{Field: "X-Scope-OrgID", Problem: err.Error()}))
 		return
 	}
 	if d := h.Limiter.Allow(tenant); !d.OK {

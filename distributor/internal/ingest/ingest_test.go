@@ -180,3 +180,12 @@ func TestEnvelopeRoundTripsThroughJSON(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &back))
 	require.Equal(t, "1", back["packet_id"])
 }
+
+func TestValidateTenant(t *testing.T) {
+	for _, ok := range []string{"default", "team-a", "A_b.c*d!e'(f)", strings.Repeat("x", 150)} {
+		require.NoError(t, ValidateTenant(ok), ok)
+	}
+	for _, bad := range []string{"", ".", "..", "a/b", "a b", "ünï", strings.Repeat("x", 151), "a\x00"} {
+		require.Error(t, ValidateTenant(bad), bad)
+	}
+}

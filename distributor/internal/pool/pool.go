@@ -175,18 +175,30 @@ func (p *Pool) startProbe(a *analyzer) {
 	go p.probeLoop(ctx, a)
 }
 
+// probeLoop probes on a fixed schedule: a probe that times out does not
+// push the next one back, so a hung analyzer (paused, SIGSTOPped) is found
+// within MaxFailures × interval + timeout. Timeout < interval is validated,
+// so probes never overlap.
 func (p *Pool) probeLoop(ctx context.Context, a *analyzer) {
 	p.probeOnce(ctx, a) // at once: do not wait an interval to learn the state
+	p.mu.Lock()
+	interval := p.health.Interval
+	p.mu.Unlock()
+	t := time.NewTicker(interval)
+	defer t.Stop()
 	for {
-		p.mu.Lock()
-		interval := p.health.Interval
-		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(interval):
+		case <-t.C:
 		}
 		p.probeOnce(ctx, a)
+		p.mu.Lock()
+		if p.health.Interval != interval { // changed by a reload
+			interval = p.health.Interval
+			t.Reset(interval)
+		}
+		p.mu.Unlock()
 	}
 }
 

@@ -186,3 +186,42 @@ func TestReloadAddsAndRemovesAnalyzers(t *testing.T) {
 		require.Equal(t, map[string]bool{"a2": true, "a3": true, "a4": true}, up(p))
 	})
 }
+
+// hangingAnalyzers never answer a3 (a paused or SIGSTOPped process): each
+// probe runs into its timeout.
+type hangingAnalyzers struct {
+	mu   sync.Mutex
+	hang bool
+}
+
+func (h *hangingAnalyzers) RoundTrip(r *http.Request) (*http.Response, error) {
+	h.mu.Lock()
+	hang := h.hang && r.URL.Host == "a3"
+	h.mu.Unlock()
+	if hang {
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader(`{}`)), Request: r}, nil
+}
+
+func TestAHungAnalyzerIsDetectedWithinThreeSecondsDespiteProbeTimeouts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &hangingAnalyzers{}
+		p := New(testConfig(), Options{Client: &http.Client{Transport: h}, Logger: slog.New(slog.DiscardHandler)})
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go p.Run(ctx)
+		time.Sleep(5*time.Second + time.Millisecond) // just after a probe: the worst moment
+		h.mu.Lock()
+		h.hang = true
+		h.mu.Unlock()
+		hung := time.Now()
+		for up(p)["a3"] {
+			time.Sleep(10 * time.Millisecond)
+		}
+		// MaxFailures × interval + timeout; a schedule that waited an
+		// interval after each timed-out probe would take 3 s here.
+		require.LessOrEqual(t, time.Since(hung), 2500*time.Millisecond)
+	})
+}
