@@ -5,8 +5,10 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BINARIES  := distributor analyzer devkafka
 FUZZTIME  ?= 20s
+TOOLS     := $(CURDIR)/bin/tools
+K6_VERSION := v1.8.1
 
-.PHONY: help build test test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools test test-short race fuzz bench dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,8 +19,14 @@ build: ## static binaries into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/analyzer ./services/analyzer/cmd/analyzer
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/devkafka ./devkafka/cmd/devkafka
 
-test: vet fmt-check tidy-check ## every test (no Docker needed), with the race detector
-	$(GO) test -race -count=1 ./...
+tools: $(TOOLS)/k6 ## test tools built from the Go module proxy (k6 $(K6_VERSION)) into bin/tools
+
+$(TOOLS)/k6:
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) GOFLAGS=-buildvcs=false $(GO) install go.k6.io/k6@$(K6_VERSION)
+
+test: vet fmt-check tidy-check tools ## every test (no Docker needed), with the race detector
+	K6_BIN=$(TOOLS)/k6 $(GO) test -race -count=1 -timeout 20m ./...
 
 test-short: ## unit tests only, fast
 	$(GO) test -short -count=1 ./...
