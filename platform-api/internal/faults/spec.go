@@ -1,0 +1,153 @@
+// Package faults injects and reverts faults on the project's containers.
+//
+// Container faults act through the Docker API: pause, stop, kill (a
+// signal), restart, and CPU and memory limits. Each has a duration and is
+// reverted when it ends, when it is stopped, on reset, and after the
+// platform itself restarts: before a fault is applied, a marker container
+// (created, never started) records it in dsplab.job.* labels, and at
+// start-up every marker is reconciled — reverted if expired, re-armed if
+// not. Reverting is idempotent, so a crash between marking and applying is
+// harmless.
+package faults
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Fault types.
+const (
+	Pause   = "pause"
+	Stop    = "stop"
+	Kill    = "kill"
+	Restart = "restart"
+	CPU     = "cpu"
+	Memory  = "memory"
+)
+
+// NetworkTypes are the Pumba network faults; they are recognised but not
+// available yet in this version of the platform.
+var NetworkTypes = []string{"delay", "loss", "duplicate", "corrupt", "rate", "partition"}
+
+// ContainerTypes are the container faults.
+var ContainerTypes = []string{Pause, Stop, Kill, Restart, CPU, Memory}
+
+// class groups faults that cannot be active together on one container.
+func class(t string) string {
+	switch t {
+	case Pause, Stop, Kill, Restart:
+		return "state"
+	case CPU:
+		return "cpu"
+	case Memory:
+		return "memory"
+	}
+	return "network"
+}
+
+// Spec is a request for a fault.
+type Spec struct {
+	Type       string
+	Target     string
+	Duration   time.Duration
+	Signal     string
+	CPUs       float64
+	MemoryMB   int
+	AllowInfra bool
+}
+
+// Limits bound what may be asked.
+type Limits struct {
+	MaxDuration   time.Duration
+	MaxConcurrent int
+}
+
+// Problem names one invalid field.
+type Problem struct {
+	Field   string `json:"field"`
+	Problem string `json:"problem"`
+}
+
+// ValidationError lists every problem of a request.
+type ValidationError struct{ Problems []Problem }
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.Field + ": " + p.Problem
+	}
+	return "invalid fault: " + strings.Join(parts, "; ")
+}
+
+var signals = []string{"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGSTOP", "SIGCONT"}
+
+// Validate checks s against the limits and the host, returning every
+// problem at once.
+func (s *Spec) Validate(lim Limits, hostCPUs int) error {
+	var ps []Problem
+	bad := func(field, format string, a ...any) { ps = append(ps, Problem{field, fmt.Sprintf(format, a...)}) }
+	known := slices.Contains(ContainerTypes, s.Type)
+	switch {
+	case s.Type == "":
+		bad("type", "is required: one of %s", strings.Join(ContainerTypes, ", "))
+	case slices.Contains(NetworkTypes, s.Type):
+		// reported by the manager as not implemented
+	case !known:
+		bad("type", "%q is not a fault type: one of %s", s.Type, strings.Join(ContainerTypes, ", "))
+	}
+	if s.Target == "" {
+		bad("target", "is required: a compose service or container name (see GET /api/targets)")
+	}
+	if s.Type != Restart {
+		switch {
+		case s.Duration <= 0:
+			bad("durationSeconds", "must be positive")
+		case s.Duration > lim.MaxDuration:
+			bad("durationSeconds", "must be at most %d (the platform's cap)", int(lim.MaxDuration.Seconds()))
+		}
+	}
+	if s.Type == Kill {
+		if s.Signal == "" {
+			s.Signal = "SIGKILL"
+		}
+		s.Signal = strings.ToUpper(s.Signal)
+		if !strings.HasPrefix(s.Signal, "SIG") {
+			s.Signal = "SIG" + s.Signal
+		}
+		if !slices.Contains(signals, s.Signal) {
+			bad("signal", "%q is not one of %s", s.Signal, strings.Join(signals, ", "))
+		}
+	}
+	if s.Type == CPU && (s.CPUs < 0.01 || s.CPUs > float64(hostCPUs)) {
+		bad("cpus", "must be from 0.01 to %d (the host's CPUs)", hostCPUs)
+	}
+	if s.Type == Memory && (s.MemoryMB < 6 || s.MemoryMB > 1<<20) {
+		bad("memoryMB", "must be at least 6 (Docker's minimum)")
+	}
+	if len(ps) > 0 {
+		return &ValidationError{Problems: ps}
+	}
+	return nil
+}
+
+// Command is the docker CLI equivalent of a fault, shown in its record so
+// that a learner can repeat it by hand.
+func (s Spec) Command(container string) string {
+	switch s.Type {
+	case Pause:
+		return "docker pause " + container
+	case Stop:
+		return "docker stop " + container
+	case Kill:
+		return "docker kill --signal " + s.Signal + " " + container
+	case Restart:
+		return "docker restart " + container
+	case CPU:
+		return fmt.Sprintf("docker update --cpus %g %s", s.CPUs, container)
+	case Memory:
+		return fmt.Sprintf("docker update --memory %dm --memory-swap %dm %s", s.MemoryMB, s.MemoryMB, container)
+	}
+	return ""
+}
