@@ -3,12 +3,12 @@ GO        ?= go
 BIN       := bin
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
-BINARIES  := distributor analyzer devkafka
+BINARIES  := distributor analyzer devkafka platform-api
 FUZZTIME  ?= 20s
 TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
 
-.PHONY: help build tools test test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools swagger test test-short race fuzz bench dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -18,15 +18,28 @@ build: ## static binaries into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/distributor ./distributor/cmd/distributor
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/analyzer ./services/analyzer/cmd/analyzer
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/devkafka ./devkafka/cmd/devkafka
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/platform-api ./platform-api/cmd/platform-api
 
-tools: $(TOOLS)/k6 ## test tools built from the Go module proxy (k6 $(K6_VERSION)) into bin/tools
+SWAG_VERSION := v1.16.6
+SWAG_ARGS := init -q -g api.go -d platform-api/internal/api,platform-api/internal/faults --packageName apidocs --outputTypes go,json,yaml
+
+tools: $(TOOLS)/k6 $(TOOLS)/swag ## tools built from the Go module proxy into bin/tools: k6 $(K6_VERSION), swag $(SWAG_VERSION)
 
 $(TOOLS)/k6:
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) GOFLAGS=-buildvcs=false $(GO) install go.k6.io/k6@$(K6_VERSION)
 
+$(TOOLS)/swag:
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) GOFLAGS=-buildvcs=false $(GO) install github.com/swaggo/swag/cmd/swag@$(SWAG_VERSION)
+
+SWAGGER_OUT ?= platform-api/internal/apidocs
+
+swagger: $(TOOLS)/swag ## regenerate the platform API's OpenAPI spec (platform-api/internal/apidocs) from the swag comments
+	$(TOOLS)/swag $(SWAG_ARGS) -o $(SWAGGER_OUT)
+
 test: vet fmt-check tidy-check tools ## every test (no Docker needed), with the race detector
-	K6_BIN=$(TOOLS)/k6 $(GO) test -race -count=1 -timeout 20m ./...
+	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag $(GO) test -race -count=1 -timeout 20m ./...
 
 test-short: ## unit tests only, fast
 	$(GO) test -short -count=1 ./...

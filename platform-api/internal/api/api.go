@@ -1,0 +1,180 @@
+// Package api is the platform's HTTP interface: chi routes with swag
+// annotations (the OpenAPI spec in package apidocs is generated from them
+// by `make swagger`), Swagger UI, metrics and the one JSON error shape.
+//
+//	@title			DSP Lab platform API
+//	@version		0.1
+//	@description	Drive the DSP Lab stack: list targets and inject faults (pause, stop, kill, restart, CPU and memory limits) into the compose project's containers. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.
+//	@BasePath		/
+//	@securityDefinitions.apikey	BearerToken
+//	@in							header
+//	@name						Authorization
+//	@description				"Bearer <PLATFORM_API_TOKEN>", needed for mutating routes when the platform has a token.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	httpSwagger "github.com/swaggo/http-swagger/v2"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dsplab/dsplab/platform-api/internal/docker"
+	"github.com/dsplab/dsplab/platform-api/internal/faults"
+
+	_ "github.com/dsplab/dsplab/platform-api/internal/apidocs" // registers the generated spec
+)
+
+// Targets lists the project's containers.
+type Targets interface {
+	Project() string
+	Targets(ctx context.Context) ([]docker.Container, error)
+}
+
+// Faults starts, lists and reverts faults.
+type Faults interface {
+	Start(ctx context.Context, s faults.Spec) (faults.Fault, error)
+	StopFault(ctx context.Context, id string) (faults.Fault, error)
+	Reset(ctx context.Context) ([]faults.Fault, error)
+	Get(id string) (faults.Fault, error)
+	List() []faults.Fault
+}
+
+// Deps are the handlers' collaborators.
+type Deps struct {
+	Targets        Targets
+	Faults         Faults
+	Token          string // PLATFORM_API_TOKEN; empty: no authentication
+	MetricsHandler http.Handler
+	TracerProvider trace.TracerProvider
+	Logger         *slog.Logger
+}
+
+type handler struct{ Deps }
+
+// NewRouter returns the platform's HTTP handler.
+func NewRouter(d Deps) http.Handler {
+	h := &handler{d}
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Use(otelhttp.NewMiddleware("platform-api", otelhttp.WithTracerProvider(d.TracerProvider),
+		otelhttp.WithFilter(func(r *http.Request) bool { return r.URL.Path != "/metrics" && r.URL.Path != "/health" })))
+	r.Use(nameSpanByRoute)
+	r.Get("/health", h.health)
+	r.Method(http.MethodGet, "/metrics", d.MetricsHandler)
+	r.Get("/swagger", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/swagger/index.html", http.StatusFound)
+	})
+	r.Get("/swagger/*", httpSwagger.Handler(httpSwagger.URL("/swagger/doc.json")))
+	r.Route("/api", func(r chi.Router) {
+		r.Use(h.authenticate)
+		r.Get("/targets", h.listTargets)
+		r.Get("/faults", h.listFaults)
+		r.Post("/faults", h.startFault)
+		r.Post("/faults/reset", h.resetFaults)
+		r.Get("/faults/{id}", h.getFault)
+		r.Post("/faults/{id}/stop", h.stopFault)
+		r.Delete("/faults/{id}", h.stopFault)
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "no route " + r.Method + " " + r.URL.Path})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: "method " + r.Method + " not allowed on " + r.URL.Path})
+	})
+	return r
+}
+
+// nameSpanByRoute names the server span after the chi route once routing
+// is done (otelhttp starts it before the route is known).
+func nameSpanByRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			span := trace.SpanFromContext(r.Context())
+			span.SetName(r.Method + " " + rc.RoutePattern())
+			span.SetAttributes(attribute.String("http.route", rc.RoutePattern()))
+		}
+	})
+}
+
+// authenticate requires the bearer token on mutating routes when one is
+// configured; reading stays open, as on a lab machine.
+func (h *handler) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.Token == "" || r.Method == http.MethodGet || r.Method == http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.Token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dsplab"`)
+			writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: "this route needs Authorization: Bearer <PLATFORM_API_TOKEN>"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ErrorResponse is every error answer.
+type ErrorResponse struct {
+	Error    string           `json:"error" example:"invalid fault"`
+	Problems []faults.Problem `json:"problems,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError maps domain errors to status codes.
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ve *faults.ValidationError
+	status := http.StatusInternalServerError
+	body := ErrorResponse{Error: err.Error()}
+	switch {
+	case errors.As(err, &ve):
+		status, body.Error, body.Problems = http.StatusBadRequest, "invalid request", ve.Problems
+	case errors.Is(err, faults.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, faults.ErrConflict):
+		status = http.StatusConflict
+	case errors.Is(err, faults.ErrInfra):
+		status = http.StatusForbidden
+	case errors.Is(err, faults.ErrTooMany):
+		status = http.StatusTooManyRequests
+	case errors.Is(err, faults.ErrNotImplemented):
+		status = http.StatusNotImplemented
+	}
+	if status >= 500 {
+		h.Logger.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, body)
+}
+
+// HealthResponse is GET /health.
+type HealthResponse struct {
+	Status  string `json:"status" example:"ok"`
+	Project string `json:"project" example:"dsplab"`
+}
+
+// health godoc
+//
+//	@Summary	Liveness of the platform API
+//	@Tags		platform
+//	@Produce	json
+//	@Success	200	{object}	HealthResponse
+//	@Router		/health [get]
+func (h *handler) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, HealthResponse{Status: "ok", Project: h.Targets.Project()})
+}

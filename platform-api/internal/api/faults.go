@@ -1,0 +1,204 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/dsplab/dsplab/platform-api/internal/faults"
+)
+
+// FaultRequest is POST /api/faults.
+type FaultRequest struct {
+	// Type of fault.
+	Type string `json:"type" example:"pause" enums:"pause,stop,kill,restart,cpu,memory"`
+	// Target is a compose service (or container) name from GET /api/targets.
+	Target string `json:"target" example:"analyzer-2"`
+	// DurationSeconds until the fault is reverted (not for restart).
+	DurationSeconds float64 `json:"durationSeconds" example:"15"`
+	// Signal for kill (default SIGKILL).
+	Signal string `json:"signal,omitempty" example:"SIGKILL"`
+	// CPUs for cpu: the CPU limit, e.g. 0.2.
+	CPUs float64 `json:"cpus,omitempty" example:"0.2"`
+	// MemoryMB for memory: the memory limit in MiB (at least 6).
+	MemoryMB int `json:"memoryMB,omitempty" example:"64"`
+	// AllowInfra must be true to target a service labelled dsplab.role=infra.
+	AllowInfra bool `json:"allowInfra,omitempty" example:"false"`
+}
+
+// FaultResponse is one fault's record.
+type FaultResponse struct {
+	ID          string            `json:"id" example:"f-1a2b3c4d5e6f"`
+	Type        string            `json:"type" example:"pause"`
+	Target      string            `json:"target" example:"analyzer-2"`
+	Container   string            `json:"container" example:"dsplab-analyzer-2-1"`
+	ContainerID string            `json:"containerId"`
+	Params      map[string]string `json:"params,omitempty"`
+	State       string            `json:"state" example:"active" enums:"active,reverting,reverted,completed,failed"`
+	Command     string            `json:"command" example:"docker pause dsplab-analyzer-2-1"`
+	StartedAt   time.Time         `json:"startedAt"`
+	EndsAt      *time.Time        `json:"endsAt,omitempty"`
+	EndedAt     *time.Time        `json:"endedAt,omitempty"`
+	EndReason   string            `json:"endReason,omitempty" example:"duration elapsed"`
+	Error       string            `json:"error,omitempty"`
+}
+
+// FaultsResponse is a list of faults.
+type FaultsResponse struct {
+	Faults []FaultResponse `json:"faults"`
+}
+
+func toResponse(f faults.Fault) FaultResponse {
+	return FaultResponse{ID: f.ID, Type: f.Type, Target: f.Target, Container: f.Container, ContainerID: f.ContainerID,
+		Params: f.Params, State: f.State, Command: f.Command, StartedAt: f.StartedAt, EndsAt: f.EndsAt, EndedAt: f.EndedAt,
+		EndReason: f.EndReason, Error: f.Error}
+}
+
+// decodeStrict decodes one JSON object, rejecting unknown fields, and names
+// the field at fault.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		return &faults.ValidationError{Problems: []faults.Problem{{Field: "body", Problem: err.Error()}}}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			return &faults.ValidationError{Problems: []faults.Problem{{Field: te.Field, Problem: fmt.Sprintf("must be a %s, not a JSON %s", te.Type, te.Value)}}}
+		case errors.As(err, &se):
+			return &faults.ValidationError{Problems: []faults.Problem{{Field: "body", Problem: fmt.Sprintf("not JSON at byte %d: %v", se.Offset, err)}}}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return &faults.ValidationError{Problems: []faults.Problem{{Field: strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), Problem: "is not a known field"}}}
+		}
+		return &faults.ValidationError{Problems: []faults.Problem{{Field: "body", Problem: err.Error()}}}
+	}
+	return nil
+}
+
+// startFault godoc
+//
+//	@Summary		Inject a fault
+//	@Description	Applies a fault to a target container and schedules its revert after durationSeconds. Container faults: pause, stop, kill (signal), restart, cpu (limit), memory (limit). The record shows the equivalent docker command. Conflicting faults on one target (two state faults, or two of the same resource) answer 409.
+//	@Tags			faults
+//	@Accept			json
+//	@Produce		json
+//	@Param			fault	body		FaultRequest	true	"the fault"
+//	@Success		201		{object}	FaultResponse
+//	@Header			201		{string}	Location	"/api/faults/{id}"
+//	@Failure		400		{object}	ErrorResponse	"every invalid field, listed"
+//	@Failure		401		{object}	ErrorResponse
+//	@Failure		403		{object}	ErrorResponse	"an infra service without allowInfra"
+//	@Failure		404		{object}	ErrorResponse	"no such target"
+//	@Failure		409		{object}	ErrorResponse	"a conflicting fault is active"
+//	@Failure		429		{object}	ErrorResponse	"too many active faults"
+//	@Failure		501		{object}	ErrorResponse	"network faults are not available yet"
+//	@Security		BearerToken
+//	@Router			/api/faults [post]
+func (h *handler) startFault(w http.ResponseWriter, r *http.Request) {
+	var req FaultRequest
+	if err := decodeStrict(w, r, &req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	spec := faults.Spec{Type: req.Type, Target: req.Target, Duration: time.Duration(req.DurationSeconds * float64(time.Second)),
+		Signal: req.Signal, CPUs: req.CPUs, MemoryMB: req.MemoryMB, AllowInfra: req.AllowInfra}
+	// The fault outlives the request: it runs under the platform's own
+	// context inside the manager, never the request's.
+	f, err := h.Faults.Start(r.Context(), spec)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/faults/"+f.ID)
+	writeJSON(w, http.StatusCreated, toResponse(f))
+}
+
+// listFaults godoc
+//
+//	@Summary	List faults, newest first
+//	@Tags		faults
+//	@Produce	json
+//	@Param		state	query		string	false	"only faults in this state"	Enums(active, reverted, completed, failed)
+//	@Success	200		{object}	FaultsResponse
+//	@Router		/api/faults [get]
+func (h *handler) listFaults(w http.ResponseWriter, r *http.Request) {
+	state := r.URL.Query().Get("state")
+	out := FaultsResponse{Faults: []FaultResponse{}}
+	for _, f := range h.Faults.List() {
+		if state == "" || f.State == state {
+			out.Faults = append(out.Faults, toResponse(f))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// getFault godoc
+//
+//	@Summary	Get one fault
+//	@Tags		faults
+//	@Produce	json
+//	@Param		id	path		string	true	"fault id"
+//	@Success	200	{object}	FaultResponse
+//	@Failure	404	{object}	ErrorResponse
+//	@Router		/api/faults/{id} [get]
+func (h *handler) getFault(w http.ResponseWriter, r *http.Request) {
+	f, err := h.Faults.Get(chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toResponse(f))
+}
+
+// stopFault godoc
+//
+//	@Summary	Stop a fault early (revert it now)
+//	@Tags		faults
+//	@Produce	json
+//	@Param		id	path		string	true	"fault id"
+//	@Success	200	{object}	FaultResponse
+//	@Failure	404	{object}	ErrorResponse
+//	@Security	BearerToken
+//	@Router		/api/faults/{id}/stop [post]
+//	@Router		/api/faults/{id} [delete]
+func (h *handler) stopFault(w http.ResponseWriter, r *http.Request) {
+	f, err := h.Faults.StopFault(r.Context(), chi.URLParam(r, "id"))
+	if err != nil && f.ID == "" {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toResponse(f))
+}
+
+// resetFaults godoc
+//
+//	@Summary	Revert every active fault
+//	@Tags		faults
+//	@Produce	json
+//	@Success	200	{object}	FaultsResponse
+//	@Failure	500	{object}	ErrorResponse	"some faults could not be reverted"
+//	@Security	BearerToken
+//	@Router		/api/faults/reset [post]
+func (h *handler) resetFaults(w http.ResponseWriter, r *http.Request) {
+	fs, err := h.Faults.Reset(r.Context())
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	out := FaultsResponse{Faults: make([]FaultResponse, len(fs))}
+	for i, f := range fs {
+		out.Faults[i] = toResponse(f)
+	}
+	writeJSON(w, http.StatusOK, out)
+}

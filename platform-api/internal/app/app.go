@@ -1,0 +1,162 @@
+// Package app wires the platform API: configuration, the Docker runtime,
+// the fault manager (reconciled before serving), metrics and HTTP.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dsplab/dsplab/internal/httpserver"
+	"github.com/dsplab/dsplab/internal/telemetry"
+	"github.com/dsplab/dsplab/platform-api/internal/api"
+	"github.com/dsplab/dsplab/platform-api/internal/docker"
+	"github.com/dsplab/dsplab/platform-api/internal/faults"
+)
+
+// Config is the platform's configuration, from the environment.
+type Config struct {
+	Listen  string
+	Project string // COMPOSE_PROJECT; empty: the platform's own container's project
+	Token   string // PLATFORM_API_TOKEN
+	Limits  faults.Limits
+}
+
+// ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN,
+// MAX_FAULT_DURATION_SECONDS (600) and MAX_CONCURRENT_FAULTS (10),
+// reporting every bad value at once.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	var errs []error
+	get := func(k, def string) string {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			return v
+		}
+		return def
+	}
+	positive := func(k, def string) int {
+		n, err := strconv.Atoi(get(k, def))
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: must be a positive integer", k, get(k, def)))
+		}
+		return n
+	}
+	c := Config{
+		Listen: ":" + get("PORT", "5050"), Project: get("COMPOSE_PROJECT", ""), Token: getenv("PLATFORM_API_TOKEN"),
+		Limits: faults.Limits{
+			MaxDuration:   time.Duration(positive("MAX_FAULT_DURATION_SECONDS", "600")) * time.Second,
+			MaxConcurrent: positive("MAX_CONCURRENT_FAULTS", "10"),
+		},
+	}
+	return c, errors.Join(errs...)
+}
+
+// App is a running platform API.
+type App struct {
+	rt     *docker.Runtime
+	faults *faults.Manager
+	server *httpserver.Server
+	log    *slog.Logger
+}
+
+// New connects to Docker, reconciles faults left by an earlier run, and
+// binds the HTTP port (listen overrides cfg.Listen when not empty).
+func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Providers, log *slog.Logger) (*App, error) {
+	rt, err := docker.New(ctx, cfg.Project)
+	if err != nil {
+		return nil, err
+	}
+	meter := tel.MeterProvider.Meter("github.com/dsplab/dsplab/platform-api")
+	obs, err := newFaultMetrics(meter)
+	if err != nil {
+		return nil, err
+	}
+	m := faults.New(rt, cfg.Limits, log, obs)
+	if err := registerGauges(meter, m); err != nil {
+		return nil, err
+	}
+	// Before serving: a fault left by a platform that was killed is
+	// reverted (expired) or taken over (still running).
+	if err := m.Reconcile(ctx); err != nil {
+		log.Error("reconcile faults", "err", err)
+	}
+	a := &App{rt: rt, faults: m, log: log}
+	if listen == "" {
+		listen = cfg.Listen
+	}
+	a.server, err = httpserver.Listen(listen, api.NewRouter(api.Deps{
+		Targets: rt, Faults: m, Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
+		TracerProvider: tel.TracerProvider, Logger: log,
+	}), httpserver.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("platform API ready", "project", rt.Project(), "addr", a.server.Addr())
+	return a, nil
+}
+
+// Addr is the HTTP listen address.
+func (a *App) Addr() string { return a.server.Addr() }
+
+// Run serves until ctx ends. On a graceful stop every active fault is
+// reverted, since nobody would be left to revert it on time; after a
+// kill -9 the markers remain and the next start reconciles them.
+func (a *App) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.server.Run(gctx) })
+	err := g.Wait()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	defer cancel()
+	if reverted, rerr := a.faults.Reset(rctx); rerr != nil {
+		a.log.Error("revert faults on shutdown", "err", rerr)
+	} else if len(reverted) > 0 {
+		a.log.Info("reverted active faults on shutdown", "count", len(reverted))
+	}
+	a.faults.Close()
+	a.rt.Close()
+	return err
+}
+
+// faultMetrics counts faults and implements faults.Observer.
+type faultMetrics struct {
+	total metric.Int64Counter
+}
+
+func newFaultMetrics(m metric.Meter) (*faultMetrics, error) {
+	c, err := m.Int64Counter("platform_faults", metric.WithDescription("Faults started, by type and target."))
+	return &faultMetrics{total: c}, err
+}
+
+func (f *faultMetrics) FaultStarted(x faults.Fault) {
+	f.total.Add(context.Background(), 1, metric.WithAttributes(attribute.String("type", x.Type), attribute.String("target", x.Target)))
+}
+
+func (f *faultMetrics) FaultEnded(faults.Fault) {}
+
+// registerGauges exports platform_fault_active{type,target}: 1 while such
+// a fault is active, 0 after (the series stays, so a panel shows the end).
+func registerGauges(m metric.Meter, fm *faults.Manager) error {
+	g, err := m.Int64ObservableGauge("platform_fault_active", metric.WithDescription("Active faults by type and target."))
+	if err != nil {
+		return err
+	}
+	seen := map[[2]string]bool{}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		active := fm.Active()
+		for k := range active {
+			seen[k] = true
+		}
+		for k := range seen {
+			o.ObserveInt64(g, int64(active[k]), metric.WithAttributes(attribute.String("type", k[0]), attribute.String("target", k[1])))
+		}
+		return nil
+	}, g)
+	return err
+}
