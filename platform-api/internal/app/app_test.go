@@ -1,0 +1,112 @@
+package app
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/devstack"
+	"github.com/dsplab/dsplab/platform-api/internal/dockertest"
+)
+
+// The real platform-api binary against the real Docker engine.
+
+func buildPlatform(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "platform-api")
+	root, err := exec.Command("go", "env", "GOMOD").Output()
+	require.NoError(t, err)
+	cmd := exec.Command("go", "build", "-o", out, "./platform-api/cmd/platform-api")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(root)))
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(b))
+	return out
+}
+
+type platform struct {
+	t    *testing.T
+	bin  string
+	env  []string
+	url  string
+	cmd  *exec.Cmd
+	logs strings.Builder
+}
+
+func (p *platform) start() {
+	p.t.Helper()
+	p.cmd = exec.Command(p.bin)
+	p.cmd.Env = append(os.Environ(), p.env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
+	require.NoError(p.t, p.cmd.Start())
+	devstack.Eventually(p.t, 20*time.Second, func() bool {
+		resp, err := http.Get(p.url + "/health")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	}, "platform-api did not come up:\n%s", &p.logs)
+}
+
+func (p *platform) post(path, body string) (int, map[string]any) {
+	resp, err := http.Post(p.url+path, "application/json", strings.NewReader(body))
+	require.NoError(p.t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (p *platform) get(path string) string {
+	resp, err := http.Get(p.url + path)
+	require.NoError(p.t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestAKilledPlatformLeavesNoFaultBehindAfterItRestarts(t *testing.T) {
+	proj := dockertest.NewProject(t)
+	a1 := proj.Run("analyzer-1", "target")
+	a2 := proj.Run("analyzer-2", "target")
+	port := devstack.FreePort(t)
+	p := &platform{t: t, bin: buildPlatform(t), url: "http://127.0.0.1:" + strconv.Itoa(port),
+		env: []string{"COMPOSE_PROJECT=" + proj.Name, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn"}}
+	p.start()
+
+	code, f := p.post("/api/faults", `{"type":"pause","target":"analyzer-1","durationSeconds":2}`)
+	require.Equal(t, http.StatusCreated, code, f)
+	code, f = p.post("/api/faults", `{"type":"cpu","target":"analyzer-2","durationSeconds":120,"cpus":0.3}`)
+	require.Equal(t, http.StatusCreated, code, f)
+	require.Equal(t, "paused", dockertest.Inspect(t, a1, "{{.State.Status}}"))
+	require.Equal(t, "300000000", dockertest.Inspect(t, a2, "{{.HostConfig.NanoCpus}}"))
+	metrics := p.get("/metrics")
+	require.Contains(t, metrics, `platform_fault_active{target="analyzer-1",type="pause"} 1`)
+	require.Contains(t, metrics, `platform_faults_total{target="analyzer-2",type="cpu"} 1`)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
+	p.cmd.Wait()
+	time.Sleep(2500 * time.Millisecond) // the pause expires while nobody watches
+	require.Equal(t, "paused", dockertest.Inspect(t, a1, "{{.State.Status}}"))
+
+	p.start()
+	require.Equal(t, "running", dockertest.Inspect(t, a1, "{{.State.Status}}"), "the expired pause was reverted at start-up")
+	active := p.get("/api/faults?state=active")
+	require.Contains(t, active, `"type":"cpu"`, "the running cpu fault was taken over")
+	require.NotContains(t, active, `"type":"pause"`)
+
+	// A graceful stop reverts what is still active.
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.cmd.Wait())
+	require.NotEqual(t, "300000000", dockertest.Inspect(t, a2, "{{.HostConfig.NanoCpus}}"))
+	require.Empty(t, dockertest.Containers(t, "dsplab.job.project="+proj.Name), "no marker left:\n%s", &p.logs)
+}
