@@ -4,7 +4,7 @@
 //
 //	@title			DSP Lab platform API
 //	@version		0.1
-//	@description	Drive the DSP Lab stack: list targets and inject faults (pause, stop, kill, restart, CPU and memory limits) into the compose project's containers. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.
+//	@description	Drive the DSP Lab stack: list targets, start traffic (k6 jobs) and inject faults (pause, stop, kill, restart, CPU and memory limits) into the compose project's containers. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.
 //	@BasePath		/
 //	@securityDefinitions.apikey	BearerToken
 //	@in							header
@@ -53,6 +53,7 @@ type Faults interface {
 type Deps struct {
 	Targets        Targets
 	Faults         Faults
+	Traffic        Traffic
 	Token          string // PLATFORM_API_TOKEN; empty: no authentication
 	MetricsHandler http.Handler
 	TracerProvider trace.TracerProvider
@@ -84,6 +85,10 @@ func NewRouter(d Deps) http.Handler {
 		r.Get("/faults/{id}", h.getFault)
 		r.Post("/faults/{id}/stop", h.stopFault)
 		r.Delete("/faults/{id}", h.stopFault)
+		r.Get("/traffic", h.listTraffic)
+		r.Post("/traffic/start", h.startTraffic)
+		r.Get("/traffic/{id}", h.getTraffic)
+		r.Post("/traffic/{id}/stop", h.stopTraffic)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "no route " + r.Method + " " + r.URL.Path})

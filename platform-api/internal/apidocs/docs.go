@@ -299,6 +299,162 @@ const docTemplate = `{
                 }
             }
         },
+        "/api/traffic": {
+            "get": {
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "traffic"
+                ],
+                "summary": "List traffic jobs, newest first",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.TrafficJobsResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/traffic/start": {
+            "post": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
+                "description": "Runs a k6 job container with a shipped script on the stack's network; its metrics go to Prometheus by remote write, tagged job_id. Answers at once with the job; poll its Location for progress and, at the end, the k6 summary.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "traffic"
+                ],
+                "summary": "Start traffic (a k6 job)",
+                "parameters": [
+                    {
+                        "description": "the traffic to send",
+                        "name": "job",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/api.TrafficRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "schema": {
+                            "$ref": "#/definitions/api.TrafficJobResponse"
+                        },
+                        "headers": {
+                            "Location": {
+                                "type": "string",
+                                "description": "/api/traffic/{id}"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "every invalid field, listed",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "429": {
+                        "description": "too many jobs running",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/traffic/{id}": {
+            "get": {
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "traffic"
+                ],
+                "summary": "Get one traffic job: status, progress, summary",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "job id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.TrafficJobResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/traffic/{id}/stop": {
+            "post": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
+                "description": "Sends k6 SIGTERM: it stops its scenarios and still writes its summary.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "traffic"
+                ],
+                "summary": "Stop a traffic job early",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "job id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.TrafficJobResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/health": {
             "get": {
                 "produces": [
@@ -524,6 +680,139 @@ const docTemplate = `{
                 }
             }
         },
+        "api.TrafficJobResponse": {
+            "type": "object",
+            "properties": {
+                "command": {
+                    "description": "Command is the k6 command line the job container runs.",
+                    "type": "string"
+                },
+                "containerId": {
+                    "type": "string"
+                },
+                "durationSeconds": {
+                    "type": "number",
+                    "example": 60
+                },
+                "endedAt": {
+                    "type": "string"
+                },
+                "error": {
+                    "type": "string"
+                },
+                "exitCode": {
+                    "type": "integer"
+                },
+                "id": {
+                    "type": "string",
+                    "example": "t-1a2b3c4d5e6f"
+                },
+                "params": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "string"
+                    }
+                },
+                "profile": {
+                    "type": "string",
+                    "example": "constant"
+                },
+                "progress": {
+                    "description": "Progress is the elapsed share of the planned duration, 0..1.",
+                    "type": "number",
+                    "example": 0.5
+                },
+                "rps": {
+                    "type": "number",
+                    "example": 300
+                },
+                "script": {
+                    "type": "string",
+                    "example": "ingest-packets"
+                },
+                "startedAt": {
+                    "type": "string"
+                },
+                "state": {
+                    "type": "string",
+                    "enum": [
+                        "running",
+                        "finished",
+                        "failed",
+                        "stopped"
+                    ],
+                    "example": "running"
+                },
+                "summary": {
+                    "description": "Summary is the k6 JSON summary (plan, overview, thresholds) once the\njob has ended.",
+                    "type": "object"
+                },
+                "targetUrl": {
+                    "type": "string",
+                    "example": "http://distributor:8080"
+                }
+            }
+        },
+        "api.TrafficJobsResponse": {
+            "type": "object",
+            "properties": {
+                "jobs": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/api.TrafficJobResponse"
+                    }
+                }
+            }
+        },
+        "api.TrafficRequest": {
+            "type": "object",
+            "properties": {
+                "durationSeconds": {
+                    "description": "DurationSeconds of the run.",
+                    "type": "number",
+                    "example": 60
+                },
+                "params": {
+                    "description": "Params are the script's and profile's other variables, e.g.\nMAX_MESSAGES, TENANTS, RETRIES, RAMP_TO, SPIKE_PEAK, SEED,\nTHRESHOLD_P95_MS, ABORT_ON_FAIL (see README, k6 section).",
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "string"
+                    }
+                },
+                "profile": {
+                    "description": "Profile of the arrival rate.",
+                    "type": "string",
+                    "enum": [
+                        "constant",
+                        "ramp",
+                        "spike",
+                        "burst",
+                        "stochastic"
+                    ],
+                    "example": "constant"
+                },
+                "rps": {
+                    "description": "RPS is the request (packet) rate; for ramp and spike the profile's\nparameters shape it from there.",
+                    "type": "number",
+                    "example": 300
+                },
+                "script": {
+                    "description": "Script to run (k6/\u003cscript\u003e.js).",
+                    "type": "string",
+                    "enum": [
+                        "ingest-packets",
+                        "loki-push",
+                        "service-chain"
+                    ],
+                    "example": "ingest-packets"
+                },
+                "targetUrl": {
+                    "description": "TargetURL is the base URL of the service under load, as seen from the\nstack's network (a path naming the script's endpoint is accepted).",
+                    "type": "string",
+                    "example": "http://distributor:8080"
+                }
+            }
+        },
         "faults.Problem": {
             "type": "object",
             "properties": {
@@ -553,7 +842,7 @@ var SwaggerInfo = &swag.Spec{
 	BasePath:         "/",
 	Schemes:          []string{},
 	Title:            "DSP Lab platform API",
-	Description:      "Drive the DSP Lab stack: list targets and inject faults (pause, stop, kill, restart, CPU and memory limits) into the compose project's containers. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.",
+	Description:      "Drive the DSP Lab stack: list targets, start traffic (k6 jobs) and inject faults (pause, stop, kill, restart, CPU and memory limits) into the compose project's containers. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.",
 	InfoInstanceName: "swagger",
 	SwaggerTemplate:  docTemplate,
 	LeftDelim:        "{{",

@@ -20,6 +20,7 @@ import (
 	"github.com/dsplab/dsplab/platform-api/internal/api"
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
+	"github.com/dsplab/dsplab/platform-api/internal/traffic"
 )
 
 // Config is the platform's configuration, from the environment.
@@ -28,11 +29,15 @@ type Config struct {
 	Project string // COMPOSE_PROJECT; empty: the platform's own container's project
 	Token   string // PLATFORM_API_TOKEN
 	Limits  faults.Limits
+	Traffic traffic.Config
 }
 
 // ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN,
-// MAX_FAULT_DURATION_SECONDS (600) and MAX_CONCURRENT_FAULTS (10),
-// reporting every bad value at once.
+// MAX_FAULT_DURATION_SECONDS (600), MAX_CONCURRENT_FAULTS (10), K6_IMAGE
+// (grafana/k6:1.8.1), K6_SCRIPTS_DIR (/k6, the image's copy of k6/),
+// TRAFFIC_NETWORK (the project's network), PROMETHEUS_RW_URL (remote write;
+// empty: off), MAX_TRAFFIC_RPS (20000), MAX_TRAFFIC_DURATION_SECONDS (3600)
+// and MAX_TRAFFIC_JOBS (3), reporting every bad value at once.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
 	get := func(k, def string) string {
@@ -54,16 +59,25 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			MaxDuration:   time.Duration(positive("MAX_FAULT_DURATION_SECONDS", "600")) * time.Second,
 			MaxConcurrent: positive("MAX_CONCURRENT_FAULTS", "10"),
 		},
+		Traffic: traffic.Config{
+			Image: get("K6_IMAGE", "grafana/k6:1.8.1"), ScriptsDir: get("K6_SCRIPTS_DIR", "/k6"),
+			Network: get("TRAFFIC_NETWORK", ""), RemoteWriteURL: get("PROMETHEUS_RW_URL", ""),
+			MaxRPS:      float64(positive("MAX_TRAFFIC_RPS", "20000")),
+			MaxDuration: time.Duration(positive("MAX_TRAFFIC_DURATION_SECONDS", "3600")) * time.Second,
+			MaxJobs:     positive("MAX_TRAFFIC_JOBS", "3"),
+		},
 	}
 	return c, errors.Join(errs...)
 }
 
 // App is a running platform API.
 type App struct {
-	rt     *docker.Runtime
-	faults *faults.Manager
-	server *httpserver.Server
-	log    *slog.Logger
+	rt      *docker.Runtime
+	faults  *faults.Manager
+	traffic *traffic.Manager
+	stop    context.CancelFunc
+	server  *httpserver.Server
+	log     *slog.Logger
 }
 
 // New connects to Docker, reconciles faults left by an earlier run, and
@@ -79,20 +93,28 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 		return nil, err
 	}
 	m := faults.New(rt, cfg.Limits, log, obs)
-	if err := registerGauges(meter, m); err != nil {
+	// Jobs run under the platform's own context, never a request's.
+	jobsCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	tm := traffic.New(jobsCtx, rt, cfg.Traffic, log)
+	if err := registerGauges(meter, m, tm); err != nil {
+		stop()
 		return nil, err
 	}
 	// Before serving: a fault left by a platform that was killed is
-	// reverted (expired) or taken over (still running).
+	// reverted (expired) or taken over (still running); traffic jobs are
+	// watched again or harvested.
 	if err := m.Reconcile(ctx); err != nil {
 		log.Error("reconcile faults", "err", err)
 	}
-	a := &App{rt: rt, faults: m, log: log}
+	if err := tm.Reconcile(ctx); err != nil {
+		log.Error("reconcile traffic jobs", "err", err)
+	}
+	a := &App{rt: rt, faults: m, traffic: tm, stop: stop, log: log}
 	if listen == "" {
 		listen = cfg.Listen
 	}
 	a.server, err = httpserver.Listen(listen, api.NewRouter(api.Deps{
-		Targets: rt, Faults: m, Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
+		Targets: rt, Faults: m, Traffic: tm, Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
 		TracerProvider: tel.TracerProvider, Logger: log,
 	}), httpserver.Options{Logger: log})
 	if err != nil {
@@ -120,6 +142,10 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Info("reverted active faults on shutdown", "count", len(reverted))
 	}
 	a.faults.Close()
+	// Traffic jobs keep running in their containers; the next start
+	// watches them again.
+	a.stop()
+	a.traffic.Wait()
 	a.rt.Close()
 	return err
 }
@@ -142,8 +168,12 @@ func (f *faultMetrics) FaultEnded(faults.Fault) {}
 
 // registerGauges exports platform_fault_active{type,target}: 1 while such
 // a fault is active, 0 after (the series stays, so a panel shows the end).
-func registerGauges(m metric.Meter, fm *faults.Manager) error {
+func registerGauges(m metric.Meter, fm *faults.Manager, tm *traffic.Manager) error {
 	g, err := m.Int64ObservableGauge("platform_fault_active", metric.WithDescription("Active faults by type and target."))
+	if err != nil {
+		return err
+	}
+	jobs, err := m.Int64ObservableGauge("platform_traffic_jobs_active", metric.WithDescription("Traffic (k6) jobs running."))
 	if err != nil {
 		return err
 	}
@@ -156,7 +186,8 @@ func registerGauges(m metric.Meter, fm *faults.Manager) error {
 		for k := range seen {
 			o.ObserveInt64(g, int64(active[k]), metric.WithAttributes(attribute.String("type", k[0]), attribute.String("target", k[1])))
 		}
+		o.ObserveInt64(jobs, int64(tm.Running()))
 		return nil
-	}, g)
+	}, g, jobs)
 	return err
 }

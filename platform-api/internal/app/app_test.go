@@ -110,3 +110,34 @@ func TestAKilledPlatformLeavesNoFaultBehindAfterItRestarts(t *testing.T) {
 	require.NotEqual(t, "300000000", dockertest.Inspect(t, a2, "{{.HostConfig.NanoCpus}}"))
 	require.Empty(t, dockertest.Containers(t, "dsplab.job.project="+proj.Name), "no marker left:\n%s", &p.logs)
 }
+
+func TestTrafficThroughTheAPIRunsAK6JobAndReportsItsSummary(t *testing.T) {
+	dockertest.BuildK6Image(t)
+	proj := dockertest.NewProject(t)
+	proj.Run("analyzer-1", "target")
+	port := devstack.FreePort(t)
+	root, _ := exec.Command("go", "env", "GOMOD").Output()
+	p := &platform{t: t, bin: buildPlatform(t), url: "http://127.0.0.1:" + strconv.Itoa(port),
+		env: []string{"COMPOSE_PROJECT=" + proj.Name, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn",
+			"K6_IMAGE=" + dockertest.K6Image, "K6_SCRIPTS_DIR=" + filepath.Join(filepath.Dir(strings.TrimSpace(string(root))), "k6")}}
+	p.start()
+	defer func() { p.cmd.Process.Signal(syscall.SIGTERM); p.cmd.Wait() }()
+
+	code, job := p.post("/api/traffic/start", `{"targetUrl":"http://analyzer-1:9001","rps":10,"durationSeconds":2}`)
+	require.Equal(t, http.StatusAccepted, code, job)
+	id := job["id"].(string)
+	require.Contains(t, p.get("/metrics"), "platform_traffic_jobs_active 1")
+	var got map[string]any
+	devstack.Eventually(t, 60*time.Second, func() bool {
+		json.Unmarshal([]byte(p.get("/api/traffic/"+id)), &got)
+		return got["state"] != "running"
+	}, "job did not end")
+	require.Equal(t, "finished", got["state"], got)
+	require.EqualValues(t, 1, got["progress"])
+	overview := got["summary"].(map[string]any)["overview"].(map[string]any)
+	require.InDelta(t, 20, overview["requests"], 4)
+
+	code, bad := p.post("/api/traffic/start", `{"targetUrl":"nope","rps":-1}`)
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Len(t, bad["problems"], 3, "targetUrl, rps and durationSeconds: %v", bad)
+}

@@ -57,10 +57,12 @@ func BuildImage(t testing.TB) {
 	}
 }
 
-// Project is a set of containers labelled as one compose project.
+// Project is a set of containers labelled as one compose project, on a
+// network of its own named <project>_dsplab, as compose names it.
 type Project struct {
-	Name string
-	t    testing.TB
+	Name    string
+	Network string
+	t       testing.TB
 }
 
 // NewProject returns an empty project with a unique name, cleaned up at the
@@ -71,7 +73,11 @@ func NewProject(t testing.TB) *Project {
 	b := make([]byte, 4)
 	rand.Read(b)
 	p := &Project{Name: "dsplabtest-" + hex.EncodeToString(b), t: t}
+	p.Network = p.Name + "_dsplab"
 	t.Cleanup(p.removeAll)
+	if out, err := exec.Command("docker", "network", "create", "--label", "com.docker.compose.project="+p.Name, p.Network).CombinedOutput(); err != nil {
+		t.Fatalf("docker network create: %v\n%s", err, out)
+	}
 	return p
 }
 
@@ -80,7 +86,7 @@ func NewProject(t testing.TB) *Project {
 func (p *Project) Run(service, role string) string {
 	p.t.Helper()
 	name := p.Name + "-" + service + "-1"
-	out, err := exec.Command("docker", "run", "-d", "--name", name,
+	out, err := exec.Command("docker", "run", "-d", "--name", name, "--network", p.Network, "--network-alias", service,
 		"--label", "com.docker.compose.project="+p.Name, "--label", "com.docker.compose.service="+service,
 		"--label", "dsplab.role="+role, "-e", "PORT=9001", "-e", "ANALYZER_ID="+service,
 		"-e", "KAFKA_BROKERS=127.0.0.1:1", "-e", "LOG_LEVEL=error", Image).CombinedOutput()
@@ -132,5 +138,46 @@ func (p *Project) removeAll() {
 		if ids := strings.Fields(string(out)); len(ids) > 0 {
 			exec.Command("docker", append([]string{"rm", "-f", "-v"}, ids...)...).Run()
 		}
+	}
+	exec.Command("docker", "network", "rm", p.Network).Run()
+}
+
+// K6Image is the tag of the test k6 image.
+const K6Image = "dsplab-test-k6:dev"
+
+var k6Once sync.Once
+var k6Err error
+
+// BuildK6Image builds K6Image FROM scratch with the static k6 of
+// `make tools` (K6_BIN, or bin/tools/k6): the k6 v1.8.1 the compose stack
+// pins as grafana/k6:1.8.1, which cannot be pulled here.
+func BuildK6Image(t testing.TB) {
+	t.Helper()
+	k6Once.Do(func() {
+		bin := os.Getenv("K6_BIN")
+		if bin == "" {
+			root, _ := exec.Command("go", "env", "GOMOD").Output()
+			bin = filepath.Join(filepath.Dir(strings.TrimSpace(string(root))), "bin", "tools", "k6")
+		}
+		dir, err := os.MkdirTemp("", "dsplab-k6image-")
+		if err != nil {
+			k6Err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			k6Err = fmt.Errorf("k6 binary (run make tools): %w", err)
+			return
+		}
+		os.WriteFile(filepath.Join(dir, "k6"), b, 0o755)
+		os.Mkdir(filepath.Join(dir, "tmp"), 0o777)
+		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY k6 /usr/bin/k6\nCOPY tmp /tmp\nENV HOME=/tmp\nENTRYPOINT [\"/usr/bin/k6\"]\n"), 0o644)
+		if out, err := exec.Command("docker", "build", "-q", "-t", K6Image, dir).CombinedOutput(); err != nil {
+			k6Err = fmt.Errorf("docker build k6: %v\n%s", err, out)
+		}
+	})
+	if k6Err != nil {
+		t.Fatal(k6Err)
 	}
 }

@@ -156,7 +156,14 @@ func TestReconcileRevertsExpiredFaultsAndTakesOverRunningOnes(t *testing.T) {
 	require.Equal(t, "running", dockertest.Inspect(t, a1, "{{.State.Status}}"), "the expired pause was reverted at start-up")
 	require.Len(t, m2.Active(), 1, "the memory fault is still on")
 	require.Equal(t, "50331648", dockertest.Inspect(t, a2, "{{.HostConfig.Memory}}"))
-	require.Eventually(t, func() bool { return len(m2.Active()) == 0 }, 10*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool {
+		for _, f := range m2.List() {
+			if f.State != StateReverted {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 100*time.Millisecond)
 	require.Equal(t, itoa(rt.Host().MemTotal), dockertest.Inspect(t, a2, "{{.HostConfig.Memory}}"))
 	require.Empty(t, markers(t, p))
 }
