@@ -4,7 +4,7 @@
 //
 //	@title			DSP Lab platform API
 //	@version		0.1
-//	@description	Drive the DSP Lab stack: list targets, start traffic (k6 jobs) and inject faults (pause, stop, kill, restart, CPU and memory limits) into the compose project's containers. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.
+//	@description	Drive the DSP Lab stack: list targets, start traffic (k6 jobs) and inject faults into the compose project's containers: pause, stop, kill, restart, CPU and memory limits through the Docker API; delay, loss, duplicate, corrupt, rate and partitions as Pumba jobs. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.
 //	@BasePath		/
 //	@securityDefinitions.apikey	BearerToken
 //	@in							header

@@ -18,7 +18,7 @@ import (
 // FaultRequest is POST /api/faults.
 type FaultRequest struct {
 	// Type of fault.
-	Type string `json:"type" example:"pause" enums:"pause,stop,kill,restart,cpu,memory"`
+	Type string `json:"type" example:"pause" enums:"pause,stop,kill,restart,cpu,memory,delay,loss,duplicate,corrupt,rate,partition"`
 	// Target is a compose service (or container) name from GET /api/targets.
 	Target string `json:"target" example:"analyzer-2"`
 	// DurationSeconds until the fault is reverted (not for restart).
@@ -31,6 +31,20 @@ type FaultRequest struct {
 	MemoryMB int `json:"memoryMB,omitempty" example:"64"`
 	// AllowInfra must be true to target a service labelled dsplab.role=infra.
 	AllowInfra bool `json:"allowInfra,omitempty" example:"false"`
+	// DelayMs for delay: added latency of the target's egress traffic.
+	DelayMs int `json:"delayMs,omitempty" example:"100"`
+	// JitterMs for delay: random variation (at most delayMs).
+	JitterMs int `json:"jitterMs,omitempty" example:"10"`
+	// Correlation in percent for delay, loss, duplicate and corrupt.
+	Correlation float64 `json:"correlation,omitempty" example:"20"`
+	// Distribution for delay.
+	Distribution string `json:"distribution,omitempty" example:"normal" enums:"uniform,normal,pareto,paretonormal"`
+	// Percent of packets for loss, duplicate and corrupt.
+	Percent float64 `json:"percent,omitempty" example:"10"`
+	// Rate for rate: a tc rate, e.g. 1mbit.
+	Rate string `json:"rate,omitempty" example:"1mbit"`
+	// Peer for partition: the service cut off from target, in both directions.
+	Peer string `json:"peer,omitempty" example:"kafka"`
 }
 
 // FaultResponse is one fault's record.
@@ -40,14 +54,16 @@ type FaultResponse struct {
 	Target      string            `json:"target" example:"analyzer-2"`
 	Container   string            `json:"container" example:"dsplab-analyzer-2-1"`
 	ContainerID string            `json:"containerId"`
+	Peer        string            `json:"peer,omitempty" example:"kafka"`
 	Params      map[string]string `json:"params,omitempty"`
 	State       string            `json:"state" example:"active" enums:"active,reverting,reverted,completed,failed"`
-	Command     string            `json:"command" example:"docker pause dsplab-analyzer-2-1"`
-	StartedAt   time.Time         `json:"startedAt"`
-	EndsAt      *time.Time        `json:"endsAt,omitempty"`
-	EndedAt     *time.Time        `json:"endedAt,omitempty"`
-	EndReason   string            `json:"endReason,omitempty" example:"duration elapsed"`
-	Error       string            `json:"error,omitempty"`
+	// Command is the equivalent docker or Pumba command line.
+	Command   string     `json:"command" example:"docker pause dsplab-analyzer-2-1"`
+	StartedAt time.Time  `json:"startedAt"`
+	EndsAt    *time.Time `json:"endsAt,omitempty"`
+	EndedAt   *time.Time `json:"endedAt,omitempty"`
+	EndReason string     `json:"endReason,omitempty" example:"duration elapsed"`
+	Error     string     `json:"error,omitempty"`
 }
 
 // FaultsResponse is a list of faults.
@@ -56,7 +72,7 @@ type FaultsResponse struct {
 }
 
 func toResponse(f faults.Fault) FaultResponse {
-	return FaultResponse{ID: f.ID, Type: f.Type, Target: f.Target, Container: f.Container, ContainerID: f.ContainerID,
+	return FaultResponse{ID: f.ID, Type: f.Type, Target: f.Target, Container: f.Container, ContainerID: f.ContainerID, Peer: f.Peer,
 		Params: f.Params, State: f.State, Command: f.Command, StartedAt: f.StartedAt, EndsAt: f.EndsAt, EndedAt: f.EndedAt,
 		EndReason: f.EndReason, Error: f.Error}
 }
@@ -89,7 +105,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 // startFault godoc
 //
 //	@Summary		Inject a fault
-//	@Description	Applies a fault to a target container and schedules its revert after durationSeconds. Container faults: pause, stop, kill (signal), restart, cpu (limit), memory (limit). The record shows the equivalent docker command. Conflicting faults on one target (two state faults, or two of the same resource) answer 409.
+//	@Description	Applies a fault to a target container and schedules its revert after durationSeconds. Container faults through the Docker API: pause, stop, kill (signal), restart, cpu (limit), memory (limit). Network faults as Pumba netem job containers: delay (delayMs, jitterMs, correlation, distribution), loss, duplicate, corrupt (percent, correlation), rate (rate), partition (target and peer cut off from each other, both directions). The record shows the equivalent docker or Pumba command. Conflicting faults (two state faults on one container, two of the same resource, two network faults touching one container) answer 409.
 //	@Tags			faults
 //	@Accept			json
 //	@Produce		json
@@ -102,7 +118,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 //	@Failure		404		{object}	ErrorResponse	"no such target"
 //	@Failure		409		{object}	ErrorResponse	"a conflicting fault is active"
 //	@Failure		429		{object}	ErrorResponse	"too many active faults"
-//	@Failure		501		{object}	ErrorResponse	"network faults are not available yet"
+//	@Failure		501		{object}	ErrorResponse	"network faults without a Pumba image configured"
 //	@Security		BearerToken
 //	@Router			/api/faults [post]
 func (h *handler) startFault(w http.ResponseWriter, r *http.Request) {
@@ -112,7 +128,9 @@ func (h *handler) startFault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec := faults.Spec{Type: req.Type, Target: req.Target, Duration: time.Duration(req.DurationSeconds * float64(time.Second)),
-		Signal: req.Signal, CPUs: req.CPUs, MemoryMB: req.MemoryMB, AllowInfra: req.AllowInfra}
+		Signal: req.Signal, CPUs: req.CPUs, MemoryMB: req.MemoryMB, AllowInfra: req.AllowInfra,
+		DelayMs: req.DelayMs, JitterMs: req.JitterMs, Correlation: req.Correlation, Distribution: req.Distribution,
+		Percent: req.Percent, Rate: req.Rate, Peer: req.Peer}
 	// The fault outlives the request: it runs under the platform's own
 	// context inside the manager, never the request's.
 	f, err := h.Faults.Start(r.Context(), spec)

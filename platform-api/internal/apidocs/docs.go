@@ -53,7 +53,7 @@ const docTemplate = `{
                         "BearerToken": []
                     }
                 ],
-                "description": "Applies a fault to a target container and schedules its revert after durationSeconds. Container faults: pause, stop, kill (signal), restart, cpu (limit), memory (limit). The record shows the equivalent docker command. Conflicting faults on one target (two state faults, or two of the same resource) answer 409.",
+                "description": "Applies a fault to a target container and schedules its revert after durationSeconds. Container faults through the Docker API: pause, stop, kill (signal), restart, cpu (limit), memory (limit). Network faults as Pumba netem job containers: delay (delayMs, jitterMs, correlation, distribution), loss, duplicate, corrupt (percent, correlation), rate (rate), partition (target and peer cut off from each other, both directions). The record shows the equivalent docker or Pumba command. Conflicting faults (two state faults on one container, two of the same resource, two network faults touching one container) answer 409.",
                 "consumes": [
                     "application/json"
                 ],
@@ -125,7 +125,7 @@ const docTemplate = `{
                         }
                     },
                     "501": {
-                        "description": "network faults are not available yet",
+                        "description": "network faults without a Pumba image configured",
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }
@@ -499,20 +499,61 @@ const docTemplate = `{
                     "type": "boolean",
                     "example": false
                 },
+                "correlation": {
+                    "description": "Correlation in percent for delay, loss, duplicate and corrupt.",
+                    "type": "number",
+                    "example": 20
+                },
                 "cpus": {
                     "description": "CPUs for cpu: the CPU limit, e.g. 0.2.",
                     "type": "number",
                     "example": 0.2
+                },
+                "delayMs": {
+                    "description": "DelayMs for delay: added latency of the target's egress traffic.",
+                    "type": "integer",
+                    "example": 100
+                },
+                "distribution": {
+                    "description": "Distribution for delay.",
+                    "type": "string",
+                    "enum": [
+                        "uniform",
+                        "normal",
+                        "pareto",
+                        "paretonormal"
+                    ],
+                    "example": "normal"
                 },
                 "durationSeconds": {
                     "description": "DurationSeconds until the fault is reverted (not for restart).",
                     "type": "number",
                     "example": 15
                 },
+                "jitterMs": {
+                    "description": "JitterMs for delay: random variation (at most delayMs).",
+                    "type": "integer",
+                    "example": 10
+                },
                 "memoryMB": {
                     "description": "MemoryMB for memory: the memory limit in MiB (at least 6).",
                     "type": "integer",
                     "example": 64
+                },
+                "peer": {
+                    "description": "Peer for partition: the service cut off from target, in both directions.",
+                    "type": "string",
+                    "example": "kafka"
+                },
+                "percent": {
+                    "description": "Percent of packets for loss, duplicate and corrupt.",
+                    "type": "number",
+                    "example": 10
+                },
+                "rate": {
+                    "description": "Rate for rate: a tc rate, e.g. 1mbit.",
+                    "type": "string",
+                    "example": "1mbit"
                 },
                 "signal": {
                     "description": "Signal for kill (default SIGKILL).",
@@ -533,7 +574,13 @@ const docTemplate = `{
                         "kill",
                         "restart",
                         "cpu",
-                        "memory"
+                        "memory",
+                        "delay",
+                        "loss",
+                        "duplicate",
+                        "corrupt",
+                        "rate",
+                        "partition"
                     ],
                     "example": "pause"
                 }
@@ -543,6 +590,7 @@ const docTemplate = `{
             "type": "object",
             "properties": {
                 "command": {
+                    "description": "Command is the equivalent docker or Pumba command line.",
                     "type": "string",
                     "example": "docker pause dsplab-analyzer-2-1"
                 },
@@ -575,6 +623,10 @@ const docTemplate = `{
                     "additionalProperties": {
                         "type": "string"
                     }
+                },
+                "peer": {
+                    "type": "string",
+                    "example": "kafka"
                 },
                 "startedAt": {
                     "type": "string"
@@ -842,7 +894,7 @@ var SwaggerInfo = &swag.Spec{
 	BasePath:         "/",
 	Schemes:          []string{},
 	Title:            "DSP Lab platform API",
-	Description:      "Drive the DSP Lab stack: list targets, start traffic (k6 jobs) and inject faults (pause, stop, kill, restart, CPU and memory limits) into the compose project's containers. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.",
+	Description:      "Drive the DSP Lab stack: list targets, start traffic (k6 jobs) and inject faults into the compose project's containers: pause, stop, kill, restart, CPU and memory limits through the Docker API; delay, loss, duplicate, corrupt, rate and partitions as Pumba jobs. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.",
 	InfoInstanceName: "swagger",
 	SwaggerTemplate:  docTemplate,
 	LeftDelim:        "{{",

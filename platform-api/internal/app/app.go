@@ -29,13 +29,17 @@ type Config struct {
 	Project string // COMPOSE_PROJECT; empty: the platform's own container's project
 	Token   string // PLATFORM_API_TOKEN
 	Limits  faults.Limits
+	Pumba   faults.Pumba
 	Traffic traffic.Config
 }
 
 // ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN,
 // MAX_FAULT_DURATION_SECONDS (600), MAX_CONCURRENT_FAULTS (10), K6_IMAGE
 // (grafana/k6:1.8.1), K6_SCRIPTS_DIR (/k6, the image's copy of k6/),
-// TRAFFIC_NETWORK (the project's network), PROMETHEUS_RW_URL (remote write;
+// STACK_NETWORK (the project's network, for job containers and partition
+// IPs), PUMBA_IMAGE (ghcr.io/alexei-led/pumba:1.1.7), PUMBA_NETTOOLS_IMAGE
+// (ghcr.io/alexei-led/pumba-alpine-nettools:latest), DOCKER_SOCKET_HOST_PATH
+// (/var/run/docker.sock, mounted into Pumba jobs), PROMETHEUS_RW_URL (remote write;
 // empty: off), MAX_TRAFFIC_RPS (20000), MAX_TRAFFIC_DURATION_SECONDS (3600)
 // and MAX_TRAFFIC_JOBS (3), reporting every bad value at once.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
@@ -59,9 +63,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			MaxDuration:   time.Duration(positive("MAX_FAULT_DURATION_SECONDS", "600")) * time.Second,
 			MaxConcurrent: positive("MAX_CONCURRENT_FAULTS", "10"),
 		},
+		Pumba: faults.Pumba{
+			Image: get("PUMBA_IMAGE", "ghcr.io/alexei-led/pumba:1.1.7"), NettoolsImage: get("PUMBA_NETTOOLS_IMAGE", "ghcr.io/alexei-led/pumba-alpine-nettools:latest"),
+			DockerSocket: get("DOCKER_SOCKET_HOST_PATH", "/var/run/docker.sock"), Network: get("STACK_NETWORK", ""),
+		},
 		Traffic: traffic.Config{
 			Image: get("K6_IMAGE", "grafana/k6:1.8.1"), ScriptsDir: get("K6_SCRIPTS_DIR", "/k6"),
-			Network: get("TRAFFIC_NETWORK", ""), RemoteWriteURL: get("PROMETHEUS_RW_URL", ""),
+			Network: get("STACK_NETWORK", ""), RemoteWriteURL: get("PROMETHEUS_RW_URL", ""),
 			MaxRPS:      float64(positive("MAX_TRAFFIC_RPS", "20000")),
 			MaxDuration: time.Duration(positive("MAX_TRAFFIC_DURATION_SECONDS", "3600")) * time.Second,
 			MaxJobs:     positive("MAX_TRAFFIC_JOBS", "3"),
@@ -92,7 +100,7 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 	if err != nil {
 		return nil, err
 	}
-	m := faults.New(rt, cfg.Limits, log, obs)
+	m := faults.New(rt, cfg.Limits, cfg.Pumba, log, obs)
 	// Jobs run under the platform's own context, never a request's.
 	jobsCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	tm := traffic.New(jobsCtx, rt, cfg.Traffic, log)

@@ -27,13 +27,17 @@ type JobSpec struct {
 	Network string // joined at creation, so the job reaches services by name
 	// StopTimeout is how long a stop waits after SIGTERM before SIGKILL.
 	StopTimeout int
+	// Binds are bind mounts: only the Docker socket for Pumba, which
+	// resolves on the engine's host whether or not the platform runs in a
+	// container.
+	Binds []string
 }
 
 // CreateJob creates (does not start) a job container.
 func (r *Runtime) CreateJob(ctx context.Context, j JobSpec) (string, error) {
 	stop := j.StopTimeout
 	cfg := &container.Config{Image: j.Image, Cmd: j.Cmd, Env: j.Env, Labels: withProject(j.Labels, r.project), StopTimeout: &stop}
-	host := &container.HostConfig{}
+	host := &container.HostConfig{Binds: j.Binds}
 	var netCfg *network.NetworkingConfig
 	if j.Network != "" {
 		host.NetworkMode = container.NetworkMode(j.Network)
@@ -181,4 +185,24 @@ func (r *Runtime) ProjectNetwork(ctx context.Context, name string) (string, erro
 		return "", fmt.Errorf("project %s has no network: set TRAFFIC_NETWORK", r.project)
 	}
 	return names[0], nil
+}
+
+// RunInNetns runs cmd from image in the network namespace of container
+// target, with NET_ADMIN (the way Pumba runs tc), waits for it and removes
+// it. It returns the exit code and output.
+func (r *Runtime) RunInNetns(ctx context.Context, target, image string, cmd []string) (int64, string, error) {
+	res, err := r.c.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: image, Cmd: cmd, Labels: withProject(map[string]string{LabelJobKind: "nettools", LabelJobID: "cleanup"}, r.project)},
+		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode("container:" + target), CapAdd: []string{"NET_ADMIN"}},
+	})
+	if err != nil {
+		return -1, "", fmt.Errorf("create nettools container for %s: %w", short(target), err)
+	}
+	defer r.Remove(context.WithoutCancel(ctx), res.ID)
+	if err := r.Start(ctx, res.ID); err != nil {
+		return -1, "", err
+	}
+	code, err := r.Wait(ctx, res.ID)
+	out, _ := r.Logs(ctx, res.ID, 50)
+	return code, out, err
 }

@@ -181,3 +181,39 @@ func BuildK6Image(t testing.TB) {
 		t.Fatal(k6Err)
 	}
 }
+
+// PumbaImage is the tag of the Pumba stand-in image (pumba-standin/): the
+// real ghcr.io/alexei-led/pumba cannot be pulled here and the kernel has no
+// netem. It also plays the nettools helper ("tc ..." arguments).
+const PumbaImage = "dsplab-test-pumba-standin:dev"
+
+var pumbaOnce sync.Once
+var pumbaErr error
+
+// BuildPumbaImage builds PumbaImage FROM scratch from pumba-standin.
+func BuildPumbaImage(t testing.TB) {
+	t.Helper()
+	pumbaOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dsplab-pumba-")
+		if err != nil {
+			pumbaErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		root, _ := exec.Command("go", "env", "GOMOD").Output()
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, "pumba"), "./pumba-standin/cmd/pumba-standin")
+		build.Dir = filepath.Dir(strings.TrimSpace(string(root)))
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			pumbaErr = fmt.Errorf("go build pumba-standin: %v\n%s", err, out)
+			return
+		}
+		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY pumba /pumba\nENTRYPOINT [\"/pumba\"]\n"), 0o644)
+		if out, err := exec.Command("docker", "build", "-q", "-t", PumbaImage, dir).CombinedOutput(); err != nil {
+			pumbaErr = fmt.Errorf("docker build pumba: %v\n%s", err, out)
+		}
+	})
+	if pumbaErr != nil {
+		t.Fatal(pumbaErr)
+	}
+}

@@ -41,6 +41,8 @@ type Fault struct {
 	Target      string            `json:"target"`
 	Container   string            `json:"container"`
 	ContainerID string            `json:"containerId"`
+	Peer        string            `json:"peer,omitempty"`
+	PeerID      string            `json:"peerId,omitempty"`
 	Params      map[string]string `json:"params,omitempty"`
 	State       string            `json:"state"`
 	Command     string            `json:"command"`
@@ -50,10 +52,11 @@ type Fault struct {
 	EndReason   string            `json:"endReason,omitempty"`
 	Error       string            `json:"error,omitempty"`
 
-	spec     Spec
-	markerID string
-	revert   docker.Resources
-	timer    *time.Timer
+	spec      Spec
+	targetIPs map[string]string
+	markerID  string // the marker, or for a network fault the Pumba job
+	revert    docker.Resources
+	timer     *time.Timer
 }
 
 // Runtime is what the manager needs of Docker.
@@ -72,6 +75,12 @@ type Runtime interface {
 	CreateMarker(ctx context.Context, name, image string, labels map[string]string) (string, error)
 	Jobs(ctx context.Context, kind string) ([]docker.Container, error)
 	Remove(ctx context.Context, id string) error
+	// Pumba jobs.
+	ProjectNetwork(ctx context.Context, name string) (string, error)
+	CreateJob(ctx context.Context, j docker.JobSpec) (string, error)
+	Wait(ctx context.Context, id string) (int64, error)
+	Logs(ctx context.Context, id string, lines int) (string, error)
+	RunInNetns(ctx context.Context, target, image string, cmd []string) (int64, string, error)
 }
 
 // Observer hears of fault windows (metrics, Grafana annotations). Calls
@@ -85,6 +94,7 @@ type Observer interface {
 type Manager struct {
 	rt      Runtime
 	lim     Limits
+	pumba   Pumba
 	obs     []Observer
 	log     *slog.Logger
 	mu      sync.Mutex
@@ -109,11 +119,16 @@ const (
 	labelExpires   = "dsplab.job.expires_at"
 	labelSpec      = "dsplab.job.spec"
 	labelRevert    = "dsplab.job.revert"
+	labelPeer      = "dsplab.job.peer"
+	labelPeerID    = "dsplab.job.peer_id"
 )
 
-// New returns a manager.
-func New(rt Runtime, lim Limits, log *slog.Logger, obs ...Observer) *Manager {
-	return &Manager{rt: rt, lim: lim, obs: obs, log: log, faults: map[string]*Fault{}, revertT: 30 * time.Second}
+// New returns a manager. Network faults need pumba.Image.
+func New(rt Runtime, lim Limits, pumba Pumba, log *slog.Logger, obs ...Observer) *Manager {
+	if pumba.StopGrace < 45*time.Second {
+		pumba.StopGrace = 45 * time.Second
+	}
+	return &Manager{rt: rt, lim: lim, pumba: pumba, obs: obs, log: log, faults: map[string]*Fault{}, revertT: pumba.StopGrace + 30*time.Second}
 }
 
 func newID() string {
@@ -127,22 +142,24 @@ func (m *Manager) Start(ctx context.Context, s Spec) (Fault, error) {
 	if err := s.Validate(m.lim, m.rt.Host().NCPU); err != nil {
 		return Fault{}, err
 	}
-	if slices.Contains(NetworkTypes, s.Type) {
-		return Fault{}, fmt.Errorf("%w: network fault %q (Pumba jobs) is not available in this version", ErrNotImplemented, s.Type)
-	}
-	target, err := m.rt.Find(ctx, s.Target)
+	target, err := m.find(ctx, s.Target, s.AllowInfra)
 	if err != nil {
-		if errors.Is(err, docker.ErrNotFound) {
-			return Fault{}, fmt.Errorf("%w: %v", ErrNotFound, err)
-		}
 		return Fault{}, err
 	}
-	if target.Role == "infra" && !s.AllowInfra {
-		return Fault{}, fmt.Errorf("%w: %s is labelled dsplab.role=infra; set allowInfra to target it", ErrInfra, target.Service)
+	var peer *docker.Container
+	if s.Type == Partition {
+		p, err := m.find(ctx, s.Peer, s.AllowInfra)
+		if err != nil {
+			return Fault{}, err
+		}
+		peer = &p
 	}
 	now := time.Now().UTC()
 	f := &Fault{ID: newID(), Type: s.Type, Target: target.Service, Container: target.Name, ContainerID: target.ID,
-		State: StateActive, Command: s.Command(target.Name), StartedAt: now, spec: s, Params: params(s)}
+		State: StateActive, Command: s.Command(target.Name), StartedAt: now, spec: s, Params: params(s), targetIPs: target.IPs}
+	if peer != nil {
+		f.Peer, f.PeerID = peer.Service, peer.ID
+	}
 	if s.Type != Restart {
 		ends := now.Add(s.Duration)
 		f.EndsAt = &ends
@@ -150,7 +167,7 @@ func (m *Manager) Start(ctx context.Context, s Spec) (Fault, error) {
 	if err := m.reserve(f); err != nil {
 		return Fault{}, err
 	}
-	if err := m.apply(ctx, f, target.Image); err != nil {
+	if err := m.apply(ctx, f, target.Image, peer); err != nil {
 		m.mu.Lock()
 		delete(m.faults, f.ID)
 		m.order = slices.DeleteFunc(m.order, func(id string) bool { return id == f.ID })
@@ -170,6 +187,21 @@ func (m *Manager) Start(ctx context.Context, s Spec) (Fault, error) {
 	return out, nil
 }
 
+// find resolves a target and refuses infra services unless allowed.
+func (m *Manager) find(ctx context.Context, name string, allowInfra bool) (docker.Container, error) {
+	c, err := m.rt.Find(ctx, name)
+	if err != nil {
+		if errors.Is(err, docker.ErrNotFound) {
+			return c, fmt.Errorf("%w: %v", ErrNotFound, err)
+		}
+		return c, err
+	}
+	if c.Role == "infra" && !allowInfra {
+		return c, fmt.Errorf("%w: %s is labelled dsplab.role=infra; set allowInfra to target it", ErrInfra, c.Service)
+	}
+	return c, nil
+}
+
 // reserve checks the caps and conflicts and registers f as active.
 func (m *Manager) reserve(f *Fault) error {
 	m.mu.Lock()
@@ -180,7 +212,7 @@ func (m *Manager) reserve(f *Fault) error {
 			continue
 		}
 		active++
-		if g.ContainerID == f.ContainerID && class(g.Type) == class(f.Type) {
+		if class(g.Type) == class(f.Type) && overlaps(g, f) {
 			return fmt.Errorf("%w: %s already has an active %s fault (%s) until %s; stop it first", ErrConflict, f.Container, g.Type, g.ID, g.EndsAt.Format(time.RFC3339))
 		}
 	}
@@ -192,11 +224,32 @@ func (m *Manager) reserve(f *Fault) error {
 	return nil
 }
 
+// overlaps says whether two faults touch a common container (a partition
+// touches both of its sides).
+func overlaps(a, b *Fault) bool {
+	for _, x := range []string{a.ContainerID, a.PeerID} {
+		for _, y := range []string{b.ContainerID, b.PeerID} {
+			if x != "" && x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // apply records the fault in a marker, then applies it. The marker comes
 // first: if the platform dies in between, reconciliation reverts a fault
 // that may or may not have been applied, which is harmless.
-func (m *Manager) apply(ctx context.Context, f *Fault, image string) error {
+func (m *Manager) apply(ctx context.Context, f *Fault, image string, peer *docker.Container) error {
 	s := f.spec
+	if class(s.Type) == "network" {
+		// The Pumba job is its own record: its labels are the marker.
+		if err := m.applyNetwork(ctx, f, peer); err != nil {
+			return fmt.Errorf("apply %s to %s: %w", s.Type, f.Container, err)
+		}
+		m.arm(f, time.Until(*f.EndsAt))
+		return nil
+	}
 	if s.Type == CPU || s.Type == Memory {
 		cur, err := m.rt.Resources(ctx, f.ContainerID)
 		if err != nil {
@@ -249,34 +302,39 @@ func params(s Spec) map[string]string {
 	if s.Duration > 0 {
 		p["durationSeconds"] = strconv.FormatFloat(s.Duration.Seconds(), 'f', -1, 64)
 	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	switch s.Type {
 	case Kill:
 		p["signal"] = s.Signal
 	case CPU:
-		p["cpus"] = strconv.FormatFloat(s.CPUs, 'f', -1, 64)
+		p["cpus"] = f(s.CPUs)
 	case Memory:
 		p["memoryMB"] = strconv.Itoa(s.MemoryMB)
+	case Delay:
+		p["delayMs"], p["jitterMs"], p["correlation"] = strconv.Itoa(s.DelayMs), strconv.Itoa(s.JitterMs), f(s.Correlation)
+		if s.Distribution != "" {
+			p["distribution"] = s.Distribution
+		}
+	case Loss, Duplicate, Corrupt:
+		p["percent"], p["correlation"] = f(s.Percent), f(s.Correlation)
+	case Rate:
+		p["rate"] = s.Rate
+	case Partition:
+		p["peer"] = s.Peer
 	}
 	return p
 }
 
 func markerLabels(f *Fault) map[string]string {
-	spec, _ := json.Marshal(specLabel{Type: f.spec.Type, Duration: f.spec.Duration, Signal: f.spec.Signal, CPUs: f.spec.CPUs, MemoryMB: f.spec.MemoryMB})
+	spec, _ := json.Marshal(f.spec)
 	revert, _ := json.Marshal(f.revert)
 	return map[string]string{
 		docker.LabelJobID: f.ID, docker.LabelJobKind: markerKind,
 		labelType: f.Type, labelTarget: f.Target, labelContainer: f.Container, labelTargetID: f.ContainerID,
+		labelPeer: f.Peer, labelPeerID: f.PeerID,
 		labelStarted: f.StartedAt.Format(time.RFC3339Nano), labelExpires: f.EndsAt.Format(time.RFC3339Nano),
 		labelSpec: string(spec), labelRevert: string(revert),
 	}
-}
-
-type specLabel struct {
-	Type     string        `json:"type"`
-	Duration time.Duration `json:"duration"`
-	Signal   string        `json:"signal,omitempty"`
-	CPUs     float64       `json:"cpus,omitempty"`
-	MemoryMB int           `json:"memoryMB,omitempty"`
 }
 
 // revert undoes f (idempotently), removes its marker and records the end.
@@ -304,6 +362,8 @@ func (m *Manager) revert(f *Fault, reason string) error {
 		err = m.rt.SetCPUs(ctx, f.ContainerID, f.revert.NanoCPUs)
 	case Memory:
 		err = m.rt.SetMemory(ctx, f.ContainerID, f.revert.Memory, f.revert.MemorySwap)
+	default: // network
+		err = m.revertNetwork(ctx, f)
 	}
 	if err != nil && errors.Is(err, docker.ErrNotFound) {
 		err = nil // the target is gone: nothing left to revert
@@ -428,6 +488,11 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	pumbas, err := m.rt.Jobs(ctx, netemKind)
+	if err != nil {
+		return err
+	}
+	markers = append(markers, pumbas...)
 	sort.Slice(markers, func(i, j int) bool { return markers[i].Labels[labelStarted] < markers[j].Labels[labelStarted] })
 	var errs []error
 	for _, mk := range markers {
@@ -447,26 +512,33 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if known {
 			continue
 		}
-		if left := time.Until(*f.EndsAt); left > 0 {
+		network := class(f.Type) == "network"
+		if left := time.Until(*f.EndsAt); left > 0 && (!network || mk.State == "running") {
 			m.log.Info("fault taken over after restart", "id", f.ID, "type", f.Type, "target", f.Container, "left", left.Round(time.Second))
 			m.arm(f, left)
+			if network {
+				go m.watchPumba(f)
+			}
 			continue
 		}
 		m.log.Info("expired fault found after restart; reverting", "id", f.ID, "type", f.Type, "target", f.Container)
 		errs = append(errs, m.revert(f, "expired while the platform was down"))
+		if network {
+			// Pumba may have been killed before it removed its rules.
+			m.cleanupTC(ctx, f)
+		}
 	}
 	return errors.Join(errs...)
 }
 
 func fromMarker(mk docker.Container) (*Fault, error) {
 	l := mk.Labels
-	var s specLabel
+	var s Spec
 	if err := json.Unmarshal([]byte(l[labelSpec]), &s); err != nil {
 		return nil, fmt.Errorf("spec label: %w", err)
 	}
 	f := &Fault{ID: l[docker.LabelJobID], Type: l[labelType], Target: l[labelTarget], Container: l[labelContainer],
-		ContainerID: l[labelTargetID], State: StateActive, markerID: mk.ID,
-		spec: Spec{Type: s.Type, Duration: s.Duration, Signal: s.Signal, CPUs: s.CPUs, MemoryMB: s.MemoryMB}}
+		ContainerID: l[labelTargetID], Peer: l[labelPeer], PeerID: l[labelPeerID], State: StateActive, markerID: mk.ID, spec: s}
 	if err := json.Unmarshal([]byte(l[labelRevert]), &f.revert); err != nil {
 		return nil, fmt.Errorf("revert label: %w", err)
 	}
@@ -477,6 +549,9 @@ func fromMarker(mk docker.Container) (*Fault, error) {
 	}
 	f.StartedAt, f.EndsAt = started, &ends
 	f.Command, f.Params = f.spec.Command(f.Container), params(f.spec)
+	if class(f.Type) == "network" {
+		f.Command = "pumba (job container " + mk.Name + ")"
+	}
 	return f, nil
 }
 

@@ -28,7 +28,7 @@ func setup(t *testing.T, lim Limits) (*Manager, *docker.Runtime, *dockertest.Pro
 	if lim.MaxDuration == 0 {
 		lim = Limits{MaxDuration: 10 * time.Minute, MaxConcurrent: 10}
 	}
-	m := New(rt, lim, slog.New(slog.DiscardHandler))
+	m := New(rt, lim, Pumba{}, slog.New(slog.DiscardHandler))
 	t.Cleanup(m.Close)
 	return m, rt, p
 }
@@ -118,8 +118,6 @@ func TestConflictsCapsInfraAndValidation(t *testing.T) {
 
 	_, err = m.Start(t.Context(), Spec{Type: Pause, Target: "nope", Duration: time.Minute})
 	require.ErrorIs(t, err, ErrNotFound)
-	_, err = m.Start(t.Context(), Spec{Type: "delay", Target: "analyzer-2", Duration: time.Minute})
-	require.ErrorIs(t, err, ErrNotImplemented)
 
 	err = (&Spec{Type: "explode", Duration: time.Hour}).Validate(Limits{MaxDuration: time.Minute}, 2)
 	var ve *ValidationError
@@ -150,7 +148,7 @@ func TestReconcileRevertsExpiredFaultsAndTakesOverRunningOnes(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	require.Equal(t, "paused", dockertest.Inspect(t, a1, "{{.State.Status}}"), "nobody reverted it")
 
-	m2 := New(rt, Limits{MaxDuration: time.Minute, MaxConcurrent: 10}, slog.New(slog.DiscardHandler))
+	m2 := New(rt, Limits{MaxDuration: time.Minute, MaxConcurrent: 10}, Pumba{}, slog.New(slog.DiscardHandler))
 	defer m2.Close()
 	require.NoError(t, m2.Reconcile(context.Background()))
 	require.Equal(t, "running", dockertest.Inspect(t, a1, "{{.State.Status}}"), "the expired pause was reverted at start-up")

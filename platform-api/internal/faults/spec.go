@@ -12,6 +12,7 @@ package faults
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -27,9 +28,18 @@ const (
 	Memory  = "memory"
 )
 
-// NetworkTypes are the Pumba network faults; they are recognised but not
-// available yet in this version of the platform.
-var NetworkTypes = []string{"delay", "loss", "duplicate", "corrupt", "rate", "partition"}
+// Network fault types, run as Pumba netem jobs.
+const (
+	Delay     = "delay"
+	Loss      = "loss"
+	Duplicate = "duplicate"
+	Corrupt   = "corrupt"
+	Rate      = "rate"
+	Partition = "partition"
+)
+
+// NetworkTypes are the Pumba network faults.
+var NetworkTypes = []string{Delay, Loss, Duplicate, Corrupt, Rate, Partition}
 
 // ContainerTypes are the container faults.
 var ContainerTypes = []string{Pause, Stop, Kill, Restart, CPU, Memory}
@@ -56,7 +66,17 @@ type Spec struct {
 	CPUs       float64
 	MemoryMB   int
 	AllowInfra bool
+	// Network faults.
+	DelayMs      int
+	JitterMs     int
+	Correlation  float64
+	Distribution string
+	Percent      float64
+	Rate         string
+	Peer         string // partition: the other side
 }
+
+var rateRe = regexp.MustCompile(`^[0-9]+(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps|tbps)$`)
 
 // Limits bound what may be asked.
 type Limits struct {
@@ -88,15 +108,14 @@ var signals = []string{"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIG
 func (s *Spec) Validate(lim Limits, hostCPUs int) error {
 	var ps []Problem
 	bad := func(field, format string, a ...any) { ps = append(ps, Problem{field, fmt.Sprintf(format, a...)}) }
-	known := slices.Contains(ContainerTypes, s.Type)
+	all := strings.Join(append(slices.Clone(ContainerTypes), NetworkTypes...), ", ")
 	switch {
 	case s.Type == "":
-		bad("type", "is required: one of %s", strings.Join(ContainerTypes, ", "))
-	case slices.Contains(NetworkTypes, s.Type):
-		// reported by the manager as not implemented
-	case !known:
-		bad("type", "%q is not a fault type: one of %s", s.Type, strings.Join(ContainerTypes, ", "))
+		bad("type", "is required: one of %s", all)
+	case !slices.Contains(ContainerTypes, s.Type) && !slices.Contains(NetworkTypes, s.Type):
+		bad("type", "%q is not a fault type: one of %s", s.Type, all)
 	}
+	s.validateNetwork(bad)
 	if s.Target == "" {
 		bad("target", "is required: a compose service or container name (see GET /api/targets)")
 	}
@@ -130,6 +149,38 @@ func (s *Spec) Validate(lim Limits, hostCPUs int) error {
 		return &ValidationError{Problems: ps}
 	}
 	return nil
+}
+
+func (s *Spec) validateNetwork(bad func(field, format string, a ...any)) {
+	switch s.Type {
+	case Delay:
+		if s.DelayMs < 1 || s.DelayMs > 60_000 {
+			bad("delayMs", "must be from 1 to 60000")
+		}
+		if s.JitterMs < 0 || s.JitterMs > s.DelayMs {
+			bad("jitterMs", "must be from 0 to delayMs")
+		}
+		if !slices.Contains([]string{"", "uniform", "normal", "pareto", "paretonormal"}, s.Distribution) {
+			bad("distribution", "must be uniform, normal, pareto or paretonormal")
+		}
+	case Loss, Duplicate, Corrupt:
+		if !(s.Percent > 0 && s.Percent <= 100) {
+			bad("percent", "must be above 0 and at most 100")
+		}
+	case Rate:
+		if !rateRe.MatchString(s.Rate) {
+			bad("rate", "must be a tc rate like 100kbit or 1mbit")
+		}
+	case Partition:
+		if s.Peer == "" {
+			bad("peer", "is required: the service cut off from target, both directions")
+		} else if s.Peer == s.Target {
+			bad("peer", "must differ from target")
+		}
+	}
+	if s.Correlation < 0 || s.Correlation > 100 {
+		bad("correlation", "must be from 0 to 100")
+	}
 }
 
 // Command is the docker CLI equivalent of a fault, shown in its record so

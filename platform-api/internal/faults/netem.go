@@ -1,0 +1,143 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dsplab/dsplab/platform-api/internal/docker"
+)
+
+// Pumba configures network faults: they run as Pumba netem job containers
+// that reach the engine through its socket.
+type Pumba struct {
+	Image         string // ghcr.io/alexei-led/pumba:1.1.7
+	NettoolsImage string // the tc/iptables helper Pumba runs in the target's namespace
+	DockerSocket  string // host path of the engine's socket (/var/run/docker.sock)
+	Network       string // the project network whose IPs a partition uses ("": the project's)
+	// StopGrace is how long a stop waits for Pumba after SIGTERM: Pumba
+	// removes its tc rules only then, so it must not be cut short.
+	StopGrace time.Duration
+}
+
+// netemKind is the dsplab.job.kind of Pumba jobs.
+const netemKind = "netfault"
+
+// pumbaArgs builds Pumba's command line: the netem command, its
+// parameters, and the containers (and the peers' IPs for a partition).
+func (m *Manager) pumbaArgs(s Spec, containers, targetIPs []string) []string {
+	args := []string{"--log-level", "info", "netem", "--duration", s.Duration.String(), "--tc-image", m.pumba.NettoolsImage, "--pull-image=false"}
+	for _, ip := range targetIPs {
+		args = append(args, "--target", ip)
+	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	switch s.Type {
+	case Delay:
+		args = append(args, "delay", "--time", strconv.Itoa(s.DelayMs), "--jitter", strconv.Itoa(s.JitterMs), "--correlation", f(s.Correlation))
+		if s.Distribution != "" {
+			args = append(args, "--distribution", s.Distribution)
+		}
+	case Loss, Duplicate, Corrupt:
+		args = append(args, s.Type, "--percent", f(s.Percent), "--correlation", f(s.Correlation))
+	case Rate:
+		args = append(args, "rate", "--rate", s.Rate)
+	case Partition:
+		// Every packet from each side to the other is dropped: netem loss
+		// 100% filtered on the other side's IP, on both containers.
+		args = append(args, "loss", "--percent", "100", "--correlation", "0")
+	}
+	return append(args, containers...)
+}
+
+// applyNetwork starts the Pumba job of a network fault.
+func (m *Manager) applyNetwork(ctx context.Context, f *Fault, peer *docker.Container) error {
+	if m.pumba.Image == "" {
+		return fmt.Errorf("%w: network faults need PUMBA_IMAGE", ErrNotImplemented)
+	}
+	containers, ips := []string{f.Container}, []string(nil)
+	if peer != nil {
+		net, err := m.rt.ProjectNetwork(ctx, m.pumba.Network)
+		if err != nil {
+			return err
+		}
+		tIP, pIP := f.targetIPs[net], peer.IPs[net]
+		if tIP == "" || pIP == "" {
+			return fmt.Errorf("partition: %s and %s must both be on network %s (are they running?)", f.Container, peer.Name, net)
+		}
+		containers, ips = append(containers, peer.Name), []string{pIP + "/32", tIP + "/32"}
+	}
+	args := m.pumbaArgs(f.spec, containers, ips)
+	f.Command = "pumba " + strings.Join(args, " ")
+	labels := markerLabels(f)
+	labels[docker.LabelJobKind] = netemKind
+	id, err := m.rt.CreateJob(ctx, docker.JobSpec{
+		Name: "dsplab-netem-" + f.ID, Image: m.pumba.Image, Cmd: args, Labels: labels,
+		Binds:       []string{m.pumba.DockerSocket + ":/var/run/docker.sock"},
+		StopTimeout: int(m.pumba.StopGrace.Seconds()),
+	})
+	if err != nil {
+		return err
+	}
+	f.markerID = id
+	if err := m.rt.Start(ctx, id); err != nil {
+		m.rt.Remove(context.WithoutCancel(ctx), id)
+		return err
+	}
+	go m.watchPumba(f)
+	return nil
+}
+
+// watchPumba notices a Pumba job that exits with an error before its time
+// (bad parameters, a missing tc image): the fault is marked failed with
+// Pumba's last words instead of pretending to be active.
+func (m *Manager) watchPumba(f *Fault) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.spec.Duration+m.pumba.StopGrace+time.Minute)
+	defer cancel()
+	code, err := m.rt.Wait(ctx, f.markerID)
+	if err != nil || code == 0 {
+		return // a clean end is the revert's to record
+	}
+	logs, _ := m.rt.Logs(ctx, f.markerID, 10)
+	m.mu.Lock()
+	active := f.State == StateActive
+	if active {
+		f.State = "reverting"
+		if f.timer != nil {
+			f.timer.Stop()
+		}
+	}
+	m.mu.Unlock()
+	if !active {
+		return
+	}
+	m.rt.Remove(ctx, f.markerID)
+	m.cleanupTC(ctx, f)
+	m.finish(f, StateFailed, "pumba failed", fmt.Errorf("pumba exited %d: %s", code, strings.TrimSpace(logs)))
+}
+
+// revertNetwork stops the Pumba job (SIGTERM: Pumba removes its tc rules)
+// and removes it.
+func (m *Manager) revertNetwork(ctx context.Context, f *Fault) error {
+	if err := m.rt.Stop(ctx, f.markerID, m.pumba.StopGrace); err != nil {
+		return err
+	}
+	return nil
+}
+
+// cleanupTC removes whatever netem qdisc is left on the fault's containers:
+// after a platform crash a Pumba job may have been killed before it could
+// clean up. Deleting a qdisc that is not there fails harmlessly.
+func (m *Manager) cleanupTC(ctx context.Context, f *Fault) {
+	if m.pumba.NettoolsImage == "" {
+		return
+	}
+	for _, id := range []string{f.ContainerID, f.PeerID} {
+		if id == "" {
+			continue
+		}
+		code, out, err := m.rt.RunInNetns(ctx, id, m.pumba.NettoolsImage, []string{"tc", "qdisc", "del", "dev", "eth0", "root"})
+		m.log.Info("leftover tc rules cleaned", "fault", f.ID, "container", id[:min(12, len(id))], "exit", code, "output", strings.TrimSpace(out), "err", err)
+	}
+}
