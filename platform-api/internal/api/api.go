@@ -54,6 +54,7 @@ type Deps struct {
 	Targets        Targets
 	Faults         Faults
 	Traffic        Traffic
+	Alerts         Alerts
 	Token          string // PLATFORM_API_TOKEN; empty: no authentication
 	MetricsHandler http.Handler
 	TracerProvider trace.TracerProvider
@@ -89,6 +90,8 @@ func NewRouter(d Deps) http.Handler {
 		r.Post("/traffic/start", h.startTraffic)
 		r.Get("/traffic/{id}", h.getTraffic)
 		r.Post("/traffic/{id}/stop", h.stopTraffic)
+		r.Post("/alerts/webhook", h.alertWebhook)
+		r.Get("/alerts", h.listAlerts)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "no route " + r.Method + " " + r.URL.Path})

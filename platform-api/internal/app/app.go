@@ -17,6 +17,8 @@ import (
 
 	"github.com/dsplab/dsplab/internal/httpserver"
 	"github.com/dsplab/dsplab/internal/telemetry"
+	"github.com/dsplab/dsplab/platform-api/internal/alerts"
+	"github.com/dsplab/dsplab/platform-api/internal/annotate"
 	"github.com/dsplab/dsplab/platform-api/internal/api"
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
@@ -31,6 +33,7 @@ type Config struct {
 	Limits  faults.Limits
 	Pumba   faults.Pumba
 	Traffic traffic.Config
+	Grafana struct{ URL, User, Password, Token string }
 }
 
 // ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN,
@@ -41,7 +44,9 @@ type Config struct {
 // (ghcr.io/alexei-led/pumba-alpine-nettools:latest), DOCKER_SOCKET_HOST_PATH
 // (/var/run/docker.sock, mounted into Pumba jobs), PROMETHEUS_RW_URL (remote write;
 // empty: off), MAX_TRAFFIC_RPS (20000), MAX_TRAFFIC_DURATION_SECONDS (3600)
-// and MAX_TRAFFIC_JOBS (3), reporting every bad value at once.
+// MAX_TRAFFIC_JOBS (3), and GRAFANA_URL (annotations; empty: off),
+// GRAFANA_USER (admin), GRAFANA_PASSWORD (admin) or GRAFANA_TOKEN,
+// reporting every bad value at once.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
 	get := func(k, def string) string {
@@ -75,6 +80,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			MaxJobs:     positive("MAX_TRAFFIC_JOBS", "3"),
 		},
 	}
+	c.Grafana.URL, c.Grafana.User, c.Grafana.Password, c.Grafana.Token = get("GRAFANA_URL", ""), get("GRAFANA_USER", "admin"), get("GRAFANA_PASSWORD", "admin"), getenv("GRAFANA_TOKEN")
 	return c, errors.Join(errs...)
 }
 
@@ -100,10 +106,11 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 	if err != nil {
 		return nil, err
 	}
-	m := faults.New(rt, cfg.Limits, cfg.Pumba, log, obs)
+	grafana := annotate.New(cfg.Grafana.URL, cfg.Grafana.User, cfg.Grafana.Password, cfg.Grafana.Token, log)
+	m := faults.New(rt, cfg.Limits, cfg.Pumba, log, obs, grafana)
 	// Jobs run under the platform's own context, never a request's.
 	jobsCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	tm := traffic.New(jobsCtx, rt, cfg.Traffic, log)
+	tm := traffic.New(jobsCtx, rt, cfg.Traffic, log, grafana)
 	if err := registerGauges(meter, m, tm); err != nil {
 		stop()
 		return nil, err
@@ -122,7 +129,7 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 		listen = cfg.Listen
 	}
 	a.server, err = httpserver.Listen(listen, api.NewRouter(api.Deps{
-		Targets: rt, Faults: m, Traffic: tm, Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
+		Targets: rt, Faults: m, Traffic: tm, Alerts: alerts.New(1000), Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
 		TracerProvider: tel.TracerProvider, Logger: log,
 	}), httpserver.Options{Logger: log})
 	if err != nil {

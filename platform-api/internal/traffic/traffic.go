@@ -116,8 +116,16 @@ type Runtime interface {
 	Remove(ctx context.Context, id string) error
 }
 
+// Observer hears of job windows (Grafana annotations). Calls must not
+// block for long.
+type Observer interface {
+	JobStarted(j Job)
+	JobEnded(j Job)
+}
+
 // Manager is safe for concurrent use.
 type Manager struct {
+	obs  []Observer
 	rt   Runtime
 	cfg  Config
 	log  *slog.Logger
@@ -145,8 +153,8 @@ const (
 )
 
 // New returns a runner whose jobs live under ctx.
-func New(ctx context.Context, rt Runtime, cfg Config, log *slog.Logger) *Manager {
-	return &Manager{rt: rt, cfg: cfg, log: log, ctx: ctx, jobs: map[string]*Job{}}
+func New(ctx context.Context, rt Runtime, cfg Config, log *slog.Logger, obs ...Observer) *Manager {
+	return &Manager{rt: rt, cfg: cfg, log: log, ctx: ctx, jobs: map[string]*Job{}, obs: obs}
 }
 
 // validate fills defaults and returns every problem of s.
@@ -255,6 +263,9 @@ func (m *Manager) Start(ctx context.Context, s Spec) (Job, error) {
 	out := *j
 	m.mu.Unlock()
 	m.log.InfoContext(ctx, "traffic job started", "id", j.ID, "script", j.Script, "profile", j.Profile, "rps", j.RPS, "duration", j.Duration, "target", j.TargetURL)
+	for _, o := range m.obs {
+		o.JobStarted(out)
+	}
 	m.watch(j)
 	return out, nil
 }
@@ -324,7 +335,13 @@ func (m *Manager) harvest(j *Job, code int64, waitErr error) {
 	m.rt.Remove(ctx, j.ContainerID)
 	now := time.Now().UTC()
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer func() {
+		out := *j
+		m.mu.Unlock()
+		for _, o := range m.obs {
+			o.JobEnded(out)
+		}
+	}()
 	j.EndedAt, j.ExitCode, j.Summary = &now, &code, compact
 	switch {
 	case j.stopping:

@@ -1,0 +1,63 @@
+package api
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/dsplab/dsplab/platform-api/internal/alerts"
+)
+
+// A notification as Alertmanager (v0.2x) posts it to a webhook receiver.
+const notification = `{
+  "receiver": "platform-api", "status": "firing", "version": "4", "groupKey": "{}:{alertname=\"AnalyzerDown\"}",
+  "truncatedAlerts": 0, "groupLabels": {"alertname": "AnalyzerDown"}, "commonLabels": {"alertname": "AnalyzerDown", "severity": "critical"},
+  "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+  "alerts": [
+    {"status": "firing", "labels": {"alertname": "AnalyzerDown", "analyzer": "analyzer-2", "severity": "critical"},
+     "annotations": {"summary": "analyzer-2 is down"}, "startsAt": "2026-11-22T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+     "generatorURL": "http://prometheus:9090/graph?g0.expr=distributor_analyzer_up+%3D%3D+0", "fingerprint": "c3b1f0a1"},
+    {"status": "resolved", "labels": {"alertname": "HighLatency"}, "annotations": {}, "startsAt": "2026-11-22T09:50:00Z",
+     "endsAt": "2026-11-22T09:55:00Z", "generatorURL": "", "fingerprint": "d4"}
+  ]
+}`
+
+func TestAlertmanagerNotificationsAreStoredAndListed(t *testing.T) {
+	store := alerts.New(10)
+	h := NewRouter(Deps{Targets: fakeTargets{}, Faults: &fakeFaults{}, Alerts: store, MetricsHandler: http.NotFoundHandler(),
+		TracerProvider: noop.NewTracerProvider(), Logger: slog.New(slog.DiscardHandler)})
+	w := do(h, "POST", "/api/alerts/webhook", notification)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.JSONEq(t, `{"received":2}`, w.Body.String())
+
+	var got AlertsResponse
+	require.NoError(t, json.Unmarshal(do(h, "GET", "/api/alerts", "").Body.Bytes(), &got))
+	require.Equal(t, 2, got.Total)
+	require.Equal(t, "analyzer-2", got.Alerts[0].Labels["analyzer"])
+	require.Equal(t, "platform-api", got.Alerts[0].Receiver)
+	require.False(t, got.Alerts[0].ReceivedAt.IsZero())
+
+	require.NoError(t, json.Unmarshal(do(h, "GET", "/api/alerts?since=2999-01-01T00:00:00Z", "").Body.Bytes(), &got))
+	require.Empty(t, got.Alerts)
+	require.Equal(t, http.StatusBadRequest, do(h, "GET", "/api/alerts?since=yesterday", "").Code)
+	require.Equal(t, http.StatusBadRequest, do(h, "POST", "/api/alerts/webhook", `{"status":"firing"}`).Code)
+	require.Equal(t, http.StatusBadRequest, do(h, "POST", "/api/alerts/webhook", `[`).Code)
+}
+
+func TestTheAlertStoreKeepsTheNewest(t *testing.T) {
+	s := alerts.New(3)
+	for i := 0; i < 5; i++ {
+		s.Add(alerts.Notification{Alerts: []alerts.Alert{{Fingerprint: string(rune('a' + i))}}}, fakeNow.Add(0))
+	}
+	all := s.Since(fakeNow.Add(-1))
+	require.Len(t, all, 3)
+	require.Equal(t, "c", all[0].Fingerprint)
+	require.Equal(t, 5, s.Total())
+}
+
+var fakeNow = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
