@@ -4,7 +4,7 @@
 //
 //	@title			DSP Lab platform API
 //	@version		0.1
-//	@description	Drive the DSP Lab stack: list targets, start traffic (k6 jobs) and inject faults into the compose project's containers: pause, stop, kill, restart, CPU and memory limits through the Docker API; delay, loss, duplicate, corrupt, rate and partitions as Pumba jobs. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.
+//	@description	Drive the DSP Lab stack: list targets, start traffic (k6 jobs), run experiments to a verdict and a report, and inject faults into the compose project's containers: pause, stop, kill, restart, CPU and memory limits through the Docker API; delay, loss, duplicate, corrupt, rate and partitions as Pumba jobs. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.
 //	@BasePath		/
 //	@securityDefinitions.apikey	BearerToken
 //	@in							header
@@ -55,6 +55,7 @@ type Deps struct {
 	Faults         Faults
 	Traffic        Traffic
 	Alerts         Alerts
+	Experiments    Experiments
 	Token          string // PLATFORM_API_TOKEN; empty: no authentication
 	MetricsHandler http.Handler
 	TracerProvider trace.TracerProvider
@@ -92,6 +93,14 @@ func NewRouter(d Deps) http.Handler {
 		r.Post("/traffic/{id}/stop", h.stopTraffic)
 		r.Post("/alerts/webhook", h.alertWebhook)
 		r.Get("/alerts", h.listAlerts)
+		r.Get("/experiments/presets", h.listPresets)
+		r.Post("/experiments/presets/{name}/run", h.runPreset)
+		r.Get("/experiments", h.listExperiments)
+		r.Post("/experiments", h.startExperiment)
+		r.Get("/experiments/{id}", h.getExperiment)
+		r.Get("/experiments/{id}/report", h.getExperiment)
+		r.Get("/experiments/{id}/report.md", h.experimentMarkdown)
+		r.Post("/experiments/{id}/stop", h.stopExperiment)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "no route " + r.Method + " " + r.URL.Path})

@@ -93,6 +93,280 @@ const docTemplate = `{
                 }
             }
         },
+        "/api/experiments": {
+            "get": {
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "List experiments, newest first",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.ExperimentsResponse"
+                        }
+                    }
+                }
+            },
+            "post": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
+                "description": "Runs a preset by name or a whole definition: before checks, traffic, faults at their offsets with during checks, revert, recovery window with after checks, verdict passed, failed or aborted. Answers at once; poll the Location, then read /report or /report.md.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "Run an experiment",
+                "parameters": [
+                    {
+                        "description": "a preset name or a definition",
+                        "name": "experiment",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/api.ExperimentRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "schema": {
+                            "$ref": "#/definitions/experiments.Experiment"
+                        },
+                        "headers": {
+                            "Location": {
+                                "type": "string",
+                                "description": "/api/experiments/{id}"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "every invalid field, listed",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "no such preset",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/experiments/presets": {
+            "get": {
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "List the shipped experiment presets (experiments/*.yaml)",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.PresetsResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/experiments/presets/{name}/run": {
+            "post": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "Run a preset by name",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "preset name",
+                        "name": "name",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "schema": {
+                            "$ref": "#/definitions/experiments.Experiment"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/experiments/{id}": {
+            "get": {
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "Get an experiment and its report (JSON)",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "experiment id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/experiments.Experiment"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/experiments/{id}/report": {
+            "get": {
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "Get an experiment and its report (JSON)",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "experiment id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/experiments.Experiment"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/experiments/{id}/report.md": {
+            "get": {
+                "produces": [
+                    "text/markdown"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "An experiment's report as Markdown",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "experiment id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the report",
+                        "schema": {
+                            "type": "string"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/experiments/{id}/stop": {
+            "post": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
+                "description": "Reverts its active faults, stops its traffic; the verdict is aborted.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "Abort a running experiment",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "experiment id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/experiments.Experiment"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/api/faults": {
             "get": {
                 "produces": [
@@ -668,6 +942,29 @@ const docTemplate = `{
                 }
             }
         },
+        "api.ExperimentRequest": {
+            "type": "object",
+            "properties": {
+                "definition": {
+                    "$ref": "#/definitions/experiments.Definition"
+                },
+                "preset": {
+                    "type": "string",
+                    "example": "analyzer-crash"
+                }
+            }
+        },
+        "api.ExperimentsResponse": {
+            "type": "object",
+            "properties": {
+                "experiments": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.Experiment"
+                    }
+                }
+            }
+        },
         "api.FaultRequest": {
             "type": "object",
             "properties": {
@@ -850,6 +1147,17 @@ const docTemplate = `{
                 "status": {
                     "type": "string",
                     "example": "ok"
+                }
+            }
+        },
+        "api.PresetsResponse": {
+            "type": "object",
+            "properties": {
+                "presets": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.Definition"
+                    }
                 }
             }
         },
@@ -1051,6 +1359,385 @@ const docTemplate = `{
                 }
             }
         },
+        "experiments.Check": {
+            "type": "object",
+            "properties": {
+                "abort": {
+                    "description": "Abort stops the experiment as soon as this check fails (before and\nduring checks): the verdict is aborted and every fault is reverted.",
+                    "type": "boolean"
+                },
+                "comparator": {
+                    "type": "string",
+                    "enum": [
+                        "\u003e",
+                        "\u003e=",
+                        "\u003c",
+                        "\u003c=",
+                        "==",
+                        "!="
+                    ],
+                    "example": "\u003e="
+                },
+                "mode": {
+                    "description": "Mode for during checks: always (the default: must hold at every\nevaluation) or eventually (must hold at least once, e.g. \"the\nfailure was noticed\").",
+                    "type": "string",
+                    "enum": [
+                        "always",
+                        "eventually"
+                    ]
+                },
+                "name": {
+                    "type": "string",
+                    "example": "all analyzers healthy"
+                },
+                "phase": {
+                    "description": "Phase: before (once, at the start), during (while faults are\nactive), after (in the recovery window).",
+                    "type": "string",
+                    "enum": [
+                        "before",
+                        "during",
+                        "after"
+                    ],
+                    "example": "after"
+                },
+                "query": {
+                    "description": "Query is PromQL returning one number (a scalar or a one-sample vector).",
+                    "type": "string",
+                    "example": "distributor_healthy_analyzers"
+                },
+                "threshold": {
+                    "type": "number",
+                    "example": 3
+                }
+            }
+        },
+        "experiments.CheckResult": {
+            "type": "object",
+            "properties": {
+                "abort": {
+                    "description": "Abort stops the experiment as soon as this check fails (before and\nduring checks): the verdict is aborted and every fault is reverted.",
+                    "type": "boolean"
+                },
+                "comparator": {
+                    "type": "string",
+                    "enum": [
+                        "\u003e",
+                        "\u003e=",
+                        "\u003c",
+                        "\u003c=",
+                        "==",
+                        "!="
+                    ],
+                    "example": "\u003e="
+                },
+                "error": {
+                    "type": "string"
+                },
+                "mode": {
+                    "description": "Mode for during checks: always (the default: must hold at every\nevaluation) or eventually (must hold at least once, e.g. \"the\nfailure was noticed\").",
+                    "type": "string",
+                    "enum": [
+                        "always",
+                        "eventually"
+                    ]
+                },
+                "name": {
+                    "type": "string",
+                    "example": "all analyzers healthy"
+                },
+                "passed": {
+                    "type": "boolean"
+                },
+                "phase": {
+                    "description": "Phase: before (once, at the start), during (while faults are\nactive), after (in the recovery window).",
+                    "type": "string",
+                    "enum": [
+                        "before",
+                        "during",
+                        "after"
+                    ],
+                    "example": "after"
+                },
+                "query": {
+                    "description": "Query is PromQL returning one number (a scalar or a one-sample vector).",
+                    "type": "string",
+                    "example": "distributor_healthy_analyzers"
+                },
+                "samples": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.Sample"
+                    }
+                },
+                "threshold": {
+                    "type": "number",
+                    "example": 3
+                }
+            }
+        },
+        "experiments.Definition": {
+            "type": "object",
+            "properties": {
+                "checks": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.Check"
+                    }
+                },
+                "description": {
+                    "type": "string"
+                },
+                "detectQuery": {
+                    "description": "DetectQuery is a PromQL filter that returns something once the\nsystem has noticed the fault (default: an analyzer down or the\ndistributor's health down). With alerts, it gives time to detect.",
+                    "type": "string"
+                },
+                "faults": {
+                    "description": "Faults start at their offset from the start of the experiment.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.ScheduledFault"
+                    }
+                },
+                "intervalSeconds": {
+                    "description": "IntervalSeconds between check evaluations (default 5).",
+                    "type": "number",
+                    "example": 5
+                },
+                "name": {
+                    "type": "string",
+                    "example": "analyzer-crash"
+                },
+                "recoverySeconds": {
+                    "description": "RecoverySeconds is how long after the last fault ends the \"after\"\nchecks have to hold (time to recover is measured in it).",
+                    "type": "number",
+                    "example": 60
+                },
+                "traffic": {
+                    "description": "Traffic runs from the start of the experiment (optional).",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/experiments.Traffic"
+                        }
+                    ]
+                }
+            }
+        },
+        "experiments.Event": {
+            "type": "object",
+            "properties": {
+                "at": {
+                    "type": "string"
+                },
+                "kind": {
+                    "type": "string",
+                    "example": "fault-started"
+                },
+                "message": {
+                    "type": "string"
+                },
+                "seconds": {
+                    "description": "since the start",
+                    "type": "number"
+                }
+            }
+        },
+        "experiments.Experiment": {
+            "type": "object",
+            "properties": {
+                "alerts": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/alerts.Alert"
+                    }
+                },
+                "checks": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.CheckResult"
+                    }
+                },
+                "definition": {
+                    "$ref": "#/definitions/experiments.Definition"
+                },
+                "detectedBy": {
+                    "type": "string"
+                },
+                "endedAt": {
+                    "type": "string"
+                },
+                "faultIds": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "id": {
+                    "type": "string",
+                    "example": "x-1a2b3c4d5e6f"
+                },
+                "ledger": {
+                    "$ref": "#/definitions/experiments.Ledger"
+                },
+                "name": {
+                    "type": "string"
+                },
+                "reason": {
+                    "type": "string"
+                },
+                "startedAt": {
+                    "type": "string"
+                },
+                "state": {
+                    "type": "string",
+                    "enum": [
+                        "running",
+                        "passed",
+                        "failed",
+                        "aborted"
+                    ],
+                    "example": "passed"
+                },
+                "timeToDetectSeconds": {
+                    "type": "number"
+                },
+                "timeToRecoverSeconds": {
+                    "type": "number"
+                },
+                "timeline": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.Event"
+                    }
+                },
+                "trafficJobId": {
+                    "type": "string"
+                }
+            }
+        },
+        "experiments.Ledger": {
+            "type": "object",
+            "properties": {
+                "accepted": {
+                    "description": "increase of sum(distributor_packets_total)",
+                    "type": "number"
+                },
+                "duplicates": {
+                    "description": "increase of sum(analyzer_duplicate_packets_total)",
+                    "type": "number"
+                },
+                "k6Accepted": {
+                    "type": "number"
+                },
+                "lost": {
+                    "description": "Lost is accepted minus processed when both are known (0: nothing lost).",
+                    "type": "number"
+                },
+                "processed": {
+                    "description": "increase of sum(analyzer_packets_processed_total), unique",
+                    "type": "number"
+                }
+            }
+        },
+        "experiments.Sample": {
+            "type": "object",
+            "properties": {
+                "at": {
+                    "type": "string"
+                },
+                "holds": {
+                    "type": "boolean"
+                },
+                "value": {
+                    "description": "nil: no data or an error",
+                    "type": "number"
+                }
+            }
+        },
+        "experiments.ScheduledFault": {
+            "type": "object",
+            "properties": {
+                "allowInfra": {
+                    "type": "boolean"
+                },
+                "atSeconds": {
+                    "type": "number",
+                    "example": 20
+                },
+                "correlation": {
+                    "type": "number"
+                },
+                "cpus": {
+                    "type": "number"
+                },
+                "delayMs": {
+                    "type": "integer"
+                },
+                "distribution": {
+                    "type": "string"
+                },
+                "durationSeconds": {
+                    "type": "number",
+                    "example": 15
+                },
+                "jitterMs": {
+                    "type": "integer"
+                },
+                "memoryMB": {
+                    "type": "integer"
+                },
+                "peer": {
+                    "type": "string"
+                },
+                "percent": {
+                    "type": "number"
+                },
+                "rate": {
+                    "type": "string"
+                },
+                "signal": {
+                    "type": "string"
+                },
+                "target": {
+                    "type": "string",
+                    "example": "analyzer-2"
+                },
+                "type": {
+                    "type": "string",
+                    "example": "kill"
+                }
+            }
+        },
+        "experiments.Traffic": {
+            "type": "object",
+            "properties": {
+                "durationSeconds": {
+                    "type": "number",
+                    "example": 120
+                },
+                "params": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "string"
+                    }
+                },
+                "profile": {
+                    "type": "string",
+                    "example": "constant"
+                },
+                "rps": {
+                    "type": "number",
+                    "example": 300
+                },
+                "script": {
+                    "type": "string",
+                    "example": "ingest-packets"
+                },
+                "targetUrl": {
+                    "type": "string",
+                    "example": "http://distributor:8080"
+                }
+            }
+        },
         "faults.Problem": {
             "type": "object",
             "properties": {
@@ -1080,7 +1767,7 @@ var SwaggerInfo = &swag.Spec{
 	BasePath:         "/",
 	Schemes:          []string{},
 	Title:            "DSP Lab platform API",
-	Description:      "Drive the DSP Lab stack: list targets, start traffic (k6 jobs) and inject faults into the compose project's containers: pause, stop, kill, restart, CPU and memory limits through the Docker API; delay, loss, duplicate, corrupt, rate and partitions as Pumba jobs. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.",
+	Description:      "Drive the DSP Lab stack: list targets, start traffic (k6 jobs), run experiments to a verdict and a report, and inject faults into the compose project's containers: pause, stop, kill, restart, CPU and memory limits through the Docker API; delay, loss, duplicate, corrupt, rate and partitions as Pumba jobs. Every fault is reverted when its duration ends, when stopped, on reset, and after the platform restarts.",
 	InfoInstanceName: "swagger",
 	SwaggerTemplate:  docTemplate,
 	LeftDelim:        "{{",

@@ -21,6 +21,7 @@ import (
 	"github.com/dsplab/dsplab/platform-api/internal/annotate"
 	"github.com/dsplab/dsplab/platform-api/internal/api"
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
+	"github.com/dsplab/dsplab/platform-api/internal/experiments"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
 	"github.com/dsplab/dsplab/platform-api/internal/traffic"
 )
@@ -34,6 +35,10 @@ type Config struct {
 	Pumba   faults.Pumba
 	Traffic traffic.Config
 	Grafana struct{ URL, User, Password, Token string }
+	// PrometheusURL is queried by experiment checks (PROMETHEUS_URL).
+	PrometheusURL string
+	// ExperimentsDir holds the presets (EXPERIMENTS_DIR, /experiments).
+	ExperimentsDir string
 }
 
 // ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN,
@@ -46,7 +51,8 @@ type Config struct {
 // empty: off), MAX_TRAFFIC_RPS (20000), MAX_TRAFFIC_DURATION_SECONDS (3600)
 // MAX_TRAFFIC_JOBS (3), and GRAFANA_URL (annotations; empty: off),
 // GRAFANA_USER (admin), GRAFANA_PASSWORD (admin) or GRAFANA_TOKEN,
-// reporting every bad value at once.
+// PROMETHEUS_URL (http://prometheus:9090) and EXPERIMENTS_DIR
+// (/experiments), reporting every bad value at once.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
 	get := func(k, def string) string {
@@ -80,6 +86,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			MaxJobs:     positive("MAX_TRAFFIC_JOBS", "3"),
 		},
 	}
+	c.PrometheusURL, c.ExperimentsDir = get("PROMETHEUS_URL", "http://prometheus:9090"), get("EXPERIMENTS_DIR", "/experiments")
 	c.Grafana.URL, c.Grafana.User, c.Grafana.Password, c.Grafana.Token = get("GRAFANA_URL", ""), get("GRAFANA_USER", "admin"), get("GRAFANA_PASSWORD", "admin"), getenv("GRAFANA_TOKEN")
 	return c, errors.Join(errs...)
 }
@@ -89,6 +96,7 @@ type App struct {
 	rt      *docker.Runtime
 	faults  *faults.Manager
 	traffic *traffic.Manager
+	exps    *experiments.Manager
 	stop    context.CancelFunc
 	server  *httpserver.Server
 	log     *slog.Logger
@@ -124,12 +132,20 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 	if err := tm.Reconcile(ctx); err != nil {
 		log.Error("reconcile traffic jobs", "err", err)
 	}
-	a := &App{rt: rt, faults: m, traffic: tm, stop: stop, log: log}
+	presets, err := experiments.LoadPresets(cfg.ExperimentsDir, cfg.Limits.MaxDuration.Seconds())
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("experiment presets: %w", err)
+	}
+	alertStore := alerts.New(1000)
+	exps := experiments.NewManager(experiments.Options{Querier: experiments.NewPrometheus(cfg.PrometheusURL), Faults: m, Traffic: tm,
+		Alerts: alertStore, Presets: presets, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded})
+	a := &App{rt: rt, faults: m, traffic: tm, exps: exps, stop: stop, log: log}
 	if listen == "" {
 		listen = cfg.Listen
 	}
 	a.server, err = httpserver.Listen(listen, api.NewRouter(api.Deps{
-		Targets: rt, Faults: m, Traffic: tm, Alerts: alerts.New(1000), Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
+		Targets: rt, Faults: m, Traffic: tm, Alerts: alertStore, Experiments: exps, Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
 		TracerProvider: tel.TracerProvider, Logger: log,
 	}), httpserver.Options{Logger: log})
 	if err != nil {
@@ -149,6 +165,14 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.server.Run(gctx) })
 	err := g.Wait()
+	// Running experiments are aborted: each reverts its faults and stops
+	// its traffic.
+	for _, e := range a.exps.List() {
+		if e.State == experiments.StateRunning {
+			a.exps.Stop(e.ID)
+		}
+	}
+	a.exps.Wait()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	if reverted, rerr := a.faults.Reset(rctx); rerr != nil {
@@ -165,14 +189,27 @@ func (a *App) Run(ctx context.Context) error {
 	return err
 }
 
-// faultMetrics counts faults and implements faults.Observer.
+// faultMetrics counts faults (it implements faults.Observer) and
+// experiments.
 type faultMetrics struct {
-	total metric.Int64Counter
+	total       metric.Int64Counter
+	experiments metric.Int64Counter
 }
 
 func newFaultMetrics(m metric.Meter) (*faultMetrics, error) {
 	c, err := m.Int64Counter("platform_faults", metric.WithDescription("Faults started, by type and target."))
-	return &faultMetrics{total: c}, err
+	if err != nil {
+		return nil, err
+	}
+	e, err := m.Int64Counter("platform_experiments", metric.WithDescription("Experiments ended, by verdict."))
+	for _, v := range []string{experiments.Passed, experiments.Failed, experiments.Aborted} {
+		e.Add(context.Background(), 0, metric.WithAttributes(attribute.String("verdict", v)))
+	}
+	return &faultMetrics{total: c, experiments: e}, err
+}
+
+func (f *faultMetrics) experimentEnded(verdict string) {
+	f.experiments.Add(context.Background(), 1, metric.WithAttributes(attribute.String("verdict", verdict)))
 }
 
 func (f *faultMetrics) FaultStarted(x faults.Fault) {

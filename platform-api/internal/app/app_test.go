@@ -74,14 +74,21 @@ func (p *platform) get(path string) string {
 	return string(b)
 }
 
+func repoDir(t *testing.T, name string) string {
+	root, err := exec.Command("go", "env", "GOMOD").Output()
+	require.NoError(t, err)
+	return filepath.Join(filepath.Dir(strings.TrimSpace(string(root))), name)
+}
+
 func TestAKilledPlatformLeavesNoFaultBehindAfterItRestarts(t *testing.T) {
 	proj := dockertest.NewProject(t)
 	a1 := proj.Run("analyzer-1", "target")
 	a2 := proj.Run("analyzer-2", "target")
 	port := devstack.FreePort(t)
 	p := &platform{t: t, bin: buildPlatform(t), url: "http://127.0.0.1:" + strconv.Itoa(port),
-		env: []string{"COMPOSE_PROJECT=" + proj.Name, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn"}}
+		env: []string{"COMPOSE_PROJECT=" + proj.Name, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn", "EXPERIMENTS_DIR=" + repoDir(t, "experiments")}}
 	p.start()
+	require.Contains(t, p.get("/api/experiments/presets"), `"name":"analyzer-crash"`, "presets are loaded from EXPERIMENTS_DIR")
 
 	code, f := p.post("/api/faults", `{"type":"pause","target":"analyzer-1","durationSeconds":2}`)
 	require.Equal(t, http.StatusCreated, code, f)

@@ -1,0 +1,209 @@
+// Package experiments runs declarative chaos experiments: steady-state
+// checks (PromQL with a comparator and threshold) before, during and after
+// a fault schedule under traffic, ending in a verdict (passed, failed,
+// aborted) and a report with the timeline, every check value, the alerts
+// received, time to detect, time to recover and the delivery ledger.
+package experiments
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dsplab/dsplab/platform-api/internal/faults"
+)
+
+// Definition is an experiment, as written in experiments/*.yaml.
+type Definition struct {
+	Name        string `yaml:"name" json:"name" example:"analyzer-crash"`
+	Description string `yaml:"description" json:"description,omitempty"`
+	// Traffic runs from the start of the experiment (optional).
+	Traffic *Traffic `yaml:"traffic" json:"traffic,omitempty"`
+	// Faults start at their offset from the start of the experiment.
+	Faults []ScheduledFault `yaml:"faults" json:"faults"`
+	Checks []Check          `yaml:"checks" json:"checks"`
+	// RecoverySeconds is how long after the last fault ends the "after"
+	// checks have to hold (time to recover is measured in it).
+	RecoverySeconds float64 `yaml:"recoverySeconds" json:"recoverySeconds" example:"60"`
+	// IntervalSeconds between check evaluations (default 5).
+	IntervalSeconds float64 `yaml:"intervalSeconds" json:"intervalSeconds,omitempty" example:"5"`
+	// DetectQuery is a PromQL filter that returns something once the
+	// system has noticed the fault (default: an analyzer down or the
+	// distributor's health down). With alerts, it gives time to detect.
+	DetectQuery string `yaml:"detectQuery" json:"detectQuery,omitempty"`
+}
+
+// Traffic is the experiment's load: the platform's traffic request.
+type Traffic struct {
+	TargetURL       string            `yaml:"targetUrl" json:"targetUrl" example:"http://distributor:8080"`
+	RPS             float64           `yaml:"rps" json:"rps" example:"300"`
+	DurationSeconds float64           `yaml:"durationSeconds" json:"durationSeconds" example:"120"`
+	Script          string            `yaml:"script" json:"script,omitempty" example:"ingest-packets"`
+	Profile         string            `yaml:"profile" json:"profile,omitempty" example:"constant"`
+	Params          map[string]string `yaml:"params" json:"params,omitempty"`
+}
+
+// ScheduledFault is a fault and when it starts.
+type ScheduledFault struct {
+	AtSeconds       float64 `yaml:"atSeconds" json:"atSeconds" example:"20"`
+	Type            string  `yaml:"type" json:"type" example:"kill"`
+	Target          string  `yaml:"target" json:"target" example:"analyzer-2"`
+	DurationSeconds float64 `yaml:"durationSeconds" json:"durationSeconds" example:"15"`
+	Signal          string  `yaml:"signal" json:"signal,omitempty"`
+	CPUs            float64 `yaml:"cpus" json:"cpus,omitempty"`
+	MemoryMB        int     `yaml:"memoryMB" json:"memoryMB,omitempty"`
+	DelayMs         int     `yaml:"delayMs" json:"delayMs,omitempty"`
+	JitterMs        int     `yaml:"jitterMs" json:"jitterMs,omitempty"`
+	Correlation     float64 `yaml:"correlation" json:"correlation,omitempty"`
+	Distribution    string  `yaml:"distribution" json:"distribution,omitempty"`
+	Percent         float64 `yaml:"percent" json:"percent,omitempty"`
+	Rate            string  `yaml:"rate" json:"rate,omitempty"`
+	Peer            string  `yaml:"peer" json:"peer,omitempty"`
+	AllowInfra      bool    `yaml:"allowInfra" json:"allowInfra,omitempty"`
+}
+
+// Spec converts to a fault request.
+func (f ScheduledFault) Spec() faults.Spec {
+	return faults.Spec{Type: f.Type, Target: f.Target, Duration: seconds(f.DurationSeconds), Signal: f.Signal, CPUs: f.CPUs,
+		MemoryMB: f.MemoryMB, AllowInfra: f.AllowInfra, DelayMs: f.DelayMs, JitterMs: f.JitterMs, Correlation: f.Correlation,
+		Distribution: f.Distribution, Percent: f.Percent, Rate: f.Rate, Peer: f.Peer}
+}
+
+// Check is a steady-state check.
+type Check struct {
+	Name string `yaml:"name" json:"name" example:"all analyzers healthy"`
+	// Query is PromQL returning one number (a scalar or a one-sample vector).
+	Query      string  `yaml:"query" json:"query" example:"distributor_healthy_analyzers"`
+	Comparator string  `yaml:"comparator" json:"comparator" example:">=" enums:">,>=,<,<=,==,!="`
+	Threshold  float64 `yaml:"threshold" json:"threshold" example:"3"`
+	// Phase: before (once, at the start), during (while faults are
+	// active), after (in the recovery window).
+	Phase string `yaml:"phase" json:"phase" example:"after" enums:"before,during,after"`
+	// Mode for during checks: always (the default: must hold at every
+	// evaluation) or eventually (must hold at least once, e.g. "the
+	// failure was noticed").
+	Mode string `yaml:"mode" json:"mode,omitempty" enums:"always,eventually"`
+	// Abort stops the experiment as soon as this check fails (before and
+	// during checks): the verdict is aborted and every fault is reverted.
+	Abort bool `yaml:"abort" json:"abort,omitempty"`
+}
+
+var comparators = []string{">", ">=", "<", "<=", "==", "!="}
+
+func (c Check) holds(v float64) bool {
+	switch c.Comparator {
+	case ">":
+		return v > c.Threshold
+	case ">=":
+		return v >= c.Threshold
+	case "<":
+		return v < c.Threshold
+	case "<=":
+		return v <= c.Threshold
+	case "==":
+		return v == c.Threshold
+	}
+	return v != c.Threshold
+}
+
+// Validate fills defaults and lists every problem.
+func (d *Definition) Validate(maxFaultDuration float64) error {
+	var ps []faults.Problem
+	bad := func(f, format string, a ...any) {
+		ps = append(ps, faults.Problem{Field: f, Problem: fmt.Sprintf(format, a...)})
+	}
+	if strings.TrimSpace(d.Name) == "" {
+		bad("name", "is required")
+	}
+	if d.IntervalSeconds == 0 {
+		d.IntervalSeconds = 5
+	}
+	if d.IntervalSeconds < 0.5 || d.IntervalSeconds > 60 {
+		bad("intervalSeconds", "must be from 0.5 to 60")
+	}
+	if d.RecoverySeconds < 0 || d.RecoverySeconds > 3600 {
+		bad("recoverySeconds", "must be from 0 to 3600")
+	}
+	if d.DetectQuery == "" {
+		d.DetectQuery = "(min(distributor_analyzer_up) < 1) or (distributor_health_up < 1)"
+	}
+	if d.Traffic != nil && (d.Traffic.TargetURL == "" || !(d.Traffic.RPS > 0) || !(d.Traffic.DurationSeconds > 0)) {
+		bad("traffic", "needs targetUrl, rps > 0 and durationSeconds > 0")
+	}
+	for i, f := range d.Faults {
+		field := fmt.Sprintf("faults[%d]", i)
+		if f.AtSeconds < 0 {
+			bad(field+".atSeconds", "must not be negative")
+		}
+		s := f.Spec()
+		if err := s.Validate(faults.Limits{MaxDuration: seconds(maxFaultDuration)}, 1<<10); err != nil {
+			for _, p := range err.(*faults.ValidationError).Problems {
+				bad(field+"."+p.Field, "%s", p.Problem)
+			}
+		}
+	}
+	for i := range d.Checks {
+		c := &d.Checks[i]
+		field := fmt.Sprintf("checks[%d]", i)
+		if c.Name == "" {
+			c.Name = c.Query
+		}
+		if strings.TrimSpace(c.Query) == "" {
+			bad(field+".query", "is required (PromQL)")
+		}
+		if !slices.Contains(comparators, c.Comparator) {
+			bad(field+".comparator", "must be one of %s", strings.Join(comparators, " "))
+		}
+		if !slices.Contains([]string{"before", "during", "after"}, c.Phase) {
+			bad(field+".phase", "must be before, during or after")
+		}
+		if c.Mode == "" {
+			c.Mode = "always"
+		}
+		if c.Mode != "always" && c.Mode != "eventually" {
+			bad(field+".mode", "must be always or eventually")
+		}
+		if c.Abort && c.Phase == "after" {
+			bad(field+".abort", "applies to before and during checks only")
+		}
+	}
+	if len(ps) > 0 {
+		return &faults.ValidationError{Problems: ps}
+	}
+	return nil
+}
+
+// LoadPresets reads every *.yaml of dir as a Definition, strictly.
+func LoadPresets(dir string, maxFaultDuration float64) (map[string]Definition, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	out := map[string]Definition{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var d Definition
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&d); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Base(f), err)
+		}
+		if err := d.Validate(maxFaultDuration); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Base(f), err)
+		}
+		if _, dup := out[d.Name]; dup {
+			return nil, fmt.Errorf("%s: name %q used twice", filepath.Base(f), d.Name)
+		}
+		out[d.Name] = d
+	}
+	return out, nil
+}

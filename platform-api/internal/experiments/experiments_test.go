@@ -1,0 +1,300 @@
+package experiments
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/platform-api/internal/alerts"
+	"github.com/dsplab/dsplab/platform-api/internal/faults"
+	"github.com/dsplab/dsplab/platform-api/internal/traffic"
+)
+
+// The runner is tested in a synctest bubble against in-memory stand-ins:
+// a scripted Prometheus (values as a function of time), and fault and
+// traffic managers that keep time. The real fault and traffic managers are
+// tested on the Docker engine in their own packages; Prometheus itself is
+// not available to these tests.
+
+type world struct {
+	start   time.Time
+	mu      sync.Mutex
+	values  func(q string, t float64) (float64, bool)
+	faults  map[string]*faults.Fault
+	stopped []string
+	jobs    map[string]*traffic.Job
+}
+
+func (w *world) since() float64 { return time.Since(w.start).Seconds() }
+
+func (w *world) Query(_ context.Context, q string) (float64, bool, error) {
+	v, ok := w.values(q, w.since())
+	return v, ok, nil
+}
+
+func (w *world) Start(_ context.Context, s faults.Spec) (faults.Fault, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	end := time.Now().Add(s.Duration)
+	f := &faults.Fault{ID: "f-" + s.Target, Type: s.Type, Target: s.Target, State: faults.StateActive, StartedAt: time.Now(), EndsAt: &end, Command: "docker " + s.Type}
+	w.faults[f.ID] = f
+	return *f, nil
+}
+
+func (w *world) StopFault(_ context.Context, id string) (faults.Fault, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.faults[id].State = faults.StateReverted
+	w.stopped = append(w.stopped, id)
+	return *w.faults[id], nil
+}
+
+func (w *world) Get(id string) (faults.Fault, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f := w.faults[id]
+	if f.State == faults.StateActive && !time.Now().Before(*f.EndsAt) {
+		f.State = faults.StateReverted
+	}
+	return *f, nil
+}
+
+type trafficWorld struct{ *world }
+
+func (t trafficWorld) Start(_ context.Context, s traffic.Spec) (traffic.Job, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	j := &traffic.Job{ID: "t-1", Script: "ingest-packets", Profile: "constant", RPS: s.RPS, Duration: s.Duration, State: traffic.StateRunning, StartedAt: time.Now()}
+	t.jobs[j.ID] = j
+	return *j, nil
+}
+
+func (t trafficWorld) Stop(_ context.Context, id string) (traffic.Job, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.jobs[id].State = traffic.StateStopped
+	t.jobs[id].Summary = []byte(`{"overview":{"packets_accepted":1000}}`)
+	return *t.jobs[id], nil
+}
+
+func (t trafficWorld) Get(id string) (traffic.Job, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	j := t.jobs[id]
+	if j.State == traffic.StateRunning && time.Since(j.StartedAt) >= j.Duration {
+		j.State = traffic.StateFinished
+		j.Summary = []byte(`{"overview":{"packets_accepted":1000}}`)
+	}
+	return *j, nil
+}
+
+// analyzerCrash: analyzer-2 is killed at 10 s for 15 s; the healthy count
+// drops from 12 s to 27 s; an alert arrives at 14 s.
+func analyzerCrash(q string, t float64) (float64, bool) {
+	healthy := 3.0
+	if t >= 12 && t < 27 {
+		healthy = 2
+	}
+	switch q {
+	case "distributor_healthy_analyzers":
+		return healthy, true
+	case "sum(distributor_packets_total)", "sum(analyzer_packets_processed_total)":
+		return 1000 * min(t, 60) / 60, true
+	case "sum(analyzer_duplicate_packets_total)":
+		return 3 * min(t, 60) / 60, true
+	case defaultDetect:
+		return 1, healthy < 3
+	}
+	return 0, false
+}
+
+const defaultDetect = "(min(distributor_analyzer_up) < 1) or (distributor_health_up < 1)"
+
+func crashDefinition() Definition {
+	return Definition{
+		Name:    "analyzer-crash",
+		Traffic: &Traffic{TargetURL: "http://distributor:8080", RPS: 300, DurationSeconds: 60},
+		Faults:  []ScheduledFault{{AtSeconds: 10, Type: "kill", Target: "analyzer-2", DurationSeconds: 15}},
+		Checks: []Check{
+			{Name: "all healthy before", Query: "distributor_healthy_analyzers", Comparator: ">=", Threshold: 3, Phase: "before", Abort: true},
+			{Name: "the crash is noticed", Query: "distributor_healthy_analyzers", Comparator: "<=", Threshold: 2, Phase: "during", Mode: "eventually"},
+			{Name: "all healthy after", Query: "distributor_healthy_analyzers", Comparator: ">=", Threshold: 3, Phase: "after"},
+		},
+		RecoverySeconds: 30,
+	}
+}
+
+func newWorld(values func(string, float64) (float64, bool)) (*world, *Manager, *alerts.Store) {
+	w := &world{start: time.Now(), values: values, faults: map[string]*faults.Fault{}, jobs: map[string]*traffic.Job{}}
+	store := alerts.New(100)
+	m := NewManager(Options{Querier: w, Faults: w, Traffic: trafficWorld{w}, Alerts: store, MaxFaultSeconds: 600, Logger: slog.New(slog.DiscardHandler)})
+	return w, m, store
+}
+
+func TestACrashExperimentPassesWithTimeToDetectRecoverAndTheLedger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, m, store := newWorld(analyzerCrash)
+		go func() {
+			time.Sleep(14 * time.Second)
+			store.Add(alerts.Notification{Receiver: "platform", Alerts: []alerts.Alert{{Status: "firing", Labels: map[string]string{"alertname": "AnalyzerDown"}}}}, time.Now())
+		}()
+		e, err := m.Start(crashDefinition())
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Passed, e.State, e.Reason)
+		require.NotNil(t, e.TimeToDetectSeconds, "%+v", e.Timeline)
+		require.InDelta(t, 2, *e.TimeToDetectSeconds, 1, "the detect query saw it at 12 s, before the alert at 14 s")
+		require.Contains(t, e.DetectedBy, "query")
+		require.InDelta(t, 5, *e.TimeToRecoverSeconds, 1, "faults ended at 25 s, healthy again at 27 s, seen at the next evaluation")
+		require.Len(t, e.Alerts, 1)
+		require.InDelta(t, *e.Ledger.Accepted, *e.Ledger.Processed, 0.001)
+		require.Zero(t, *e.Ledger.Lost)
+		require.EqualValues(t, 1000, *e.Ledger.K6Accepted)
+		kinds := []string{}
+		for _, ev := range e.Timeline {
+			kinds = append(kinds, ev.Kind)
+		}
+		require.Equal(t, []string{"started", "traffic-started", "fault-started", "detected", "faults-ended", "recovered", "traffic-stopped", "verdict"}, kinds)
+		require.Equal(t, []string{"t-1"}, []string{e.TrafficJobID})
+		md := Markdown(e)
+		for _, want := range []string{"# Experiment analyzer-crash — PASSED", "time to detect | 2.0s", "## Delivery ledger", "AnalyzerDown", "fault-started"} {
+			require.Contains(t, md, want)
+		}
+		_ = w
+	})
+}
+
+func TestAFailingBeforeCheckWithAbortStartsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, m, _ := newWorld(func(q string, t float64) (float64, bool) {
+			if q == "distributor_healthy_analyzers" {
+				return 1, true
+			}
+			return analyzerCrash(q, t)
+		})
+		e, err := m.Start(crashDefinition())
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Aborted, e.State)
+		require.Contains(t, e.Reason, "before check failed")
+		require.Empty(t, w.faults)
+		require.Empty(t, w.jobs)
+	})
+}
+
+func TestADuringCheckWithAbortRevertsTheFaultsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, m, _ := newWorld(analyzerCrash)
+		d := crashDefinition()
+		d.Checks = append(d.Checks, Check{Name: "never below 3", Query: "distributor_healthy_analyzers", Comparator: ">=", Threshold: 3, Phase: "during", Abort: true})
+		e, err := m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Aborted, e.State)
+		require.Equal(t, []string{"f-analyzer-2"}, w.stopped, "the experiment reverts its active fault")
+		require.Less(t, e.EndedAt.Sub(e.StartedAt), 25*time.Second, "aborted before the fault's end")
+	})
+}
+
+func TestAnAfterCheckThatNeverHoldsFailsTheExperiment(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, m, _ := newWorld(func(q string, t float64) (float64, bool) {
+			if q == "distributor_healthy_analyzers" && t >= 12 {
+				return 2, true // analyzer-2 never comes back
+			}
+			return analyzerCrash(q, t)
+		})
+		e, err := m.Start(crashDefinition())
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Failed, e.State)
+		require.Contains(t, e.Reason, "after: all healthy after")
+		require.Nil(t, e.TimeToRecoverSeconds)
+	})
+}
+
+func TestStoppingAnExperimentAbortsItAndCleansUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, m, _ := newWorld(analyzerCrash)
+		e, err := m.Start(crashDefinition())
+		require.NoError(t, err)
+		time.Sleep(15 * time.Second)
+		_, err = m.Stop(e.ID)
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Aborted, e.State)
+		require.Equal(t, "stopped by request", e.Reason)
+		require.Equal(t, []string{"f-analyzer-2"}, w.stopped)
+		require.Equal(t, traffic.StateStopped, w.jobs["t-1"].State)
+	})
+}
+
+func TestDefinitionsListEveryProblem(t *testing.T) {
+	d := Definition{Faults: []ScheduledFault{{AtSeconds: -1, Type: "explode"}}, Checks: []Check{{Comparator: "~", Phase: "later"}},
+		Traffic: &Traffic{}, IntervalSeconds: 0.1}
+	err := d.Validate(600)
+	var ve *faults.ValidationError
+	require.ErrorAs(t, err, &ve)
+	fields := map[string]bool{}
+	for _, p := range ve.Problems {
+		fields[p.Field] = true
+	}
+	for _, f := range []string{"name", "intervalSeconds", "traffic", "faults[0].atSeconds", "faults[0].type", "faults[0].target", "faults[0].durationSeconds", "checks[0].query", "checks[0].comparator", "checks[0].phase"} {
+		require.True(t, fields[f], "%s not reported: %v", f, ve.Problems)
+	}
+}
+
+func TestShippedPresetsAreValid(t *testing.T) {
+	presets, err := LoadPresets("../../../experiments", 600)
+	require.NoError(t, err)
+	require.Contains(t, presets, "analyzer-crash")
+	require.Contains(t, presets, "baseline")
+}
+
+// The server stands in for Prometheus's HTTP API (/api/v1/query).
+func TestPrometheusQueriesScalarsVectorsAndEmptyResults(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.Equal(t, "/api/v1/query", r.URL.Path)
+		switch r.URL.Query().Get("query") {
+		case "up":
+			io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"job":"x"},"value":[1700000000.1,"3"]}]}}`)
+		case "scalar(1)":
+			io.WriteString(w, `{"status":"success","data":{"resultType":"scalar","result":[1700000000.1,"1"]}}`)
+		case "up < 0":
+			io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+		default:
+			w.WriteHeader(400)
+			io.WriteString(w, `{"status":"error","errorType":"bad_data","error":"parse error"}`)
+		}
+	}))
+	defer srv.Close()
+	p := NewPrometheus(srv.URL)
+	v, ok, err := p.Query(context.Background(), "up")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 3.0, v)
+	v, ok, err = p.Query(context.Background(), "scalar(1)")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, 1.0, v)
+	_, ok, err = p.Query(context.Background(), "up < 0")
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, _, err = p.Query(context.Background(), "up{")
+	require.ErrorContains(t, err, "bad_data")
+	_ = strings.TrimSpace
+}

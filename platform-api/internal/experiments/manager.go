@@ -1,0 +1,171 @@
+package experiments
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dsplab/dsplab/platform-api/internal/faults"
+)
+
+var jsonUnmarshal = json.Unmarshal
+
+// Manager runs experiments. It is safe for concurrent use.
+type Manager struct {
+	q         Querier
+	faults    FaultStarter
+	traffic   TrafficRunner
+	alerts    AlertSource
+	presets   map[string]Definition
+	maxFault  float64
+	log       *slog.Logger
+	onVerdict func(verdict string)
+
+	mu      sync.Mutex
+	exps    map[string]*Experiment
+	cancels map[string]context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// Options are the manager's collaborators.
+type Options struct {
+	Querier Querier
+	Faults  FaultStarter
+	Traffic TrafficRunner
+	Alerts  AlertSource
+	Presets map[string]Definition
+	// MaxFaultSeconds bounds fault durations (the fault manager's cap).
+	MaxFaultSeconds float64
+	Logger          *slog.Logger
+	// OnVerdict is called when an experiment ends (metrics).
+	OnVerdict func(verdict string)
+}
+
+// NewManager returns a manager.
+func NewManager(o Options) *Manager {
+	return &Manager{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, presets: o.Presets, maxFault: o.MaxFaultSeconds,
+		log: o.Logger, onVerdict: o.OnVerdict, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
+}
+
+// Presets returns the shipped experiments, sorted by name.
+func (m *Manager) Presets() []Definition {
+	out := make([]Definition, 0, len(m.presets))
+	for _, d := range m.presets {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Preset returns one shipped experiment.
+func (m *Manager) Preset(name string) (Definition, error) {
+	d, ok := m.presets[name]
+	if !ok {
+		return Definition{}, fmt.Errorf("%w: no preset %q (GET /api/experiments/presets lists them)", faults.ErrNotFound, name)
+	}
+	return d, nil
+}
+
+// Start validates d and runs it in the background, under the platform's
+// own context: it outlives the request that started it.
+func (m *Manager) Start(d Definition) (Experiment, error) {
+	if err := d.Validate(m.maxFault); err != nil {
+		return Experiment{}, err
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	e := &Experiment{ID: "x-" + hex.EncodeToString(b), Name: d.Name, State: StateRunning, StartedAt: time.Now().UTC(), Definition: d,
+		Timeline: []Event{}, FaultIDs: []string{}, Alerts: nil}
+	for _, c := range d.Checks {
+		e.Checks = append(e.Checks, CheckResult{Check: c, Samples: []Sample{}})
+	}
+	r := &runner{m: m, e: e, def: d}
+	for _, f := range d.Faults {
+		r.faults = append(r.faults, scheduled{ScheduledFault: f})
+	}
+	sort.SliceStable(r.faults, func(i, j int) bool { return r.faults[i].AtSeconds < r.faults[j].AtSeconds })
+	ctx, cancel := context.WithCancel(context.Background())
+	m.mu.Lock()
+	m.exps[e.ID], m.cancels[e.ID] = e, cancel
+	out := *e
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer cancel()
+		r.run(ctx)
+	}()
+	m.log.Info("experiment started", "id", e.ID, "name", d.Name)
+	return out, nil
+}
+
+// Stop aborts a running experiment: its faults are reverted, its traffic
+// stopped, and the verdict is aborted.
+func (m *Manager) Stop(id string) (Experiment, error) {
+	m.mu.Lock()
+	cancel, ok := m.cancels[id]
+	m.mu.Unlock()
+	if !ok {
+		return Experiment{}, fmt.Errorf("%w: experiment %s", faults.ErrNotFound, id)
+	}
+	cancel()
+	return m.Get(id)
+}
+
+// Get returns a copy of one experiment.
+func (m *Manager) Get(id string) (Experiment, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.exps[id]
+	if !ok {
+		return Experiment{}, fmt.Errorf("%w: experiment %s", faults.ErrNotFound, id)
+	}
+	return copyOf(e), nil
+}
+
+// List returns every experiment, newest first.
+func (m *Manager) List() []Experiment {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Experiment, 0, len(m.exps))
+	for _, e := range m.exps {
+		out = append(out, copyOf(e))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.After(out[j].StartedAt) })
+	return out
+}
+
+// copyOf copies an experiment deep enough that readers never share slices
+// the runner appends to (m.mu held).
+func copyOf(e *Experiment) Experiment {
+	c := *e
+	c.Timeline = append([]Event(nil), e.Timeline...)
+	c.FaultIDs = append([]string(nil), e.FaultIDs...)
+	c.Checks = make([]CheckResult, len(e.Checks))
+	for i, cr := range e.Checks {
+		cr.Samples = append([]Sample(nil), cr.Samples...)
+		c.Checks[i] = cr
+	}
+	return c
+}
+
+func (m *Manager) update(e *Experiment, fn func(*Experiment)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fn(e)
+}
+
+func (m *Manager) finished(verdict string) {
+	if m.onVerdict != nil {
+		m.onVerdict(verdict)
+	}
+}
+
+// Wait waits for running experiments (tests, shutdown).
+func (m *Manager) Wait() { m.wg.Wait() }

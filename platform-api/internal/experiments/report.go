@@ -1,0 +1,93 @@
+package experiments
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Markdown renders an experiment's report for people.
+func Markdown(e Experiment) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("# Experiment %s — %s\n\n", e.Name, strings.ToUpper(e.State))
+	if e.Definition.Description != "" {
+		p("%s\n\n", e.Definition.Description)
+	}
+	p("| | |\n|---|---|\n")
+	p("| id | `%s` |\n| started | %s |\n", e.ID, e.StartedAt.Format(time.RFC3339))
+	if e.EndedAt != nil {
+		p("| ended | %s (%.0fs) |\n", e.EndedAt.Format(time.RFC3339), e.EndedAt.Sub(e.StartedAt).Seconds())
+	}
+	p("| verdict | **%s** %s |\n", e.State, e.Reason)
+	p("| time to detect | %s %s |\n", secs(e.TimeToDetectSeconds), e.DetectedBy)
+	p("| time to recover | %s |\n", secs(e.TimeToRecoverSeconds))
+	if e.TrafficJobID != "" {
+		p("| traffic job | `%s` |\n", e.TrafficJobID)
+	}
+	p("\n## Delivery ledger\n\n| accepted (distributor) | processed (analyzers, unique) | duplicates | lost | accepted (k6) |\n|---|---|---|---|---|\n")
+	p("| %s | %s | %s | %s | %s |\n", num(e.Ledger.Accepted), num(e.Ledger.Processed), num(e.Ledger.Duplicates), num(e.Ledger.Lost), num(e.Ledger.K6Accepted))
+	p("\n## Checks\n\n| phase | check | query | expected | result | values |\n|---|---|---|---|---|---|\n")
+	for _, c := range e.Checks {
+		result := "✅ passed"
+		if !c.Passed {
+			result = "❌ failed"
+			if c.Error != "" {
+				result += " (" + c.Error + ")"
+			}
+		}
+		p("| %s | %s | `%s` | %s %g (%s) | %s | %s |\n", c.Phase, c.Name, strings.ReplaceAll(c.Query, "|", "\\|"), c.Comparator, c.Threshold, c.Mode, result, values(c.Samples))
+	}
+	p("\n## Timeline\n\n| t (s) | event | |\n|---|---|---|\n")
+	for _, ev := range e.Timeline {
+		p("| %.1f | %s | %s |\n", ev.Seconds, ev.Kind, strings.ReplaceAll(ev.Message, "|", "\\|"))
+	}
+	p("\n## Alerts received\n\n")
+	if len(e.Alerts) == 0 {
+		p("None.\n")
+	}
+	for _, a := range e.Alerts {
+		p("- %s **%s** %s (%s) %s\n", a.ReceivedAt.Format(time.RFC3339), a.Labels["alertname"], a.Status, labels(a.Labels), a.Annotations["summary"])
+	}
+	return b.String()
+}
+
+func secs(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.1fs", *v)
+}
+
+func num(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f", *v)
+}
+
+func values(ss []Sample) string {
+	var parts []string
+	for i, s := range ss {
+		if i == 8 {
+			parts = append(parts, fmt.Sprintf("… %d more", len(ss)-8))
+			break
+		}
+		if s.Value == nil {
+			parts = append(parts, "no data")
+		} else {
+			parts = append(parts, fmt.Sprintf("%g", *s.Value))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func labels(l map[string]string) string {
+	var parts []string
+	for k, v := range l {
+		if k != "alertname" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, " ")
+}

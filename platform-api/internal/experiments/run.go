@@ -1,0 +1,487 @@
+package experiments
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dsplab/dsplab/platform-api/internal/alerts"
+	"github.com/dsplab/dsplab/platform-api/internal/faults"
+	"github.com/dsplab/dsplab/platform-api/internal/traffic"
+)
+
+// Verdicts and states.
+const (
+	StateRunning = "running"
+	Passed       = "passed"
+	Failed       = "failed"
+	Aborted      = "aborted"
+)
+
+// Event is one line of the timeline.
+type Event struct {
+	At      time.Time `json:"at"`
+	Seconds float64   `json:"seconds"` // since the start
+	Kind    string    `json:"kind" example:"fault-started"`
+	Message string    `json:"message"`
+}
+
+// Sample is one evaluation of a check.
+type Sample struct {
+	At    time.Time `json:"at"`
+	Value *float64  `json:"value"` // nil: no data or an error
+	Holds bool      `json:"holds"`
+}
+
+// CheckResult is a check and its evaluations.
+type CheckResult struct {
+	Check
+	Passed  bool     `json:"passed"`
+	Samples []Sample `json:"samples"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// Ledger compares what the distributor accepted with what the analyzers
+// processed over the experiment (counter increases), and with what k6
+// saw accepted.
+type Ledger struct {
+	Accepted   *float64 `json:"accepted"`   // increase of sum(distributor_packets_total)
+	Processed  *float64 `json:"processed"`  // increase of sum(analyzer_packets_processed_total), unique
+	Duplicates *float64 `json:"duplicates"` // increase of sum(analyzer_duplicate_packets_total)
+	K6Accepted *float64 `json:"k6Accepted,omitempty"`
+	// Lost is accepted minus processed when both are known (0: nothing lost).
+	Lost *float64 `json:"lost,omitempty"`
+}
+
+var ledgerQueries = map[string]string{
+	"accepted":   "sum(distributor_packets_total)",
+	"processed":  "sum(analyzer_packets_processed_total)",
+	"duplicates": "sum(analyzer_duplicate_packets_total)",
+}
+
+// Experiment is one run and its report.
+type Experiment struct {
+	ID                   string         `json:"id" example:"x-1a2b3c4d5e6f"`
+	Name                 string         `json:"name"`
+	State                string         `json:"state" example:"passed" enums:"running,passed,failed,aborted"`
+	Reason               string         `json:"reason,omitempty"`
+	StartedAt            time.Time      `json:"startedAt"`
+	EndedAt              *time.Time     `json:"endedAt,omitempty"`
+	Definition           Definition     `json:"definition"`
+	Timeline             []Event        `json:"timeline"`
+	Checks               []CheckResult  `json:"checks"`
+	Alerts               []alerts.Alert `json:"alerts"`
+	TimeToDetectSeconds  *float64       `json:"timeToDetectSeconds,omitempty"`
+	DetectedBy           string         `json:"detectedBy,omitempty"`
+	TimeToRecoverSeconds *float64       `json:"timeToRecoverSeconds,omitempty"`
+	Ledger               Ledger         `json:"ledger"`
+	TrafficJobID         string         `json:"trafficJobId,omitempty"`
+	FaultIDs             []string       `json:"faultIds"`
+	TrafficSummary       map[string]any `json:"-"`
+	startLedger          map[string]*float64
+}
+
+// Querier evaluates PromQL (Prometheus, or a fake in tests).
+type Querier interface {
+	Query(ctx context.Context, q string) (value float64, present bool, err error)
+}
+
+// FaultStarter is what the runner needs of the fault manager.
+type FaultStarter interface {
+	Start(ctx context.Context, s faults.Spec) (faults.Fault, error)
+	StopFault(ctx context.Context, id string) (faults.Fault, error)
+	Get(id string) (faults.Fault, error)
+}
+
+// TrafficRunner is what the runner needs of the traffic manager.
+type TrafficRunner interface {
+	Start(ctx context.Context, s traffic.Spec) (traffic.Job, error)
+	Stop(ctx context.Context, id string) (traffic.Job, error)
+	Get(id string) (traffic.Job, error)
+}
+
+// AlertSource lists received alerts.
+type AlertSource interface {
+	Since(t time.Time) []alerts.Alert
+}
+
+// runner executes one experiment; its fields are only touched by the run
+// goroutine, and published to readers through Manager.update.
+type runner struct {
+	m      *Manager
+	e      *Experiment
+	def    Definition
+	start  time.Time
+	faults []scheduled
+}
+
+type scheduled struct {
+	ScheduledFault
+	id      string
+	started bool
+}
+
+func (r *runner) event(kind, format string, a ...any) {
+	now := time.Now().UTC()
+	r.m.update(r.e, func(e *Experiment) {
+		e.Timeline = append(e.Timeline, Event{At: now, Seconds: now.Sub(r.start).Seconds(), Kind: kind, Message: fmt.Sprintf(format, a...)})
+	})
+}
+
+// evaluate runs check i once and records the sample.
+func (r *runner) evaluate(ctx context.Context, i int) bool {
+	c := r.def.Checks[i]
+	v, present, err := r.m.q.Query(ctx, c.Query)
+	s := Sample{At: time.Now().UTC()}
+	if err == nil && present {
+		s.Value, s.Holds = &v, c.holds(v)
+	}
+	r.m.update(r.e, func(e *Experiment) {
+		e.Checks[i].Samples = append(e.Checks[i].Samples, s)
+		switch {
+		case err != nil:
+			e.Checks[i].Error = err.Error()
+		case !present:
+			e.Checks[i].Error = "no data"
+		default:
+			e.Checks[i].Error = ""
+		}
+	})
+	return s.Holds
+}
+
+func (r *runner) checks(phase string) []int {
+	var out []int
+	for i, c := range r.def.Checks {
+		if c.Phase == phase {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// run is the whole experiment: before checks, traffic, faults at their
+// offsets with during checks, revert, recovery with after checks, verdict.
+func (r *runner) run(ctx context.Context) {
+	r.start = r.e.StartedAt
+	r.e.startLedger = r.ledger(ctx)
+	r.event("started", "experiment %s", r.def.Name)
+	verdict, reason := r.phases(ctx)
+	r.cleanup()
+	r.finish(verdict, reason)
+}
+
+func (r *runner) phases(ctx context.Context) (string, string) {
+	for _, i := range r.checks("before") {
+		if !r.evaluate(ctx, i) {
+			r.event("check-failed", "before: %s", r.def.Checks[i].Name)
+			if r.def.Checks[i].Abort {
+				return Aborted, "before check failed: " + r.def.Checks[i].Name
+			}
+		}
+	}
+	r.setPassed("before")
+	if t := r.def.Traffic; t != nil {
+		job, err := r.m.traffic.Start(ctx, traffic.Spec{TargetURL: t.TargetURL, RPS: t.RPS, Duration: seconds(t.DurationSeconds), Script: t.Script, Profile: t.Profile, Params: t.Params})
+		if err != nil {
+			return Failed, "traffic did not start: " + err.Error()
+		}
+		r.m.update(r.e, func(e *Experiment) { e.TrafficJobID = job.ID })
+		r.event("traffic-started", "%s %s %g/s for %gs → %s (%s)", job.Script, job.Profile, job.RPS, t.DurationSeconds, job.TargetURL, job.ID)
+	}
+	if v, reason := r.faultPhase(ctx); v != "" {
+		return v, reason
+	}
+	return r.recoveryPhase(ctx)
+}
+
+// faultPhase starts the faults on schedule and evaluates the during checks
+// and the detection signal until every fault has ended.
+func (r *runner) faultPhase(ctx context.Context) (string, string) {
+	interval := seconds(r.def.IntervalSeconds)
+	var firstFault time.Time
+	lastEval := time.Time{}
+	tick := time.NewTicker(min(interval, time.Second))
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		for i := range r.faults {
+			f := &r.faults[i]
+			if f.started || now.Sub(r.start) < seconds(f.AtSeconds) {
+				continue
+			}
+			f.started = true
+			got, err := r.m.faults.Start(ctx, f.Spec())
+			if err != nil {
+				r.event("fault-failed", "%s on %s: %v", f.Type, f.Target, err)
+				return Failed, fmt.Sprintf("fault %s on %s did not start: %v", f.Type, f.Target, err)
+			}
+			f.id = got.ID
+			if firstFault.IsZero() {
+				firstFault = now
+			}
+			r.m.update(r.e, func(e *Experiment) { e.FaultIDs = append(e.FaultIDs, got.ID) })
+			r.event("fault-started", "%s on %s for %gs: %s (%s)", f.Type, got.Target, f.DurationSeconds, got.Command, got.ID)
+		}
+		active, pending := r.activeFaults()
+		if active > 0 && now.Sub(lastEval) >= interval {
+			lastEval = now
+			for _, i := range r.checks("during") {
+				c := r.def.Checks[i]
+				if !r.evaluate(ctx, i) && c.Mode == "always" && c.Abort {
+					return Aborted, "during check failed: " + c.Name
+				}
+			}
+		}
+		if !firstFault.IsZero() {
+			r.detect(ctx, firstFault)
+		}
+		if active == 0 && pending == 0 {
+			r.setPassed("during")
+			if !firstFault.IsZero() {
+				r.event("faults-ended", "every fault has been reverted")
+			}
+			return "", ""
+		}
+		select {
+		case <-ctx.Done():
+			return Aborted, "stopped by request"
+		case <-tick.C:
+		}
+	}
+}
+
+// activeFaults counts started faults still active and faults not started.
+func (r *runner) activeFaults() (active, pending int) {
+	for _, f := range r.faults {
+		if !f.started {
+			pending++
+			continue
+		}
+		if f.id == "" {
+			continue
+		}
+		if got, err := r.m.faults.Get(f.id); err == nil && (got.State == faults.StateActive || got.State == "reverting") {
+			active++
+		}
+	}
+	return active, pending
+}
+
+// detect records time to detect: the first alert received, or the first
+// time the detect query returned something, after the first fault.
+func (r *runner) detect(ctx context.Context, firstFault time.Time) {
+	if r.e.TimeToDetectSeconds != nil {
+		return
+	}
+	var at time.Time
+	by := ""
+	if as := r.m.alerts.Since(firstFault); len(as) > 0 {
+		at, by = as[0].ReceivedAt, "alert "+as[0].Labels["alertname"]
+	}
+	if _, present, err := r.m.q.Query(ctx, r.def.DetectQuery); err == nil && present && (at.IsZero() || time.Now().Before(at)) {
+		at, by = time.Now(), "query "+r.def.DetectQuery
+	}
+	if at.IsZero() {
+		return
+	}
+	ttd := at.Sub(firstFault).Seconds()
+	r.m.update(r.e, func(e *Experiment) { e.TimeToDetectSeconds, e.DetectedBy = &ttd, by })
+	r.event("detected", "after %.1fs by %s", ttd, by)
+}
+
+// recoveryPhase evaluates the after checks until they all hold at once
+// (time to recover) or the recovery window ends.
+func (r *runner) recoveryPhase(ctx context.Context) (string, string) {
+	ended := time.Now()
+	deadline := ended.Add(seconds(r.def.RecoverySeconds))
+	after := r.checks("after")
+	interval := seconds(r.def.IntervalSeconds)
+	for {
+		all := true
+		for _, i := range after {
+			if !r.evaluate(ctx, i) {
+				all = false
+			}
+		}
+		if all {
+			if len(after) > 0 {
+				ttr := time.Since(ended).Seconds()
+				r.m.update(r.e, func(e *Experiment) { e.TimeToRecoverSeconds = &ttr })
+				r.event("recovered", "after checks hold %.1fs after the faults ended", ttr)
+			}
+			break
+		}
+		if !time.Now().Add(interval).Before(deadline) {
+			r.event("not-recovered", "after checks did not all hold within %gs", r.def.RecoverySeconds)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return Aborted, "stopped by request"
+		case <-time.After(interval):
+		}
+	}
+	r.setPassed("after")
+	var failed []string
+	for _, c := range r.snapshot().Checks {
+		if !c.Passed {
+			failed = append(failed, c.Phase+": "+c.Name)
+		}
+	}
+	if len(failed) > 0 {
+		return Failed, fmt.Sprintf("%d checks failed: %v", len(failed), failed)
+	}
+	return Passed, ""
+}
+
+// setPassed decides the checks of a phase from their samples.
+func (r *runner) setPassed(phase string) {
+	r.m.update(r.e, func(e *Experiment) {
+		for i := range e.Checks {
+			c := &e.Checks[i]
+			if c.Phase != phase {
+				continue
+			}
+			switch {
+			case len(c.Samples) == 0:
+				c.Passed = phase == "during" // no fault was active: nothing to violate
+				if !c.Passed {
+					c.Error = "never evaluated"
+				}
+			case phase == "after": // held when the recovery window was judged
+				c.Passed = c.Samples[len(c.Samples)-1].Holds
+			case c.Mode == "eventually":
+				c.Passed = false
+				for _, s := range c.Samples {
+					c.Passed = c.Passed || s.Holds
+				}
+			default: // before, or during/always
+				c.Passed = true
+				for _, s := range c.Samples {
+					c.Passed = c.Passed && s.Holds
+				}
+			}
+		}
+	})
+}
+
+func (r *runner) snapshot() Experiment {
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	return *r.e
+}
+
+// cleanup reverts the experiment's active faults and stops its traffic, on
+// a detached bounded context: an aborted experiment leaves nothing behind.
+func (r *runner) cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, f := range r.faults {
+		if f.id == "" {
+			continue
+		}
+		if got, err := r.m.faults.Get(f.id); err == nil && got.State == faults.StateActive {
+			r.m.faults.StopFault(ctx, f.id)
+			r.event("fault-stopped", "%s on %s reverted by the experiment", f.Type, f.Target)
+		}
+	}
+	e := r.snapshot()
+	if e.TrafficJobID == "" {
+		return
+	}
+	if j, err := r.m.traffic.Get(e.TrafficJobID); err == nil && j.State == traffic.StateRunning {
+		r.m.traffic.Stop(ctx, e.TrafficJobID)
+		r.event("traffic-stopped", "traffic job %s stopped at the end of the experiment", e.TrafficJobID)
+	}
+}
+
+// settle bounds the wait at the end for the traffic job's summary and for
+// the analyzers' counters to catch up (processing and scraping lag).
+const settle = 30 * time.Second
+
+func (r *runner) finish(verdict, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*settle)
+	defer cancel()
+	e := r.snapshot()
+	deadline := time.Now().Add(settle)
+	var job *traffic.Job
+	for e.TrafficJobID != "" {
+		j, err := r.m.traffic.Get(e.TrafficJobID)
+		if err != nil || j.State != traffic.StateRunning || !time.Now().Before(deadline) {
+			if err == nil {
+				job = &j
+			}
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	end := r.ledger(ctx)
+	for !caughtUp(e.startLedger, end) && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Second)
+		end = r.ledger(ctx)
+	}
+	l := Ledger{}
+	delta := func(k string) *float64 {
+		if s, en := e.startLedger[k], end[k]; s != nil && en != nil {
+			d := *en - *s
+			return &d
+		}
+		return nil
+	}
+	l.Accepted, l.Processed, l.Duplicates = delta("accepted"), delta("processed"), delta("duplicates")
+	if l.Accepted != nil && l.Processed != nil {
+		lost := max(0, *l.Accepted-*l.Processed)
+		l.Lost = &lost
+	}
+	if job != nil {
+		l.K6Accepted = k6Accepted(*job)
+	}
+	now := time.Now().UTC()
+	as := r.m.alerts.Since(r.start)
+	sort.Slice(as, func(i, j int) bool { return as[i].ReceivedAt.Before(as[j].ReceivedAt) })
+	r.m.update(r.e, func(e *Experiment) {
+		e.Ledger, e.Alerts, e.State, e.Reason, e.EndedAt = l, as, verdict, reason, &now
+		if e.Alerts == nil {
+			e.Alerts = []alerts.Alert{}
+		}
+	})
+	r.event("verdict", "%s %s", verdict, reason)
+	r.m.finished(verdict)
+}
+
+// caughtUp says whether the analyzers have processed as much as the
+// distributor accepted since the start (or the counters are missing).
+func caughtUp(start, end map[string]*float64) bool {
+	if start["accepted"] == nil || end["accepted"] == nil || start["processed"] == nil || end["processed"] == nil {
+		return true
+	}
+	return *end["processed"]-*start["processed"] >= *end["accepted"]-*start["accepted"]
+}
+
+// ledger reads the ledger counters now (nil where Prometheus has none).
+func (r *runner) ledger(ctx context.Context) map[string]*float64 {
+	out := map[string]*float64{}
+	for k, q := range ledgerQueries {
+		if v, ok, err := r.m.q.Query(ctx, q); err == nil && ok {
+			out[k] = &v
+		}
+	}
+	return out
+}
+
+func k6Accepted(j traffic.Job) *float64 {
+	var doc struct {
+		Overview map[string]any `json:"overview"`
+	}
+	if len(j.Summary) == 0 || jsonUnmarshal(j.Summary, &doc) != nil {
+		return nil
+	}
+	if v, ok := doc.Overview["packets_accepted"].(float64); ok {
+		return &v
+	}
+	return nil
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
