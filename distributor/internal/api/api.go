@@ -28,6 +28,7 @@ import (
 	"github.com/dsplab/dsplab/distributor/internal/pool"
 	"github.com/dsplab/dsplab/distributor/internal/ratelimit"
 	"github.com/dsplab/dsplab/internal/envelope"
+	"github.com/dsplab/dsplab/internal/httpserver"
 )
 
 // Deps are what the handlers use, as narrow interfaces.
@@ -70,7 +71,7 @@ func NewRouter(d Deps) http.Handler {
 	r.Use(middleware.Recoverer)
 	r.Use(otelhttp.NewMiddleware("distributor", otelhttp.WithTracerProvider(d.TracerProvider),
 		otelhttp.WithFilter(func(r *http.Request) bool { return r.URL.Path != "/metrics" && r.URL.Path != "/health" })))
-	r.Use(nameSpanByRoute)
+	r.Use(httpserver.NameSpansByRoute)
 	r.Post("/ingest", h.ingest)
 	r.Post("/loki/api/v1/push", h.lokiPush)
 	r.Post("/api/prom/push", h.lokiPush)
@@ -94,19 +95,6 @@ func NewRouter(d Deps) http.Handler {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method " + r.Method + " not allowed on " + r.URL.Path})
 	})
 	return r
-}
-
-// nameSpanByRoute names the server span after the chi route once routing
-// is done (otelhttp starts it before the route is known).
-func nameSpanByRoute(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r)
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			span := trace.SpanFromContext(r.Context())
-			span.SetName(r.Method + " " + rc.RoutePattern())
-			span.SetAttributes(attribute.String("http.route", rc.RoutePattern()))
-		}
-	})
 }
 
 // decodeFunc turns a request body into a packet.

@@ -25,9 +25,9 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	httpSwagger "github.com/swaggo/http-swagger/v2"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dsplab/dsplab/internal/httpserver"
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
 
@@ -71,7 +71,7 @@ func NewRouter(d Deps) http.Handler {
 	r.Use(middleware.Recoverer)
 	r.Use(otelhttp.NewMiddleware("platform-api", otelhttp.WithTracerProvider(d.TracerProvider),
 		otelhttp.WithFilter(func(r *http.Request) bool { return r.URL.Path != "/metrics" && r.URL.Path != "/health" })))
-	r.Use(nameSpanByRoute)
+	r.Use(httpserver.NameSpansByRoute)
 	r.Get("/health", h.health)
 	r.Method(http.MethodGet, "/metrics", d.MetricsHandler)
 	r.Get("/swagger", func(w http.ResponseWriter, r *http.Request) {
@@ -109,19 +109,6 @@ func NewRouter(d Deps) http.Handler {
 		writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: "method " + r.Method + " not allowed on " + r.URL.Path})
 	})
 	return r
-}
-
-// nameSpanByRoute names the server span after the chi route once routing
-// is done (otelhttp starts it before the route is known).
-func nameSpanByRoute(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r)
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			span := trace.SpanFromContext(r.Context())
-			span.SetName(r.Method + " " + rc.RoutePattern())
-			span.SetAttributes(attribute.String("http.route", rc.RoutePattern()))
-		}
-	})
 }
 
 // authenticate requires the bearer token on mutating routes when one is
