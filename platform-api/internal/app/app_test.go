@@ -90,7 +90,8 @@ func TestAKilledPlatformLeavesNoFaultBehindAfterItRestarts(t *testing.T) {
 	p.start()
 	require.Contains(t, p.get("/api/experiments/presets"), `"name":"analyzer-crash"`, "presets are loaded from EXPERIMENTS_DIR")
 
-	code, f := p.post("/api/faults", `{"type":"pause","target":"analyzer-1","durationSeconds":2}`)
+	pausedAt := time.Now()
+	code, f := p.post("/api/faults", `{"type":"pause","target":"analyzer-1","durationSeconds":5}`)
 	require.Equal(t, http.StatusCreated, code, f)
 	code, f = p.post("/api/faults", `{"type":"cpu","target":"analyzer-2","durationSeconds":120,"cpus":0.3}`)
 	require.Equal(t, http.StatusCreated, code, f)
@@ -102,7 +103,7 @@ func TestAKilledPlatformLeavesNoFaultBehindAfterItRestarts(t *testing.T) {
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
 	p.cmd.Wait()
-	time.Sleep(2500 * time.Millisecond) // the pause expires while nobody watches
+	time.Sleep(time.Until(pausedAt.Add(5500 * time.Millisecond))) // the pause expires while nobody watches
 	require.Equal(t, "paused", dockertest.Inspect(t, a1, "{{.State.Status}}"))
 
 	p.start()

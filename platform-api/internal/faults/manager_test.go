@@ -140,12 +140,18 @@ func TestConflictsCapsInfraAndValidation(t *testing.T) {
 func TestReconcileRevertsExpiredFaultsAndTakesOverRunningOnes(t *testing.T) {
 	m1, rt, p := setup(t, Limits{})
 	a1, a2 := name(p, "analyzer-1"), name(p, "analyzer-2")
-	_, err := m1.Start(t.Context(), Spec{Type: Pause, Target: "analyzer-1", Duration: time.Second})
+	// Each platform is "killed" (Close: nothing is reverted) right after
+	// its start, so none of their timers can fire however slow the engine.
+	pause, err := m1.Start(t.Context(), Spec{Type: Pause, Target: "analyzer-1", Duration: 2 * time.Second})
 	require.NoError(t, err)
-	_, err = m1.Start(t.Context(), Spec{Type: Memory, Target: "analyzer-2", Duration: 4 * time.Second, MemoryMB: 48})
+	m1.Close()
+	m1b := New(rt, Limits{MaxDuration: time.Minute, MaxConcurrent: 10}, Pumba{}, slog.New(slog.DiscardHandler))
+	_, err = m1b.Start(t.Context(), Spec{Type: Memory, Target: "analyzer-2", Duration: 6 * time.Second, MemoryMB: 48})
 	require.NoError(t, err)
-	m1.Close() // "kill -9": nothing is reverted
-	time.Sleep(1500 * time.Millisecond)
+	m1b.Close()
+	for time.Now().Before(*pause.EndsAt) {
+		time.Sleep(100 * time.Millisecond)
+	}
 	require.Equal(t, "paused", dockertest.Inspect(t, a1, "{{.State.Status}}"), "nobody reverted it")
 
 	m2 := New(rt, Limits{MaxDuration: time.Minute, MaxConcurrent: 10}, Pumba{}, slog.New(slog.DiscardHandler))
@@ -161,7 +167,7 @@ func TestReconcileRevertsExpiredFaultsAndTakesOverRunningOnes(t *testing.T) {
 			}
 		}
 		return true
-	}, 10*time.Second, 100*time.Millisecond)
+	}, 15*time.Second, 100*time.Millisecond)
 	require.Equal(t, itoa(rt.Host().MemTotal), dockertest.Inspect(t, a2, "{{.HostConfig.Memory}}"))
 	require.Empty(t, markers(t, p))
 }

@@ -98,12 +98,18 @@ func TestAPumbaThatFailsMarksTheFaultFailed(t *testing.T) {
 
 func TestNetworkFaultsAreReconciledAfterARestart(t *testing.T) {
 	m1, rt, p := setupNetem(t)
-	short, err := m1.Start(t.Context(), Spec{Type: Loss, Target: "analyzer-1", Percent: 5, Duration: time.Second})
+	// Each platform is "killed" (Close: no revert) right after its start,
+	// so no timer of theirs can fire, however slow the engine is.
+	short, err := m1.Start(t.Context(), Spec{Type: Loss, Target: "analyzer-1", Percent: 5, Duration: 3 * time.Second})
 	require.NoError(t, err)
-	long, err := m1.Start(t.Context(), Spec{Type: Duplicate, Target: "analyzer-2", Percent: 5, Duration: 4 * time.Second})
+	m1.Close()
+	m1b := New(rt, Limits{MaxDuration: time.Hour, MaxConcurrent: 10}, pumbaConfig(), slog.New(slog.DiscardHandler))
+	long, err := m1b.Start(t.Context(), Spec{Type: Duplicate, Target: "analyzer-2", Percent: 5, Duration: 60 * time.Second})
 	require.NoError(t, err)
-	m1.Close() // killed: no revert
-	time.Sleep(2 * time.Second)
+	m1b.Close()
+	for time.Now().Before(*short.EndsAt) {
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	m2 := New(rt, Limits{MaxDuration: time.Hour, MaxConcurrent: 10}, pumbaConfig(), slog.New(slog.DiscardHandler))
 	defer m2.Close()
@@ -114,6 +120,8 @@ func TestNetworkFaultsAreReconciledAfterARestart(t *testing.T) {
 	got, err = m2.Get(long.ID)
 	require.NoError(t, err)
 	require.Equal(t, StateActive, got.State, "still running: taken over")
+	_, err = m2.StopFault(t.Context(), long.ID)
+	require.NoError(t, err)
 	require.Eventually(t, func() bool { g, _ := m2.Get(long.ID); return g.State == StateReverted }, 15*time.Second, 100*time.Millisecond)
 	require.Eventually(t, func() bool { return len(markers(t, p)) == 0 }, 10*time.Second, 100*time.Millisecond)
 }
