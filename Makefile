@@ -8,7 +8,7 @@ FUZZTIME  ?= 20s
 TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
 
-.PHONY: help build tools swagger check-config test test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools swagger check-config up down test test-short race fuzz bench dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,11 +59,12 @@ tidy-check: ## fail if go.mod/go.sum are not tidy
 	if ! diff -q go.mod /tmp/dsplab-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/dsplab-go.sum.bak >/dev/null; then \
 		cp /tmp/dsplab-go.mod.bak go.mod; cp /tmp/dsplab-go.sum.bak go.sum; echo "go.mod/go.sum not tidy: run go mod tidy"; exit 1; fi
 
-check-config: ## validate Prometheus config and rules, run the promtool rule tests, check the Alertmanager config (needs promtool and amtool: Debian's prometheus and prometheus-alertmanager)
+check-config: ## validate Prometheus config and rules, run the promtool rule tests, check the Alertmanager config and the compose file (needs promtool, amtool, docker-compose)
 	promtool check config prometheus/prometheus.yml
 	promtool check rules prometheus/rules/*.yml
 	promtool test rules prometheus/tests/*.test.yml
 	amtool check-config alertmanager/alertmanager.yml
+	docker-compose config -q
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 	@set -e; for t in $$($(GO) test -list '^Fuzz' ./distributor/internal/ingest/ | grep ^Fuzz); do \
@@ -71,6 +72,12 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 
 bench: ## Go micro-benchmarks with allocations
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+up: ## start the whole stack with Docker Compose (needs the images' registries)
+	docker compose up -d --build 2>/dev/null || docker-compose up -d --build
+
+down: ## stop the stack and remove its containers, networks and volumes
+	docker compose down -v 2>/dev/null || docker-compose down -v
 
 dev: build ## run the dev stack on the host: devkafka, analyzer-1..3, distributor (Ctrl-C stops all)
 	./scripts/dev.sh
