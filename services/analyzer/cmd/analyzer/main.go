@@ -4,13 +4,10 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"github.com/dsplab/dsplab/internal/logging"
+	"github.com/dsplab/dsplab/internal/lifecycle"
 	"github.com/dsplab/dsplab/internal/telemetry"
 	"github.com/dsplab/dsplab/services/analyzer/internal/app"
 )
@@ -18,32 +15,19 @@ import (
 var version = "dev"
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "analyzer:", err)
-		os.Exit(1)
+	name := os.Getenv("ANALYZER_ID")
+	if name == "" {
+		name = "analyzer-1"
 	}
-}
-
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := app.ConfigFromEnv(os.Getenv)
-	if err != nil {
-		return err
-	}
-	log := logging.FromEnv(cfg.Consumer.ID)
-	tel, err := telemetry.Setup(ctx, cfg.Consumer.ID, version)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		tel.Shutdown(sctx)
-	}()
-	a, err := app.New(cfg, "", tel, log)
-	if err != nil {
-		return err
-	}
-	return a.Run(ctx)
+	lifecycle.Main(name, version, func(ctx context.Context, tel *telemetry.Providers, log *slog.Logger) error {
+		cfg, err := app.ConfigFromEnv(os.Getenv)
+		if err != nil {
+			return err
+		}
+		a, err := app.New(cfg, "", tel, log)
+		if err != nil {
+			return err
+		}
+		return a.Run(ctx)
+	})
 }

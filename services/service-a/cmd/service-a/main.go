@@ -5,46 +5,26 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/dsplab/dsplab/internal/demosvc"
-	"github.com/dsplab/dsplab/internal/logging"
+	"github.com/dsplab/dsplab/internal/lifecycle"
 	"github.com/dsplab/dsplab/internal/telemetry"
 )
 
 var version = "dev"
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "service-a:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := demosvc.ConfigFromEnv("service-a", "/api/message-a", "10001", "http://service-b:10002", os.Getenv)
-	if err != nil {
-		return err
-	}
-	log := logging.FromEnv(cfg.Name)
-	tel, err := telemetry.Setup(ctx, cfg.Name, version)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		tel.Shutdown(sctx)
-	}()
-	a, err := demosvc.New(cfg, "", tel, log)
-	if err != nil {
-		return err
-	}
-	return a.Run(ctx)
+	lifecycle.Main("service-a", version, func(ctx context.Context, tel *telemetry.Providers, log *slog.Logger) error {
+		cfg, err := demosvc.ConfigFromEnv("service-a", "/api/message-a", "10001", "http://service-b:10002", os.Getenv)
+		if err != nil {
+			return err
+		}
+		a, err := demosvc.New(cfg, "", tel, log)
+		if err != nil {
+			return err
+		}
+		return a.Run(ctx)
+	})
 }
