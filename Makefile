@@ -70,8 +70,11 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 	@set -e; for t in $$($(GO) test -list '^Fuzz' ./distributor/internal/ingest/ | grep ^Fuzz); do \
 		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./distributor/internal/ingest/; done
 
-bench: ## Go micro-benchmarks with allocations
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+BENCH_SECONDS ?= 20
+
+bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk); see BENCHMARKS.md
+	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/...
+	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run TestDistributorBenchmark -count=1 -timeout 30m -v ./bench/
 
 up: ## start the whole stack with Docker Compose (needs the images' registries)
 	docker compose up -d --build 2>/dev/null || docker-compose up -d --build

@@ -125,6 +125,16 @@ func (p *Proc) end(sig syscall.Signal, grace time.Duration) {
 	}
 }
 
+// Pid is the running process's id (0 when not running).
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Logs returns what the program wrote so far.
 func (p *Proc) Logs() string { return p.logs.String() }
 

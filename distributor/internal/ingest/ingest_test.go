@@ -189,3 +189,55 @@ func TestValidateTenant(t *testing.T) {
 		require.Error(t, ValidateTenant(bad), bad)
 	}
 }
+
+func benchPacket(n int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"emitter_id":"bench-1","packet_id":42,"messages":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"timestamp":"2026-11-22T10:00:00Z","level":"info","message":"message 1: user=42 action=checkout status=ok latency_ms=12 region=eu-west-1 padding to 120 bytes"}`)
+	}
+	b.WriteString("]}")
+	return []byte(b.String())
+}
+
+func BenchmarkDecodePacket5Messages(b *testing.B) {
+	body := benchPacket(5)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodePacket(body, "t", now, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeLokiProto10Lines(b *testing.B) {
+	entries := make([]push.Entry, 10)
+	for i := range entries {
+		entries[i] = push.Entry{Timestamp: now, Line: strings.Repeat("l", 120)}
+	}
+	body := lokiProtoBody(b, push.PushRequest{Streams: []push.Stream{{Labels: `{app="bench", level="info"}`, Entries: entries}}})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeLokiProto(body, LokiMeta{Tenant: "t", PacketID: "p", Now: now}, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEnvelopeMarshal5Messages(b *testing.B) {
+	env, err := DecodePacket(benchPacket(5), "t", now, Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := env.Marshal(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

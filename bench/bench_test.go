@@ -1,0 +1,339 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dsplab/dsplab/internal/devstack"
+)
+
+// Durations can be shortened for a quick look: BENCH_SECONDS=5 make bench.
+func seconds() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_SECONDS")); err == nil && n > 0 {
+		return n
+	}
+	return 20
+}
+
+const wrkScript = `
+local counter = 0
+local msgs = {}
+for i = 1, 5 do
+  msgs[i] = string.format('{"level":"info","message":"message %d: user=42 action=checkout status=ok latency_ms=12 region=eu-west-1 pad"}', i)
+end
+local tail = ',"messages":[' .. table.concat(msgs, ",") .. ']}'
+local thread_id = 0
+setup = function(thread) thread:set("id", thread_id); thread_id = thread_id + 1 end
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/ingest", {["Content-Type"]="application/json"}, '{"emitter_id":"wrk-' .. tostring(id) .. '","packet_id":' .. counter .. tail)
+end
+`
+
+type wrkResult struct {
+	rps, non2xxShare, p50ms, p99ms float64
+	requests, non2xx               int
+}
+
+// runWrk runs wrk closed-loop: 2 threads, conns connections.
+func runWrk(t *testing.T, url string, conns, secs int) wrkResult {
+	t.Helper()
+	script := filepath.Join(t.TempDir(), "post.lua")
+	os.WriteFile(script, []byte(wrkScript), 0o644)
+	out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", secs), "--latency", "-s", script, url).CombinedOutput()
+	if err != nil {
+		t.Fatalf("wrk (apt-get install wrk): %v\n%s", err, out)
+	}
+	s := string(out)
+	var r wrkResult
+	r.rps = parseFloat(regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`), s)
+	r.requests = int(parseFloat(regexp.MustCompile(`(\d+) requests in`), s))
+	r.non2xx = int(parseFloat(regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`), s))
+	if r.requests > 0 {
+		r.non2xxShare = float64(r.non2xx) / float64(r.requests)
+	}
+	r.p50ms = wrkLatency(regexp.MustCompile(`\s50%\s+([0-9.]+)(us|ms|s)`), s)
+	r.p99ms = wrkLatency(regexp.MustCompile(`\s99%\s+([0-9.]+)(us|ms|s)`), s)
+	return r
+}
+
+func parseFloat(re *regexp.Regexp, s string) float64 {
+	m := re.FindStringSubmatch(s)
+	if m == nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(m[1], 64)
+	return f
+}
+
+func wrkLatency(re *regexp.Regexp, s string) float64 {
+	m := re.FindStringSubmatch(s)
+	if m == nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(m[1], 64)
+	switch m[2] {
+	case "us":
+		return f / 1000
+	case "s":
+		return f * 1000
+	}
+	return f
+}
+
+// rssSampler records the peak resident set of a process while it runs.
+type rssSampler struct {
+	peak atomic.Int64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func sampleRSS(pid int) *rssSampler {
+	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			if kb := rssKB(pid); kb > s.peak.Load() {
+				s.peak.Store(kb)
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return s
+}
+
+func (s *rssSampler) PeakMB() float64 {
+	close(s.stop)
+	<-s.done
+	return float64(s.peak.Load()) / 1024
+}
+
+func rssKB(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "VmRSS:") {
+			n, _ := strconv.ParseInt(strings.Fields(sc.Text())[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// nullServer reads the body and answers 202: the bound of what any Go HTTP
+// handler can do here, measured with the same wrk load.
+func nullServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"status":"accepted","packet_id":"1"}`)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+type openResult struct {
+	sent, non2xx, dropped int
+	p50, p99, p999        float64 // ms
+}
+
+// openModel sends rate packets/s for secs seconds on a fixed schedule,
+// whatever the latency (an open model); latency is measured from the
+// scheduled time, so queueing in the client counts (no coordinated
+// omission). At most maxInflight requests are outstanding; beyond that a
+// request is dropped and counted.
+func openModel(url string, rate, secs, maxInflight int) openResult {
+	tr := &http.Transport{MaxIdleConns: maxInflight, MaxIdleConnsPerHost: maxInflight, IdleConnTimeout: time.Minute}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	defer tr.CloseIdleConnections()
+	body := func(id int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, `{"emitter_id":"open","packet_id":%d,"messages":[`, id)
+		for i := 0; i < 5; i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"level":"info","message":"message %d: user=42 action=checkout status=ok latency_ms=12 region=eu-west-1 pad"}`, i)
+		}
+		b.WriteString("]}")
+		return b.String()
+	}
+	var mu sync.Mutex
+	var lat []float64
+	var res openResult
+	var inflight atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	total := rate * secs
+	interval := time.Second / time.Duration(rate)
+	for i := 0; i < total; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if d := time.Until(at); d > 0 {
+			time.Sleep(d)
+		}
+		if inflight.Load() >= int64(maxInflight) {
+			res.dropped++
+			continue
+		}
+		inflight.Add(1)
+		wg.Add(1)
+		go func(id int, at time.Time) {
+			defer wg.Done()
+			defer inflight.Add(-1)
+			resp, err := client.Post(url+"/ingest", "application/json", strings.NewReader(body(id)))
+			ok := err == nil && resp.StatusCode/100 == 2
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			mu.Lock()
+			lat = append(lat, float64(time.Since(at).Microseconds())/1000)
+			if !ok {
+				res.non2xx++
+			}
+			mu.Unlock()
+		}(i, at)
+	}
+	wg.Wait()
+	res.sent = len(lat)
+	sort.Float64s(lat)
+	q := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	res.p50, res.p99, res.p999 = q(0.50), q(0.99), q(0.999)
+	return res
+}
+
+// e2eQuantiles scrapes analyzer_end_to_end_latency_seconds buckets of all
+// analyzers (cumulative counts by le).
+func e2eBuckets(t *testing.T, s *devstack.Stack) map[float64]float64 {
+	out := map[float64]float64{}
+	re := regexp.MustCompile(`^analyzer_end_to_end_latency_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} ([0-9.e+]+)`)
+	for _, a := range s.Analyzers {
+		resp, err := http.Get(a.URL() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				le, _ := strconv.ParseFloat(m[1], 64)
+				if m[1] == "+Inf" {
+					le = 1e9
+				}
+				v, _ := strconv.ParseFloat(m[2], 64)
+				out[le] += v
+			}
+		}
+		resp.Body.Close()
+	}
+	return out
+}
+
+// quantileMs estimates a quantile from the increase of cumulative buckets
+// (upper bound of the bucket it falls in).
+func quantileMs(before, after map[float64]float64, q float64) float64 {
+	var les []float64
+	for le := range after {
+		les = append(les, le)
+	}
+	sort.Float64s(les)
+	total := after[1e9] - before[1e9]
+	if total <= 0 {
+		return 0
+	}
+	for _, le := range les {
+		if after[le]-before[le] >= q*total {
+			return le * 1000
+		}
+	}
+	return 0
+}
+
+func TestDistributorBenchmark(t *testing.T) {
+	dir := t.TempDir()
+	bins, err := devstack.Build(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs := seconds()
+	s := devstack.Start(t, bins, devstack.Options{DistributorEnv: []string{"LOG_LEVEL=error"}, AnalyzerEnv: []string{"LOG_LEVEL=error"}})
+	url := s.Distributor.URL()
+	pid := s.Distributor.Pid()
+
+	runWrk(t, url, 32, 3) // warm-up
+	rss := sampleRSS(pid)
+	sat := runWrk(t, url, 32, secs)
+	satRSS := rss.PeakMB()
+	accepted := sat.rps * (1 - sat.non2xxShare)
+	null := runWrk(t, nullServer(t), 32, secs)
+	fmt.Printf("saturation (wrk -t2 -c32 -d%ds, 5-message packets):\n", secs)
+	fmt.Printf("  distributor  %8.0f req/s  accepted %8.0f packets/s = %8.0f messages/s  non-2xx %5.2f%%  p50 %6.2f ms  p99 %6.2f ms  peak RSS %.0f MB\n",
+		sat.rps, accepted, accepted*5, sat.non2xxShare*100, sat.p50ms, sat.p99ms, satRSS)
+	fmt.Printf("  null handler %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms\n", null.rps, null.p50ms, null.p99ms)
+	ratio := accepted / null.rps
+
+	var p99at5000, e2eP50, e2eP99 float64
+	fmt.Printf("open model (%ds each, latency from the scheduled send time):\n", secs)
+	for _, rate := range []int{1000, 5000, 10000} {
+		var before map[float64]float64
+		if rate == 5000 {
+			before = e2eBuckets(t, s)
+		}
+		r := openModel(url, rate, secs, 4096)
+		if rate == 5000 {
+			p99at5000 = r.p99
+			time.Sleep(2 * time.Second) // let the analyzers finish
+			after := e2eBuckets(t, s)
+			e2eP50, e2eP99 = quantileMs(before, after, 0.5), quantileMs(before, after, 0.99)
+		}
+		fmt.Printf("  %6d packets/s  sent %7d  non-2xx %5.2f%%  dropped %d  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms\n",
+			rate, r.sent, 100*float64(r.non2xx)/float64(max(r.sent, 1)), r.dropped, r.p50, r.p99, r.p999)
+	}
+	fmt.Printf("ingest-to-processed latency at 5000 packets/s (analyzer histogram, bucket upper bounds): p50 <= %.1f ms, p99 <= %.1f ms\n", e2eP50, e2eP99)
+
+	over := int(2 * accepted)
+	rss = sampleRSS(pid)
+	o := openModel(url, over, secs, 8192)
+	overRSS := rss.PeakMB()
+	fmt.Printf("2x overload (%d packets/s open model): non-2xx %5.2f%%  dropped %d  peak RSS %.0f MB\n",
+		over, 100*float64(o.non2xx)/float64(max(o.sent, 1)), o.dropped, overRSS)
+
+	fmt.Printf("RESULT accepted_packets_per_s=%.0f ratio_to_null=%.2f p99_ms_at_5000=%.2f peak_rss_mb=%.0f (2x overload %.0f)\n",
+		accepted, ratio, p99at5000, satRSS, overRSS)
+	_ = context.Background
+}
