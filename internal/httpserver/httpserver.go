@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Server is an HTTP server with an explicit lifecycle.
@@ -28,7 +30,11 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// ReadHeaderTimeout guards against slow-loris clients (default 5s).
 	ReadHeaderTimeout time.Duration
-	Logger            *slog.Logger
+	// MaxConnections caps open connections (0: no cap). Connections beyond
+	// it wait in the kernel's accept queue, so memory stays bounded however
+	// many clients connect.
+	MaxConnections int
+	Logger         *slog.Logger
 }
 
 // Listen binds addr (for example ":8080" or "127.0.0.1:0") so that Addr is
@@ -46,6 +52,9 @@ func Listen(addr string, h http.Handler, o Options) (*Server, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, o.MaxConnections)
 	}
 	return &Server{
 		srv: &http.Server{

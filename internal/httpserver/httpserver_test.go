@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,4 +45,44 @@ func TestServesOnAnEphemeralPortAndLetsInFlightRequestsFinishOnShutdown(t *testi
 	require.NoError(t, <-runErr)
 	_, err = http.Get("http://" + s.Addr())
 	require.Error(t, err, "the listener is closed after Run returns")
+}
+
+func TestMaxConnectionsKeepsExtraClientsWaitingInsteadOfServed(t *testing.T) {
+	var mu sync.Mutex
+	inside, most := 0, 0
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inside++
+		most = max(most, inside)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		inside--
+		mu.Unlock()
+	})
+	s, err := Listen("127.0.0.1:0", h, Options{Logger: slog.New(slog.DiscardHandler), MaxConnections: 2})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	var wg sync.WaitGroup
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One connection per client: no keep-alive sharing.
+			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			if resp, err := c.Get("http://" + s.Addr()); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return inside == 2 }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the others stay queued, not served
+	mu.Lock()
+	require.Equal(t, 2, most)
+	mu.Unlock()
+	close(release)
+	wg.Wait() // and every client is served in the end
 }

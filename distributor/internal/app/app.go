@@ -106,7 +106,7 @@ func New(o Options) (*App, error) {
 	if o.Listen != "" {
 		listen = o.Listen
 	}
-	a.server, err = httpserver.Listen(listen, a.handler(inst), httpserver.Options{Logger: a.log})
+	a.server, err = httpserver.Listen(listen, a.handler(inst), httpserver.Options{Logger: a.log, MaxConnections: cfg.Limits.MaxConnections})
 	if err != nil {
 		return nil, err
 	}

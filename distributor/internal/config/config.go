@@ -37,7 +37,11 @@ type Limits struct {
 	MaxMessageBytes      int `yaml:"max_message_bytes" json:"max_message_bytes"`
 	// MaxInflight bounds requests being decoded or written to Kafka at
 	// once; more get a fast 503. It keeps memory bounded under overload.
-	MaxInflight     int                       `yaml:"max_inflight" json:"max_inflight"`
+	MaxInflight int `yaml:"max_inflight" json:"max_inflight"`
+	// MaxConnections caps open client connections; more wait in the
+	// kernel's accept queue. With MaxInflight it bounds memory under any
+	// overload. Read at start-up only.
+	MaxConnections  int                       `yaml:"max_connections" json:"max_connections"`
 	Global          ratelimit.Rate            `yaml:"global" json:"global"`
 	PerTenant       ratelimit.Rate            `yaml:"per_tenant" json:"per_tenant"`
 	TenantOverrides map[string]ratelimit.Rate `yaml:"tenant_overrides" json:"tenant_overrides,omitempty"`
@@ -121,7 +125,7 @@ func Default() Config {
 		DefaultTenant: "default",
 		Limits: Limits{
 			MaxBodyBytes: 5 << 20, MaxDecompressedBytes: 20 << 20,
-			MaxMessagesPerPacket: 10_000, MaxMessageBytes: 256 << 10, MaxInflight: 1024,
+			MaxMessagesPerPacket: 10_000, MaxMessageBytes: 256 << 10, MaxInflight: 1024, MaxConnections: 2048,
 			TenantOverrides: map[string]ratelimit.Rate{},
 		},
 		Kafka: Kafka{

@@ -26,7 +26,7 @@ func (c Config) Validate() error {
 	}
 	positive := map[string]int{
 		"limits.max_body_bytes": c.Limits.MaxBodyBytes, "limits.max_decompressed_bytes": c.Limits.MaxDecompressedBytes,
-		"limits.max_messages_per_packet": c.Limits.MaxMessagesPerPacket, "limits.max_message_bytes": c.Limits.MaxMessageBytes, "limits.max_inflight": c.Limits.MaxInflight,
+		"limits.max_messages_per_packet": c.Limits.MaxMessagesPerPacket, "limits.max_message_bytes": c.Limits.MaxMessageBytes, "limits.max_inflight": c.Limits.MaxInflight, "limits.max_connections": c.Limits.MaxConnections,
 		"kafka.partitions": c.Kafka.Partitions, "kafka.replication": c.Kafka.Replication, "kafka.batch_size": c.Kafka.BatchSize,
 		"kafka.breaker.failures": c.Kafka.Breaker.Failures, "health.max_failures": c.Health.MaxFailures,
 		"sla.max_consecutive_kafka_errors": c.SLA.MaxConsecutiveKafkaErrors,
