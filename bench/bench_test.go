@@ -238,7 +238,27 @@ func openModel(url string, rate, secs, maxInflight int) openResult {
 	return res
 }
 
-// e2eQuantiles scrapes analyzer_end_to_end_latency_seconds buckets of all
+// resultsBreakdown reads distributor_requests_total by result, so a run
+// with non-2xx answers shows which (rate limited, unavailable, ...).
+func resultsBreakdown(t *testing.T, url string) string {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	re := regexp.MustCompile(`^distributor_requests_total\{[^}]*result="([a-z_]+)"[^}]*\} ([0-9.e+]+)`)
+	var parts []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			parts = append(parts, m[1]+"="+m[2])
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+// e2eBuckets scrapes analyzer_end_to_end_latency_seconds buckets of all
 // analyzers (cumulative counts by le).
 func e2eBuckets(t *testing.T, s *devstack.Stack) map[float64]float64 {
 	out := map[float64]float64{}
@@ -304,6 +324,7 @@ func TestDistributorBenchmark(t *testing.T) {
 	fmt.Printf("saturation (wrk -t2 -c32 -d%ds, 5-message packets):\n", secs)
 	fmt.Printf("  distributor  %8.0f req/s  accepted %8.0f packets/s = %8.0f messages/s  non-2xx %5.2f%%  p50 %6.2f ms  p99 %6.2f ms  peak RSS %.0f MB\n",
 		sat.rps, accepted, accepted*5, sat.non2xxShare*100, sat.p50ms, sat.p99ms, satRSS)
+	fmt.Printf("  distributor answers by result: %s\n", resultsBreakdown(t, url))
 	fmt.Printf("  null handler %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms\n", null.rps, null.p50ms, null.p99ms)
 	ratio := accepted / null.rps
 
