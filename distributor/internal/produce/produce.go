@@ -180,7 +180,11 @@ func (p *Producer) Produce(ctx context.Context, r Record) error {
 	if !p.brk.Allow() {
 		return ErrBreakerOpen
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(p.reqTimeout.Load()))
+	// The write must not depend on the client staying connected: a client
+	// that hangs up mid-write would otherwise cancel it, leave it unknown
+	// whether the record landed, and count as a Kafka fault (opening the
+	// breaker for everyone). It is bounded by the request timeout instead.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(p.reqTimeout.Load()))
 	defer cancel()
 	ctx, span := p.tracer.Start(ctx, "kafka.produce "+r.Topic, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", r.Topic),
@@ -207,7 +211,7 @@ func (p *Producer) Produce(ctx context.Context, r Record) error {
 		p.brk.Success()
 		return nil
 	}
-	if kafkaFault(errType) {
+	if kafkaFault(errType) && !errors.Is(err, context.Canceled) {
 		p.consecutive.Add(1)
 		p.brk.Failure()
 	} else {

@@ -315,3 +315,19 @@ func TestClassifyNil(t *testing.T) {
 	require.Equal(t, ErrOther, Classify(errors.New("x")))
 	require.Equal(t, ErrNotLeader, Classify(fmt.Errorf("wrapped: %w", kafka.WriteErrors{nil, kafka.NotLeaderForPartition})))
 }
+
+// A client that hangs up does not cancel its write (it lands) and is not a
+// Kafka fault: the breaker stays closed for everyone else.
+func TestAClientHangingUpNeitherCancelsTheWriteNorCountsAsAFault(t *testing.T) {
+	c := newCluster(t)
+	p, _, cfg := setup(t, c, "logs.a")
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := 0; i < 10; i++ {
+		require.NoError(t, p.Produce(gone, rec("logs.a")))
+	}
+	require.Zero(t, p.ConsecutiveErrors())
+	end, err := NewAdmin(cfg).client.ListOffsets(t.Context(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{"logs.a": {kafka.LastOffsetOf(0)}}})
+	require.NoError(t, err)
+	require.EqualValues(t, 10, end.Topics["logs.a"][0].LastOffset)
+}
