@@ -390,3 +390,23 @@ func TestK6ScriptsAgainstTheDevStack(t *testing.T) {
 	require.EqualValues(t, sum2.Overview["loki_lines_accepted"], m2.TotalMessages-m.TotalMessages)
 	waitProcessed(t, s, 30*time.Second)
 }
+
+// Every script runs with every profile (briefly), and reports the profile
+// it ran in its summary.
+func TestEveryScriptRunsWithEveryProfile(t *testing.T) {
+	t.Parallel()
+	for _, script := range []string{"ingest-packets.js", "loki-push.js", "service-chain.js"} {
+		for _, profile := range []string{"constant", "ramp", "spike", "burst", "stochastic"} {
+			t.Run(script+"/"+profile, func(t *testing.T) {
+				t.Parallel()
+				rec := newRecorder(t, func(recorded) (int, http.Header) { return http.StatusNoContent, nil })
+				s, out, code := runK6(t, script, "TARGET_URL="+rec.srv.URL, "PROFILE="+profile, "RATE=10", "DURATION=2",
+					"RAMP_TO=20", "SPIKE_START=1", "SPIKE_LENGTH=1", "BURST_PERIOD=1", "BURST_SIZE=5", "SEED=3", "MAX_MESSAGES=2")
+				require.Zero(t, code, out)
+				require.Equal(t, profile, s.Plan.Profile)
+				require.Positive(t, len(rec.all()), "%s with %s sent nothing", script, profile)
+				require.EqualValues(t, len(rec.all()), s.Overview["requests"])
+			})
+		}
+	}
+}
