@@ -4,7 +4,6 @@ package bench
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -356,5 +355,4 @@ func TestDistributorBenchmark(t *testing.T) {
 
 	fmt.Printf("RESULT accepted_packets_per_s=%.0f ratio_to_null=%.2f p99_ms_at_5000=%.2f peak_rss_mb=%.0f (2x overload %.0f)\n",
 		accepted, ratio, p99at5000, satRSS, overRSS)
-	_ = context.Background
 }

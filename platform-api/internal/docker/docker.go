@@ -318,18 +318,6 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	return wrap("remove", id, err)
 }
 
-// State returns a container's state (running, paused, exited...).
-func (r *Runtime) State(ctx context.Context, id string) (string, error) {
-	res, err := r.c.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-	if err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return "", fmt.Errorf("%w: container %s", ErrNotFound, short(id))
-		}
-		return "", wrap("inspect", id, err)
-	}
-	return string(res.Container.State.Status), nil
-}
-
 func wrap(op, id string, err error) error {
 	if err == nil {
 		return nil

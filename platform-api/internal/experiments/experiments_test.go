@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -142,7 +141,7 @@ func newWorld(values func(string, float64) (float64, bool)) (*world, *Manager, *
 
 func TestACrashExperimentPassesWithTimeToDetectRecoverAndTheLedger(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w, m, store := newWorld(analyzerCrash)
+		_, m, store := newWorld(analyzerCrash)
 		go func() {
 			time.Sleep(14 * time.Second)
 			store.Add(alerts.Notification{Receiver: "platform", Alerts: []alerts.Alert{{Status: "firing", Labels: map[string]string{"alertname": "AnalyzerDown"}}}}, time.Now())
@@ -170,7 +169,6 @@ func TestACrashExperimentPassesWithTimeToDetectRecoverAndTheLedger(t *testing.T)
 		for _, want := range []string{"# Experiment analyzer-crash — PASSED", "time to detect | 2.0s", "## Delivery ledger", "AnalyzerDown", "fault-started"} {
 			require.Contains(t, md, want)
 		}
-		_ = w
 	})
 }
 
@@ -296,5 +294,4 @@ func TestPrometheusQueriesScalarsVectorsAndEmptyResults(t *testing.T) {
 	require.False(t, ok)
 	_, _, err = p.Query(context.Background(), "up{")
 	require.ErrorContains(t, err, "bad_data")
-	_ = strings.TrimSpace
 }

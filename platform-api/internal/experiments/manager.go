@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -13,8 +12,6 @@ import (
 
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
 )
-
-var jsonUnmarshal = json.Unmarshal
 
 // Manager runs experiments. It is safe for concurrent use.
 type Manager struct {

@@ -2,6 +2,7 @@ package experiments
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -78,7 +79,6 @@ type Experiment struct {
 	Ledger               Ledger         `json:"ledger"`
 	TrafficJobID         string         `json:"trafficJobId,omitempty"`
 	FaultIDs             []string       `json:"faultIds"`
-	TrafficSummary       map[string]any `json:"-"`
 	startLedger          map[string]*float64
 }
 
@@ -475,7 +475,7 @@ func k6Accepted(j traffic.Job) *float64 {
 	var doc struct {
 		Overview map[string]any `json:"overview"`
 	}
-	if len(j.Summary) == 0 || jsonUnmarshal(j.Summary, &doc) != nil {
+	if len(j.Summary) == 0 || json.Unmarshal(j.Summary, &doc) != nil {
 		return nil
 	}
 	if v, ok := doc.Overview["packets_accepted"].(float64); ok {
