@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dsplab/dsplab/internal/httpserver"
+	"github.com/dsplab/dsplab/internal/prom"
 	"github.com/dsplab/dsplab/internal/telemetry"
 	"github.com/dsplab/dsplab/platform-api/internal/alerts"
 	"github.com/dsplab/dsplab/platform-api/internal/annotate"
@@ -138,7 +139,7 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 		return nil, fmt.Errorf("experiment presets: %w", err)
 	}
 	alertStore := alerts.New(1000)
-	exps := experiments.NewManager(experiments.Options{Querier: experiments.NewPrometheus(cfg.PrometheusURL), Faults: m, Traffic: tm,
+	exps := experiments.NewManager(experiments.Options{Querier: prom.New(cfg.PrometheusURL), Faults: m, Traffic: tm,
 		Alerts: alertStore, Presets: presets, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded})
 	a := &App{rt: rt, faults: m, traffic: tm, exps: exps, stop: stop, log: log}
 	if listen == "" {

@@ -2,10 +2,7 @@ package experiments
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -38,6 +35,13 @@ func (w *world) since() float64 { return time.Since(w.start).Seconds() }
 func (w *world) Query(_ context.Context, q string) (float64, bool, error) {
 	v, ok := w.values(q, w.since())
 	return v, ok, nil
+}
+
+// Increase of a counter is its scripted sum now minus at the world's start.
+func (w *world) Increase(_ context.Context, counter string, _ time.Time) (float64, bool, error) {
+	now, ok := w.values("sum("+counter+")", w.since())
+	start, ok0 := w.values("sum("+counter+")", 0)
+	return now - start, ok && ok0, nil
 }
 
 func (w *world) Start(_ context.Context, s faults.Spec) (faults.Fault, error) {
@@ -261,37 +265,40 @@ func TestShippedPresetsAreValid(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, presets, "analyzer-crash")
 	require.Contains(t, presets, "baseline")
+	for _, name := range []string{"burst", "slow-analyzer", "flapping-analyzer", "all-analyzers-down"} {
+		require.Contains(t, presets, name)
+	}
 }
 
-// The server stands in for Prometheus's HTTP API (/api/v1/query).
-func TestPrometheusQueriesScalarsVectorsAndEmptyResults(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		require.Equal(t, "/api/v1/query", r.URL.Path)
-		switch r.URL.Query().Get("query") {
-		case "up":
-			io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"job":"x"},"value":[1700000000.1,"3"]}]}}`)
-		case "scalar(1)":
-			io.WriteString(w, `{"status":"success","data":{"resultType":"scalar","result":[1700000000.1,"1"]}}`)
-		case "up < 0":
-			io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
-		default:
-			w.WriteHeader(400)
-			io.WriteString(w, `{"status":"error","errorType":"bad_data","error":"parse error"}`)
+// A fault-free experiment (baseline, burst) is judged during its traffic:
+// the during checks are sampled until the job ends, and a violation fails it.
+func TestAnExperimentWithoutFaultsIsJudgedDuringItsTraffic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Accepting stops at 40 s of a 60 s job.
+		_, m, _ := newWorld(func(q string, at float64) (float64, bool) {
+			if q == "accepting" {
+				return map[bool]float64{true: 1, false: 0}[at < 40], true
+			}
+			return analyzerCrash(q, 0)
+		})
+		d := Definition{
+			Name:    "baseline",
+			Traffic: &Traffic{TargetURL: "http://distributor:8080", RPS: 300, DurationSeconds: 60},
+			Checks: []Check{
+				{Name: "keeps accepting", Query: "accepting", Comparator: ">", Threshold: 0, Phase: "during"},
+				{Name: "all healthy after", Query: "distributor_healthy_analyzers", Comparator: ">=", Threshold: 3, Phase: "after"},
+			},
+			RecoverySeconds: 30, IntervalSeconds: 5,
 		}
-	}))
-	defer srv.Close()
-	p := NewPrometheus(srv.URL)
-	v, ok, err := p.Query(context.Background(), "up")
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.Equal(t, 3.0, v)
-	v, ok, err = p.Query(context.Background(), "scalar(1)")
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.Equal(t, 1.0, v)
-	_, ok, err = p.Query(context.Background(), "up < 0")
-	require.NoError(t, err)
-	require.False(t, ok)
-	_, _, err = p.Query(context.Background(), "up{")
-	require.ErrorContains(t, err, "bad_data")
+		start := time.Now()
+		e, err := m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.GreaterOrEqual(t, time.Since(start), 60*time.Second, "it waited for the traffic")
+		require.Equal(t, Failed, e.State, e.Reason)
+		require.GreaterOrEqual(t, len(e.Checks[0].Samples), 10)
+		require.False(t, e.Checks[0].Passed)
+		require.True(t, e.Checks[1].Passed)
+	})
 }

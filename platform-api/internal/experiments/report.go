@@ -27,6 +27,9 @@ func Markdown(e Experiment) string {
 	}
 	p("\n## Delivery ledger\n\n| accepted (distributor) | processed (analyzers, unique) | duplicates | lost | accepted (k6) |\n|---|---|---|---|---|\n")
 	p("| %s | %s | %s | %s | %s |\n", num(e.Ledger.Accepted), num(e.Ledger.Processed), num(e.Ledger.Duplicates), num(e.Ledger.Lost), num(e.Ledger.K6Accepted))
+	if e.Ledger.Lost != nil && *e.Ledger.Lost > 0 && killedAnalyzer(e.Definition) {
+		p("\nA SIGKILL hit an analyzer: what it processed after its last metric export (OTEL_METRIC_EXPORT_INTERVAL, 2 s in the compose stack) and before the signal was never exported, so \"lost\" counts those packets too. A `stop` fault (SIGTERM) exports the last counts and makes the ledger exact.\n")
+	}
 	p("\n## Checks\n\n| phase | check | query | expected | result | values |\n|---|---|---|---|---|---|\n")
 	for _, c := range e.Checks {
 		result := "✅ passed"
@@ -90,4 +93,16 @@ func labels(l map[string]string) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// killedAnalyzer says whether the experiment kills an analyzer with
+// SIGKILL (the default signal): the process cannot export its last counts.
+func killedAnalyzer(d Definition) bool {
+	for _, f := range d.Faults {
+		sig := strings.TrimPrefix(strings.ToUpper(f.Signal), "SIG")
+		if f.Type == "kill" && (sig == "" || sig == "KILL") && strings.HasPrefix(f.Target, "analyzer") {
+			return true
+		}
+	}
+	return false
 }

@@ -44,21 +44,21 @@ type CheckResult struct {
 }
 
 // Ledger compares what the distributor accepted with what the analyzers
-// processed over the experiment (counter increases), and with what k6
-// saw accepted.
+// processed over the experiment (exact counter increases across restarts,
+// see prom.CounterIncrease), and with what k6 saw accepted.
 type Ledger struct {
-	Accepted   *float64 `json:"accepted"`   // increase of sum(distributor_packets_total)
-	Processed  *float64 `json:"processed"`  // increase of sum(analyzer_packets_processed_total), unique
-	Duplicates *float64 `json:"duplicates"` // increase of sum(analyzer_duplicate_packets_total)
+	Accepted   *float64 `json:"accepted"`   // increase of distributor_packets_total
+	Processed  *float64 `json:"processed"`  // increase of analyzer_packets_processed_total (unique within a process's lifetime)
+	Duplicates *float64 `json:"duplicates"` // increase of analyzer_duplicate_packets_total
 	K6Accepted *float64 `json:"k6Accepted,omitempty"`
 	// Lost is accepted minus processed when both are known (0: nothing lost).
 	Lost *float64 `json:"lost,omitempty"`
 }
 
-var ledgerQueries = map[string]string{
-	"accepted":   "sum(distributor_packets_total)",
-	"processed":  "sum(analyzer_packets_processed_total)",
-	"duplicates": "sum(analyzer_duplicate_packets_total)",
+var ledgerCounters = map[string]string{
+	"accepted":   "distributor_packets_total",
+	"processed":  "analyzer_packets_processed_total",
+	"duplicates": "analyzer_duplicate_packets_total",
 }
 
 // Experiment is one run and its report.
@@ -79,12 +79,14 @@ type Experiment struct {
 	Ledger               Ledger         `json:"ledger"`
 	TrafficJobID         string         `json:"trafficJobId,omitempty"`
 	FaultIDs             []string       `json:"faultIds"`
-	startLedger          map[string]*float64
 }
 
 // Querier evaluates PromQL (Prometheus, or a fake in tests).
 type Querier interface {
 	Query(ctx context.Context, q string) (value float64, present bool, err error)
+	// Increase is the exact growth of the counters selector matches since
+	// a time, summed, counting restarts (see prom.CounterIncrease).
+	Increase(ctx context.Context, selector string, since time.Time) (total float64, present bool, err error)
 }
 
 // FaultStarter is what the runner needs of the fault manager.
@@ -165,7 +167,6 @@ func (r *runner) checks(phase string) []int {
 // offsets with during checks, revert, recovery with after checks, verdict.
 func (r *runner) run(ctx context.Context) {
 	r.start = r.e.StartedAt
-	r.e.startLedger = r.ledger(ctx)
 	r.event("started", "experiment %s", r.def.Name)
 	verdict, reason := r.phases(ctx)
 	r.cleanup()
@@ -202,6 +203,9 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 	interval := seconds(r.def.IntervalSeconds)
 	var firstFault time.Time
 	lastEval := time.Time{}
+	if len(r.faults) == 0 {
+		lastEval = time.Now() // first sample one interval into the traffic: rates need samples
+	}
 	tick := time.NewTicker(min(interval, time.Second))
 	defer tick.Stop()
 	for {
@@ -225,7 +229,10 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 			r.event("fault-started", "%s on %s for %gs: %s (%s)", f.Type, got.Target, f.DurationSeconds, got.Command, got.ID)
 		}
 		active, pending := r.activeFaults()
-		if active > 0 && now.Sub(lastEval) >= interval {
+		// Without faults, "during" is the traffic job's run (a baseline or
+		// a burst is judged under its load, not skipped).
+		loaded := len(r.faults) == 0 && r.trafficRunning()
+		if (active > 0 || loaded) && now.Sub(lastEval) >= interval {
 			lastEval = now
 			for _, i := range r.checks("during") {
 				c := r.def.Checks[i]
@@ -237,7 +244,7 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 		if !firstFault.IsZero() {
 			r.detect(ctx, firstFault)
 		}
-		if active == 0 && pending == 0 {
+		if active == 0 && pending == 0 && !loaded {
 			r.setPassed("during")
 			if !firstFault.IsZero() {
 				r.event("faults-ended", "every fault has been reverted")
@@ -250,6 +257,16 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 		case <-tick.C:
 		}
 	}
+}
+
+// trafficRunning says whether the experiment's traffic job still runs.
+func (r *runner) trafficRunning() bool {
+	id := r.snapshot().TrafficJobID
+	if id == "" {
+		return false
+	}
+	j, err := r.m.traffic.Get(id)
+	return err == nil && j.State == traffic.StateRunning
 }
 
 // activeFaults counts started faults still active and faults not started.
@@ -346,7 +363,7 @@ func (r *runner) setPassed(phase string) {
 			}
 			switch {
 			case len(c.Samples) == 0:
-				c.Passed = phase == "during" // no fault was active: nothing to violate
+				c.Passed = phase == "during" // no fault and no traffic: nothing to violate
 				if !c.Passed {
 					c.Error = "never evaluated"
 				}
@@ -418,19 +435,11 @@ func (r *runner) finish(verdict, reason string) {
 		time.Sleep(time.Second)
 	}
 	end := r.ledger(ctx)
-	for !caughtUp(e.startLedger, end) && time.Now().Before(deadline) {
+	for !caughtUp(end) && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Second)
 		end = r.ledger(ctx)
 	}
-	l := Ledger{}
-	delta := func(k string) *float64 {
-		if s, en := e.startLedger[k], end[k]; s != nil && en != nil {
-			d := *en - *s
-			return &d
-		}
-		return nil
-	}
-	l.Accepted, l.Processed, l.Duplicates = delta("accepted"), delta("processed"), delta("duplicates")
+	l := Ledger{Accepted: end["accepted"], Processed: end["processed"], Duplicates: end["duplicates"]}
 	if l.Accepted != nil && l.Processed != nil {
 		lost := max(0, *l.Accepted-*l.Processed)
 		l.Lost = &lost
@@ -453,18 +462,19 @@ func (r *runner) finish(verdict, reason string) {
 
 // caughtUp says whether the analyzers have processed as much as the
 // distributor accepted since the start (or the counters are missing).
-func caughtUp(start, end map[string]*float64) bool {
-	if start["accepted"] == nil || end["accepted"] == nil || start["processed"] == nil || end["processed"] == nil {
+func caughtUp(l map[string]*float64) bool {
+	if l["accepted"] == nil || l["processed"] == nil {
 		return true
 	}
-	return *end["processed"]-*start["processed"] >= *end["accepted"]-*start["accepted"]
+	return *l["processed"] >= *l["accepted"]
 }
 
-// ledger reads the ledger counters now (nil where Prometheus has none).
+// ledger is the increase of each ledger counter since the start (nil
+// where Prometheus has none).
 func (r *runner) ledger(ctx context.Context) map[string]*float64 {
 	out := map[string]*float64{}
-	for k, q := range ledgerQueries {
-		if v, ok, err := r.m.q.Query(ctx, q); err == nil && ok {
+	for k, c := range ledgerCounters {
+		if v, ok, err := r.m.q.Increase(ctx, c, r.start); err == nil && ok {
 			out[k] = &v
 		}
 	}
