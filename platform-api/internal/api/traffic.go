@@ -37,7 +37,7 @@ type TrafficRequest struct {
 	// Params are the script's and profile's other variables, e.g.
 	// MAX_MESSAGES, TENANTS, RETRIES, RAMP_TO, SPIKE_PEAK, SEED,
 	// THRESHOLD_P95_MS, ABORT_ON_FAIL (see README, k6 section).
-	Params map[string]string `json:"params,omitempty"`
+	Params map[string]string `json:"params,omitempty" example:"MIN_MESSAGES:1,MAX_MESSAGES:20"`
 }
 
 // TrafficJobResponse is one k6 job.

@@ -1314,6 +1314,10 @@ const docTemplate = `{
                     "type": "object",
                     "additionalProperties": {
                         "type": "string"
+                    },
+                    "example": {
+                        "MAX_MESSAGES": "20",
+                        "MIN_MESSAGES": "1"
                     }
                 },
                 "profile": {
@@ -1618,11 +1622,11 @@ const docTemplate = `{
             "type": "object",
             "properties": {
                 "accepted": {
-                    "description": "increase of sum(distributor_packets_total)",
+                    "description": "increase of distributor_packets_total",
                     "type": "number"
                 },
                 "duplicates": {
-                    "description": "increase of sum(analyzer_duplicate_packets_total)",
+                    "description": "increase of analyzer_duplicate_packets_total",
                     "type": "number"
                 },
                 "k6Accepted": {
@@ -1633,7 +1637,7 @@ const docTemplate = `{
                     "type": "number"
                 },
                 "processed": {
-                    "description": "increase of sum(analyzer_packets_processed_total), unique",
+                    "description": "increase of analyzer_packets_processed_total (unique within a process's lifetime)",
                     "type": "number"
                 }
             }
