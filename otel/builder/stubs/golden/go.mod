@@ -1,0 +1,3 @@
+module github.com/open-telemetry/opentelemetry-collector-contrib/pkg/golden
+
+go 1.24
