@@ -2,9 +2,12 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -35,12 +38,17 @@ func init() {
 
 var metricRef = regexp.MustCompile(`\b((?:distributor|analyzer|platform)_[a-z0-9_]+|dsplab:[a-z0-9_:]+)`)
 
-// Every dashboard is valid JSON with a uid, and every distributor,
-// analyzer, platform or recorded metric its queries name is a real one.
-func TestDashboardsAreValidAndUseRealMetricNames(t *testing.T) {
+// panelQuery is one PromQL target of a dashboard panel.
+type panelQuery struct{ File, Panel, Expr string }
+
+// dashboardQueries reads every dashboard, requires valid JSON with a uid,
+// and returns every panel target's expression.
+func dashboardQueries(t *testing.T) []panelQuery {
+	t.Helper()
 	files, err := filepath.Glob(filepath.Join(repoRoot(t), "grafana", "dashboards", "*.json"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
+	var out []panelQuery
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		require.NoError(t, err)
@@ -57,11 +65,22 @@ func TestDashboardsAreValidAndUseRealMetricNames(t *testing.T) {
 		require.NotEmpty(t, d.UID, f)
 		for _, p := range d.Panels {
 			for _, tg := range p.Targets {
-				for _, m := range metricRef.FindAllString(tg.Expr, -1) {
-					m = regexp.MustCompile(`_(bucket|sum|count)$`).ReplaceAllString(m, "")
-					require.True(t, designMetrics[m], "%s, panel %q: %s is not a known metric", filepath.Base(f), p.Title, m)
+				if tg.Expr != "" {
+					out = append(out, panelQuery{strings.TrimSuffix(filepath.Base(f), ".json"), p.Title, tg.Expr})
 				}
 			}
+		}
+	}
+	return out
+}
+
+// Every dashboard is valid JSON with a uid, and every distributor,
+// analyzer, platform or recorded metric its queries name is a real one.
+func TestDashboardsAreValidAndUseRealMetricNames(t *testing.T) {
+	for _, q := range dashboardQueries(t) {
+		for _, m := range metricRef.FindAllString(q.Expr, -1) {
+			m = regexp.MustCompile(`_(bucket|sum|count)$`).ReplaceAllString(m, "")
+			require.True(t, designMetrics[m], "%s, panel %q: %s is not a known metric", q.File, q.Panel, m)
 		}
 	}
 }
@@ -79,4 +98,37 @@ func TestRulesUseRealMetricNames(t *testing.T) {
 			require.True(t, designMetrics[m], "%s: %s is not a known metric", filepath.Base(f), m)
 		}
 	}
+}
+
+// grafanaVars are the dashboards' variables, replaced by values of the
+// same kind so that the expressions are PromQL.
+var grafanaVars = strings.NewReplacer("$__rate_interval", "1m", "$__interval", "1m", "$__range", "1h", "${job_id}", "x", "$job_id", "x", "${service}", "x", "$service", "x")
+
+// Every PromQL expression of every dashboard panel parses with
+// Prometheus's own parser: they become recording rules of a scratch file
+// that `promtool check rules` (Debian's Prometheus) must accept. The
+// alert and recording rules themselves are checked by make check-config.
+func TestDashboardQueriesParseWithPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("promtool is needed (apt-get install prometheus)")
+		}
+		t.Skip("promtool not installed (apt-get install prometheus); CI runs this test")
+	}
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: dashboards\n    rules:\n")
+	n := 0
+	for _, q := range dashboardQueries(t) {
+		n++
+		expr, _ := json.Marshal(grafanaVars.Replace(q.Expr)) // a JSON string is a YAML string
+		fmt.Fprintf(&rules, "      - record: dashboard:%s:%d\n        expr: %s\n", strings.ReplaceAll(q.File, "-", "_"), n, expr)
+	}
+	require.Greater(t, n, 30, "panel queries found")
+	file := filepath.Join(t.TempDir(), "dashboards.rules.yml")
+	require.NoError(t, os.WriteFile(file, []byte(rules.String()), 0o644))
+	out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput()
+	require.NoError(t, err, "promtool check rules:\n%s", out)
+	require.Contains(t, string(out), fmt.Sprintf("%d rules found", n))
+	t.Logf("%d dashboard queries parse", n)
 }
