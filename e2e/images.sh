@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Builds every image of the e2e stack locally, with no registry (see
+# e2e/README.md for what each one substitutes and why):
+#   dsplab/{distributor,analyzer,service-a,service-b,platform-api}:dev
+#       the binaries of `make build` FROM scratch, laid out as the
+#       Dockerfile lays them out (its golang build stage cannot be pulled)
+#   dsplab-e2e/kafka:kfake          devkafka (franz-go kfake) for apache/kafka
+#   dsplab-e2e/otelcol:0.155.0      the OCB-built collector (make otelcol)
+#   dsplab-e2e/prometheus:debian    Debian's prometheus binary and its libraries
+#   dsplab-e2e/alertmanager:debian  Debian's prometheus-alertmanager, likewise
+#   dsplab-e2e/k6:1.8.1             k6 v1.8.1 built from the module proxy
+#   dsplab-e2e/pumba:standin        pumba-standin (also the nettools image)
+#   dsplab-e2e/grafana:standin      grafana-standin (annotation API only)
+# Needs: make build, make tools, make otelcol, Debian's prometheus and
+# prometheus-alertmanager packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=bin
+tools=bin/tools
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+for pkg in healthcheck pumba-standin grafana-standin; do
+	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/bin/$pkg" "./$pkg/cmd/$pkg"
+done
+
+# image TAG DIR DOCKERFILE-LINES...: a context of its own with the
+# healthcheck helper and a world-writable /tmp.
+image() {
+	local tag=$1 dir=$2
+	shift 2
+	cp "$work/bin/healthcheck" "$dir/healthcheck"
+	mkdir -p "$dir/tmp" && chmod 1777 "$dir/tmp"
+	{
+		echo "FROM scratch"
+		echo "COPY healthcheck /healthcheck"
+		echo "COPY tmp /tmp"
+		printf '%s\n' "$@"
+	} >"$dir/Dockerfile"
+	# (the legacy builder's deprecation notice is noise; errors are shown)
+	if ! out=$(docker build -q -t "$tag" "$dir" 2>&1); then
+		echo "$out" >&2
+		return 1
+	fi
+	echo "built $tag"
+}
+
+for svc in distributor analyzer service-a service-b platform-api; do
+	d="$work/$svc" && mkdir -p "$d"
+	cp "$bin/$svc" "$d/app"
+	cp -r k6 experiments "$d/"
+	image "dsplab/$svc:dev" "$d" "COPY app /app" "COPY k6 /k6" "COPY experiments /experiments" \
+		"USER 65532:65532" 'ENTRYPOINT ["/app"]'
+done
+
+d="$work/kafka" && mkdir -p "$d" && cp "$bin/devkafka" "$d/devkafka"
+image dsplab-e2e/kafka:kfake "$d" "COPY devkafka /devkafka" \
+	'ENTRYPOINT ["/devkafka", "-addr", ":9092", "-advertise", "kafka:9092", "-partitions", "3"]'
+
+d="$work/otelcol" && mkdir -p "$d" && cp "$tools/otelcol-dsplab" "$d/otelcol"
+image dsplab-e2e/otelcol:0.155.0 "$d" "COPY otelcol /otelcol" 'ENTRYPOINT ["/otelcol"]'
+
+d="$work/k6" && mkdir -p "$d" && cp "$tools/k6" "$d/k6"
+image dsplab-e2e/k6:1.8.1 "$d" "COPY k6 /usr/bin/k6" "ENV HOME=/tmp" 'ENTRYPOINT ["/usr/bin/k6"]'
+
+d="$work/pumba" && mkdir -p "$d" && cp "$work/bin/pumba-standin" "$d/pumba"
+image dsplab-e2e/pumba:standin "$d" "COPY pumba /pumba" 'ENTRYPOINT ["/pumba"]'
+
+d="$work/grafana" && mkdir -p "$d" && cp "$work/bin/grafana-standin" "$d/grafana"
+image dsplab-e2e/grafana:standin "$d" "COPY grafana /grafana" 'ENTRYPOINT ["/grafana"]'
+
+# debian BINARY DIR: the Debian binary and every shared library ldd names,
+# at the same paths, so it runs FROM scratch.
+debian() {
+	local exe=$1 dir=$2
+	mkdir -p "$dir/rootfs"
+	cp --parents "$exe" "$dir/rootfs/"
+	ldd "$exe" | grep -o '/[^ ]*' | while read -r lib; do
+		cp --parents -L "$lib" "$dir/rootfs/"
+	done
+}
+d="$work/prometheus" && debian "$(command -v prometheus)" "$d"
+cp -r --parents /usr/share/prometheus/web "$d/rootfs/" 2>/dev/null || true # the web UI's assets
+mkdir -p "$d/rootfs/prometheus" && chmod 777 "$d/rootfs/prometheus"
+image dsplab-e2e/prometheus:debian "$d" "COPY rootfs /" 'ENTRYPOINT ["/usr/bin/prometheus"]'
+
+d="$work/alertmanager" && debian "$(command -v prometheus-alertmanager)" "$d"
+cp -r --parents /usr/share/prometheus/alertmanager "$d/rootfs/" # default.tmpl, read at start
+mkdir -p "$d/rootfs/alertmanager" && chmod 777 "$d/rootfs/alertmanager"
+image dsplab-e2e/alertmanager:debian "$d" "COPY rootfs /" 'ENTRYPOINT ["/usr/bin/prometheus-alertmanager"]'
