@@ -8,7 +8,7 @@ FUZZTIME  ?= 20s
 TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
 
-.PHONY: help build tools swagger check-config up down test test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-short race fuzz bench dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,30 @@ $(TOOLS)/swag:
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) GOFLAGS=-buildvcs=false $(GO) install github.com/swaggo/swag/cmd/swag@$(SWAG_VERSION)
 
+OTELCOL_VERSION := v0.155.0
+
+otelcol: $(TOOLS)/otelcol-dsplab ## the OTel Collector (contrib components of otel/collector.yaml) built with the collector builder $(OTELCOL_VERSION) from the module proxy (~6 min)
+
+$(TOOLS)/otelcol-dsplab: otel/builder/manifest.yaml
+	@mkdir -p $(TOOLS)
+	CGO_ENABLED=0 GOBIN=$(TOOLS) GOFLAGS=-buildvcs=false $(GO) install go.opentelemetry.io/collector/cmd/builder@$(OTELCOL_VERSION)
+	cd otel/builder && CGO_ENABLED=0 GOFLAGS=-buildvcs=false $(TOOLS)/builder --config manifest.yaml
+	cp otel/builder/_build/otelcol-dsplab $@
+
+E2E_COMPOSE := docker-compose -f docker-compose.yml -f e2e/docker-compose.e2e.yml
+
+e2e-images: build tools otelcol ## build every image of the e2e stack locally (e2e/images.sh; needs Debian's prometheus and prometheus-alertmanager)
+	e2e/images.sh
+
+e2e: e2e-images ## the end-to-end suite on the real Docker engine: the compose stack with e2e/docker-compose.e2e.yml, the workshop story through the platform API, Swagger UI in Chromium
+	E2E_COMPOSE="$(E2E_COMPOSE)" $(GO) test -tags e2e -count=1 -timeout 25m -v ./e2e/
+
+e2e-up: e2e-images ## start the e2e stack by hand (locally built images), to explore it
+	$(E2E_COMPOSE) up -d --no-build
+
+e2e-down: ## stop the e2e stack and remove its containers, networks and volumes
+	$(E2E_COMPOSE) down -v --remove-orphans
+
 SWAGGER_OUT ?= platform-api/internal/apidocs
 
 swagger: $(TOOLS)/swag ## regenerate the platform API's OpenAPI spec (platform-api/internal/apidocs) from the swag comments
@@ -46,8 +70,9 @@ test: vet fmt-check tidy-check tools ## every test (no Docker needed), with the 
 test-short: ## unit tests only, fast
 	$(GO) test -short -count=1 ./...
 
-vet: ## go vet
+vet: ## go vet (with the e2e and bench build tags too)
 	$(GO) vet ./...
+	$(GO) vet -tags e2e,bench ./e2e/ ./bench/
 
 fmt-check: ## fail if a file is not gofmt'ed
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -64,7 +89,12 @@ check-config: ## validate Prometheus config and rules, run the promtool rule tes
 	promtool check rules prometheus/rules/*.yml
 	promtool test rules prometheus/tests/*.test.yml
 	amtool check-config alertmanager/alertmanager.yml
+	@if [ -x $(TOOLS)/otelcol-dsplab ]; then echo "$(TOOLS)/otelcol-dsplab validate --config otel/collector.yaml"; \
+		$(TOOLS)/otelcol-dsplab validate --config otel/collector.yaml && $(TOOLS)/otelcol-dsplab validate --config e2e/tempo-standin.yaml; \
+	elif [ -n "$$CI" ]; then echo "CI: the collector is needed to validate otel/collector.yaml (make otelcol)"; exit 1; \
+	else echo "skipping the collector config check: run make otelcol first"; fi
 	docker-compose config -q
+	docker-compose -f docker-compose.yml -f e2e/docker-compose.e2e.yml config -q
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 	@set -e; for t in $$($(GO) test -list '^Fuzz' ./distributor/internal/ingest/ | grep ^Fuzz); do \
