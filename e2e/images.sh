@@ -9,10 +9,13 @@
 #   dsplab-e2e/prometheus:debian    Debian's prometheus binary and its libraries
 #   dsplab-e2e/alertmanager:debian  Debian's prometheus-alertmanager, likewise
 #   dsplab-e2e/k6:1.8.1             k6 v1.8.1 built from the module proxy
-#   dsplab-e2e/pumba:standin        pumba-standin (also the nettools image)
+#   dsplab-e2e/pumba:standin        pumba-standin
+#   dsplab-e2e/nettools:debian      Debian's iptables (nf_tables) with its
+#       libraries and extensions: the sidecar image Pumba's iptables command
+#       runs in a target's network namespace (a partition really drops)
 #   dsplab-e2e/grafana:standin      grafana-standin (annotation API only)
-# Needs: make build, make tools, make otelcol, Debian's prometheus and
-# prometheus-alertmanager packages.
+# Needs: make build, make tools, make otelcol, Debian's prometheus,
+# prometheus-alertmanager and iptables packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin
@@ -88,3 +91,14 @@ d="$work/alertmanager" && debian "$(command -v prometheus-alertmanager)" "$d"
 cp -r --parents /usr/share/prometheus/alertmanager "$d/rootfs/" # default.tmpl, read at start
 mkdir -p "$d/rootfs/alertmanager" && chmod 777 "$d/rootfs/alertmanager"
 image dsplab-e2e/alertmanager:debian "$d" "COPY rootfs /" 'ENTRYPOINT ["/usr/bin/prometheus-alertmanager"]'
+
+# iptables: the multi-call binary under its name, its extensions (loaded
+# at run time) with their libraries, and /run for its lock file.
+d="$work/nettools" && multi=$(readlink -f "$(command -v iptables-nft || command -v iptables)") && debian "$multi" "$d"
+for so in /usr/lib/x86_64-linux-gnu/xtables/*.so; do
+	cp --parents "$so" "$d/rootfs/"
+	ldd "$so" | grep -o '/[^ ]*' | while read -r lib; do cp --parents -L -n "$lib" "$d/rootfs/"; done
+done
+ln -sf "$(basename "$multi")" "$d/rootfs/usr/sbin/iptables"
+mkdir -p "$d/rootfs/run" "$d/rootfs/etc" && cp /etc/protocols "$d/rootfs/etc/" 2>/dev/null || true
+image dsplab-e2e/nettools:debian "$d" "COPY rootfs /" 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin'

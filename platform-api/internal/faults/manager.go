@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,7 +55,8 @@ type Fault struct {
 
 	spec      Spec
 	targetIPs map[string]string
-	markerID  string // the marker, or for a network fault the Pumba job
+	sources   []string // a partition's dropped sources (CIDRs), for the cleanup
+	markerID  string   // the marker, or for a network fault the Pumba job
 	revert    docker.Resources
 	timer     *time.Timer
 }
@@ -121,6 +123,7 @@ const (
 	labelRevert    = "dsplab.job.revert"
 	labelPeer      = "dsplab.job.peer"
 	labelPeerID    = "dsplab.job.peer_id"
+	labelSources   = "dsplab.job.sources"
 )
 
 // New returns a manager. Network faults need pumba.Image.
@@ -333,7 +336,7 @@ func markerLabels(f *Fault) map[string]string {
 		labelType: f.Type, labelTarget: f.Target, labelContainer: f.Container, labelTargetID: f.ContainerID,
 		labelPeer: f.Peer, labelPeerID: f.PeerID,
 		labelStarted: f.StartedAt.Format(time.RFC3339Nano), labelExpires: f.EndsAt.Format(time.RFC3339Nano),
-		labelSpec: string(spec), labelRevert: string(revert),
+		labelSpec: string(spec), labelRevert: string(revert), labelSources: strings.Join(f.sources, ","),
 	}
 }
 
@@ -525,7 +528,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		errs = append(errs, m.revert(f, "expired while the platform was down"))
 		if network {
 			// Pumba may have been killed before it removed its rules.
-			m.cleanupTC(ctx, f)
+			m.cleanupNetwork(ctx, f)
 		}
 	}
 	return errors.Join(errs...)
@@ -539,6 +542,9 @@ func fromMarker(mk docker.Container) (*Fault, error) {
 	}
 	f := &Fault{ID: l[docker.LabelJobID], Type: l[labelType], Target: l[labelTarget], Container: l[labelContainer],
 		ContainerID: l[labelTargetID], Peer: l[labelPeer], PeerID: l[labelPeerID], State: StateActive, markerID: mk.ID, spec: s}
+	if l[labelSources] != "" {
+		f.sources = strings.Split(l[labelSources], ",")
+	}
 	if err := json.Unmarshal([]byte(l[labelRevert]), &f.revert); err != nil {
 		return nil, fmt.Errorf("revert label: %w", err)
 	}

@@ -28,6 +28,20 @@ const netemKind = "netfault"
 // pumbaArgs builds Pumba's command line: the netem command, its
 // parameters, and the containers (and the peers' IPs for a partition).
 func (m *Manager) pumbaArgs(s Spec, containers, targetIPs []string) []string {
+	if s.Type == Partition {
+		// A partition is Pumba's iptables command, not netem: it drops
+		// every packet coming in on eth0 from the other side (on both
+		// containers, so both directions), and it needs no netem qdisc,
+		// which some kernels (this project's CI machine's) lack. Rules
+		// as Pumba adds them: iptables -I INPUT -i eth0 -s <peer>
+		// -m statistic --mode random --probability 1.00 -j DROP.
+		args := []string{"--log-level", "info", "iptables", "--duration", s.Duration.String(), "--iptables-image", m.pumba.NettoolsImage, "--pull-image=false"}
+		for _, ip := range targetIPs {
+			args = append(args, "--source", ip)
+		}
+		args = append(args, "loss", "--probability", "1.0")
+		return append(args, containers...)
+	}
 	args := []string{"--log-level", "info", "netem", "--duration", s.Duration.String(), "--tc-image", m.pumba.NettoolsImage, "--pull-image=false"}
 	for _, ip := range targetIPs {
 		args = append(args, "--target", ip)
@@ -43,10 +57,6 @@ func (m *Manager) pumbaArgs(s Spec, containers, targetIPs []string) []string {
 		args = append(args, s.Type, "--percent", f(s.Percent), "--correlation", f(s.Correlation))
 	case Rate:
 		args = append(args, "rate", "--rate", s.Rate)
-	case Partition:
-		// Every packet from each side to the other is dropped: netem loss
-		// 100% filtered on the other side's IP, on both containers.
-		args = append(args, "loss", "--percent", "100", "--correlation", "0")
 	}
 	return append(args, containers...)
 }
@@ -67,6 +77,7 @@ func (m *Manager) applyNetwork(ctx context.Context, f *Fault, peer *docker.Conta
 			return fmt.Errorf("partition: %s and %s must both be on network %s (are they running?)", f.Container, peer.Name, net)
 		}
 		containers, ips = append(containers, peer.Name), []string{pIP + "/32", tIP + "/32"}
+		f.sources = ips
 	}
 	args := m.pumbaArgs(f.spec, containers, ips)
 	f.Command = "pumba " + strings.Join(args, " ")
@@ -113,7 +124,7 @@ func (m *Manager) watchPumba(f *Fault) {
 		return
 	}
 	m.rt.Remove(ctx, f.markerID)
-	m.cleanupTC(ctx, f)
+	m.cleanupNetwork(ctx, f)
 	m.finish(f, StateFailed, "pumba failed", fmt.Errorf("pumba exited %d: %s", code, strings.TrimSpace(logs)))
 }
 
@@ -126,18 +137,35 @@ func (m *Manager) revertNetwork(ctx context.Context, f *Fault) error {
 	return nil
 }
 
-// cleanupTC removes whatever netem qdisc is left on the fault's containers:
+// cleanupNetwork removes whatever a network fault left on its containers:
 // after a platform crash a Pumba job may have been killed before it could
-// clean up. Deleting a qdisc that is not there fails harmlessly.
-func (m *Manager) cleanupTC(ctx context.Context, f *Fault) {
+// clean up. For netem faults that is the root qdisc; for a partition, the
+// iptables rules Pumba inserted (the same rules, deleted with -D).
+// Deleting what is not there fails harmlessly.
+func (m *Manager) cleanupNetwork(ctx context.Context, f *Fault) {
 	if m.pumba.NettoolsImage == "" {
 		return
+	}
+	cmds := [][]string{{"tc", "qdisc", "del", "dev", "eth0", "root"}}
+	if f.Type == Partition {
+		cmds = nil
+		for _, src := range f.sources {
+			cmds = append(cmds, append([]string{"iptables"}, partitionRule("-D", src)...))
+		}
 	}
 	for _, id := range []string{f.ContainerID, f.PeerID} {
 		if id == "" {
 			continue
 		}
-		code, out, err := m.rt.RunInNetns(ctx, id, m.pumba.NettoolsImage, []string{"tc", "qdisc", "del", "dev", "eth0", "root"})
-		m.log.Info("leftover tc rules cleaned", "fault", f.ID, "container", id[:min(12, len(id))], "exit", code, "output", strings.TrimSpace(out), "err", err)
+		for _, cmd := range cmds {
+			code, out, err := m.rt.RunInNetns(ctx, id, m.pumba.NettoolsImage, cmd)
+			m.log.Info("leftover network fault rules cleaned", "fault", f.ID, "container", id[:min(12, len(id))], "cmd", strings.Join(cmd, " "), "exit", code, "output", strings.TrimSpace(out), "err", err)
+		}
 	}
+}
+
+// partitionRule is the iptables rule Pumba's "iptables loss --probability
+// 1.0" inserts (op -I) or deletes (op -D) for one source.
+func partitionRule(op, source string) []string {
+	return []string{op, "INPUT", "-i", "eth0", "-s", source, "-m", "statistic", "--mode", "random", "--probability", "1.00", "-j", "DROP"}
 }

@@ -16,9 +16,11 @@ import (
 // Network faults run as Pumba job containers. Pumba itself cannot run here
 // (no registry, no netem in this kernel): these tests use the stand-in of
 // pumba-standin/, which parses Pumba's command line strictly, prints the tc
-// commands real Pumba would run and honours --duration and SIGTERM. What is
-// tested is the platform's orchestration: command, socket mount, stop
-// grace, revert, failure detection and reconciliation.
+// commands real Pumba would run, runs Pumba's iptables sidecars (here with
+// the stand-in as the nettools image, which only prints; e2e uses a real
+// iptables image) and honours --duration and SIGTERM. What is tested is the
+// platform's orchestration: command, socket mount, stop grace, revert,
+// failure detection and reconciliation.
 
 func setupNetem(t *testing.T) (*Manager, *docker.Runtime, *dockertest.Project) {
 	t.Helper()
@@ -67,8 +69,14 @@ func TestAPartitionCutsBothDirectionsAndConflictsWithOtherNetworkFaults(t *testi
 	}
 	f, err := m.Start(t.Context(), Spec{Type: Partition, Target: "analyzer-1", Peer: "analyzer-2", Duration: time.Minute})
 	require.NoError(t, err)
-	require.Contains(t, f.Command, "--target "+ip("analyzer-2")+"/32 --target "+ip("analyzer-1")+"/32 loss --percent 100 --correlation 0 "+name(p, "analyzer-1")+" "+name(p, "analyzer-2"))
+	require.Contains(t, f.Command, "iptables --duration 1m0s --iptables-image "+dockertest.PumbaImage+" --pull-image=false --source "+ip("analyzer-2")+"/32 --source "+ip("analyzer-1")+"/32 loss --probability 1.0 "+name(p, "analyzer-1")+" "+name(p, "analyzer-2"))
 	require.Equal(t, "analyzer-2", f.Peer)
+	job := "dsplab-netem-" + f.ID
+	for _, side := range [][2]string{{"analyzer-1", "analyzer-2"}, {"analyzer-2", "analyzer-1"}} {
+		rule := "[" + name(p, side[0]) + "] via " + dockertest.PumbaImage + ": iptables -I INPUT -i eth0 -s " + ip(side[1]) + "/32 -m statistic --mode random --probability 1.00 -j DROP (exit 0)"
+		require.Eventually(t, func() bool { return strings.Contains(logsOf(t, job), rule) }, 10*time.Second, 100*time.Millisecond,
+			"a sidecar in %s's namespace drops what comes from %s: %s", side[0], side[1], logsOf(t, job))
+	}
 
 	_, err = m.Start(t.Context(), Spec{Type: Loss, Target: "analyzer-2", Percent: 10, Duration: time.Minute})
 	require.ErrorIs(t, err, ErrConflict, "the peer's network is taken too")

@@ -1,14 +1,25 @@
 // Command pumba-standin stands in for Pumba (ghcr.io/alexei-led/pumba) and
 // its nettools helper where neither can be pulled and the kernel has no
 // netem qdisc. It accepts the subset of Pumba's command line the platform
-// uses, rejects anything else as Pumba would, prints the tc commands real
-// Pumba would run in each target's network namespace, holds for the
-// duration (or until SIGTERM, as Pumba does), then prints the cleanup and
-// exits 0. Run as "tc ..." or "iptables ..." it plays the nettools image:
-// it prints the command and succeeds.
+// uses and rejects anything else as Pumba would.
+//
+//   - netem: it prints the tc commands real Pumba would run in each
+//     target's network namespace (this kernel has no netem qdisc, so
+//     nothing is applied), holds for the duration (or until SIGTERM, as
+//     Pumba does), then prints the cleanup and exits 0.
+//   - iptables loss: it does what Pumba does, for real: for each target
+//     container and each rule it runs a sidecar of --iptables-image with
+//     NET_ADMIN in the target's network namespace ("iptables -I INPUT -i
+//     eth0 -s <source> -m statistic --mode random --probability P -j
+//     DROP", Pumba's rule), holds, and deletes the rules the same way. With
+//     a real nettools image (e2e builds one from Debian's iptables) the
+//     packets are really dropped: a partition works on this kernel.
+//
+// Run as "tc ..." or "iptables ..." it plays the nettools image: it prints
+// the command and succeeds (the platform's unit tests use it so).
 //
 // It tests the platform's orchestration of Pumba jobs (command, labels,
-// stop grace, revert, reconciliation), not network emulation itself.
+// stop grace, revert, reconciliation); netem emulation itself is not.
 package main
 
 import (
@@ -52,8 +63,11 @@ func run(args []string) error {
 		return err
 	}
 	rest := global.Args()
+	if len(rest) > 0 && rest[0] == "iptables" {
+		return runIPTables(rest[1:])
+	}
 	if len(rest) == 0 || rest[0] != "netem" {
-		return fmt.Errorf("only the netem command is emulated, got %q", rest)
+		return fmt.Errorf("only the netem and iptables commands are emulated, got %q", rest)
 	}
 	netem := flag.NewFlagSet("netem", flag.ContinueOnError)
 	duration := netem.Duration("duration", 0, "")
