@@ -184,3 +184,67 @@ func acksOf(t *testing.T, url string) string {
 	getJSON(t, url+"/configz?format=json", &c)
 	return c.Kafka.Acks
 }
+
+// The run-time overlay (PUT /admin/config) is a hot reload through the API:
+// a global rate limit set under traffic turns the excess into 429 at once,
+// an invalid overlay is refused with 400 naming the field and changes
+// nothing, and DELETE goes back to file and environment.
+func TestConfigOverlaySetsLimitsAndWeightsUnderTrafficAndRefusesBadOnes(t *testing.T) {
+	s := devstack.Start(t, bins, devstack.Options{})
+	url := s.Distributor.URL()
+	put := func(body string) (int, string) {
+		req, err := http.NewRequest(http.MethodPut, url+"/admin/config", strings.NewReader(body))
+		require.NoError(t, err)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	l := send(t, url, 200, 4, 3, "")
+	require.Equal(t, map[int]int{http.StatusAccepted: 200}, l.statuses, "no limit before")
+
+	// JSON is YAML: both shapes are accepted.
+	code, body := put(`{"limits":{"global":{"rate":5,"burst":5}},"analyzers":[{"id":"analyzer-1","url":"` + s.Analyzers[0].URL() + `","weight":1}]}`)
+	require.Equal(t, http.StatusOK, code, body)
+	l = send(t, url, 200, 4, 3, "")
+	require.Greater(t, l.statuses[http.StatusTooManyRequests], 150, "the new limit applies at once: %v", l.statuses)
+	require.Equal(t, 200, l.statuses[http.StatusAccepted]+l.statuses[http.StatusTooManyRequests], "nothing but 202 and 429: %v", l.statuses)
+	require.Contains(t, configz(t, url), "rate: 5")
+	var an struct {
+		Analyzers []struct {
+			ID     string  `json:"id"`
+			Weight float64 `json:"weight"`
+		} `json:"analyzers"`
+	}
+	getJSON(t, url+"/admin/analyzers", &an)
+	require.Len(t, an.Analyzers, 1, "the overlay's analyzer list replaces the environment's")
+
+	code, body = put("limits:\n  global: {rate: -1, burst: 5}\nrouting:\n  strategy: random\n")
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, body, "limits.global")
+	require.Contains(t, body, "routing.strategy")
+	code, body = put("limits: [not, a, map]")
+	require.Equal(t, http.StatusBadRequest, code, body)
+	code, body = put("  ")
+	require.Equal(t, http.StatusBadRequest, code, body)
+	require.Contains(t, configz(t, url), "rate: 5", "a refused overlay changes nothing")
+	require.Equal(t, 0.0, scrape(t, url)["distributor_config_last_reload_successful"])
+
+	var ov struct {
+		Overlay string `json:"overlay"`
+	}
+	getJSON(t, url+"/admin/config", &ov)
+	require.Contains(t, ov.Overlay, `"rate":5`)
+
+	req, _ := http.NewRequest(http.MethodDelete, url+"/admin/config", nil)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	l = send(t, url, 200, 4, 3, "")
+	require.Equal(t, map[int]int{http.StatusAccepted: 200}, l.statuses, "back to no limit")
+	getJSON(t, url+"/admin/analyzers", &an)
+	require.Len(t, an.Analyzers, len(s.Analyzers), "back to the environment's analyzers")
+	require.Equal(t, 1.0, scrape(t, url)["distributor_config_last_reload_successful"])
+}

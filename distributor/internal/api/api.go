@@ -50,6 +50,10 @@ type Deps struct {
 	KafkaRetry func() time.Duration
 	SLA        interface{ Record(serverFault bool) }
 	Reload     func(ctx context.Context) error
+	// SetOverlay replaces the run-time config overlay and reloads; Overlay
+	// returns it.
+	SetOverlay func(ctx context.Context, overlay []byte) error
+	Overlay    func() []byte
 	Metrics    *metrics.Instruments
 	// MetricsHandler serves /metrics.
 	MetricsHandler http.Handler
@@ -81,6 +85,11 @@ func NewRouter(d Deps) http.Handler {
 	r.Get("/metrics-json", h.metricsJSON)
 	r.Get("/configz", h.configz)
 	r.Post("/reload", h.reload)
+	r.Route("/admin/config", func(r chi.Router) {
+		r.Get("/", h.getOverlay)
+		r.Put("/", h.putOverlay)
+		r.Delete("/", h.deleteOverlay)
+	})
 	r.Mount("/debug", middleware.Profiler()) // /debug/pprof/: profile the distributor under load
 	r.Route("/admin/analyzers", func(r chi.Router) {
 		r.Get("/", h.listAnalyzers)

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"time"
 
@@ -94,6 +96,45 @@ func (h *handler) configz(w http.ResponseWriter, r *http.Request) {
 func (h *handler) reload(w http.ResponseWriter, r *http.Request) {
 	if err := h.Reload(r.Context()); err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "reload failed, previous configuration kept: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+}
+
+// overlayBody is the shape of GET /admin/config.
+type overlayBody struct {
+	// Overlay is the YAML in force on top of file and environment.
+	Overlay string `json:"overlay"`
+}
+
+func (h *handler) getOverlay(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, overlayBody{Overlay: string(h.Overlay())})
+}
+
+// putOverlay sets the run-time overlay: a YAML or JSON document of the
+// config file's shape (e.g. {"limits":{"global":{"rate":500,"burst":500}}}),
+// applied on top of file and environment and validated like a reload. An
+// invalid one is rejected with 400 and changes nothing.
+func (h *handler) putOverlay(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: "overlay body: " + err.Error()})
+		return
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "empty overlay: send a YAML or JSON document of the config file's shape, or DELETE to clear it"})
+		return
+	}
+	if err := h.SetOverlay(r.Context(), b); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "overlay rejected, previous configuration kept: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+}
+
+func (h *handler) deleteOverlay(w http.ResponseWriter, r *http.Request) {
+	if err := h.SetOverlay(r.Context(), nil); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "reload without the overlay failed, previous configuration kept: " + err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})

@@ -51,6 +51,7 @@ type App struct {
 	log      *slog.Logger
 	cfg      atomic.Pointer[config.Config]
 	reloadMu sync.Mutex
+	overlay  []byte // the run-time config overlay (admin API), under reloadMu
 	reloadOK atomic.Bool
 
 	limiter   *ratelimit.Limiter
@@ -155,6 +156,8 @@ func (a *App) handler(inst *metrics.Instruments) http.Handler {
 		KafkaRetry:     func() time.Duration { return a.cfg.Load().Kafka.Breaker.BaseBackoff },
 		SLA:            a.tracker,
 		Reload:         a.Reload,
+		SetOverlay:     a.SetOverlay,
+		Overlay:        a.Overlay,
 		Metrics:        inst,
 		MetricsHandler: a.opts.Telemetry.MetricsHandler,
 		TracerProvider: a.opts.Telemetry.TracerProvider,
@@ -204,7 +207,33 @@ func (a *App) reloadOnSIGHUP(ctx context.Context) error {
 func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	next, err := config.Load(a.opts.ConfigPath, a.opts.Getenv)
+	return a.reloadLocked(ctx)
+}
+
+// SetOverlay replaces the run-time overlay (see config.LoadWithOverlay;
+// empty clears it) and reloads. If the result is invalid, the previous
+// overlay and configuration are kept and the error says why.
+func (a *App) SetOverlay(ctx context.Context, overlay []byte) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	prev := a.overlay
+	a.overlay = overlay
+	if err := a.reloadLocked(ctx); err != nil {
+		a.overlay = prev
+		return err
+	}
+	return nil
+}
+
+// Overlay returns the run-time overlay in force ("" if none).
+func (a *App) Overlay() []byte {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	return a.overlay
+}
+
+func (a *App) reloadLocked(ctx context.Context) error {
+	next, err := config.LoadWithOverlay(a.opts.ConfigPath, a.opts.Getenv, a.overlay)
 	if err != nil {
 		a.reloadOK.Store(false)
 		return err

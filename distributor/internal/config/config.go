@@ -152,6 +152,14 @@ func Default() Config {
 // path (if path is not empty), then environment overrides read with
 // getenv. It validates the result.
 func Load(path string, getenv func(string) string) (Config, error) {
+	return LoadWithOverlay(path, getenv, nil)
+}
+
+// LoadWithOverlay is Load with one more layer on top: overlay, a YAML (or
+// JSON) document of the file's shape, usually partial, set at run time
+// through the admin API. Its fields win over file and environment; a
+// list (analyzers) replaces the list below it.
+func LoadWithOverlay(path string, getenv func(string) string, overlay []byte) (Config, error) {
 	cfg := Default()
 	if path != "" {
 		b, err := os.ReadFile(path)
@@ -164,6 +172,11 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	}
 	if err := applyEnv(&cfg, getenv); err != nil {
 		return Config{}, err
+	}
+	if len(bytes.TrimSpace(overlay)) > 0 {
+		if err := decodeStrict(overlay, &cfg); err != nil {
+			return Config{}, fmt.Errorf("overlay: %w", err)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
