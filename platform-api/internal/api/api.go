@@ -56,6 +56,7 @@ type Deps struct {
 	Traffic        Traffic
 	Alerts         Alerts
 	Experiments    Experiments
+	Distributor    Distributor
 	Token          string // PLATFORM_API_TOKEN; empty: no authentication
 	MetricsHandler http.Handler
 	TracerProvider trace.TracerProvider
@@ -101,6 +102,9 @@ func NewRouter(d Deps) http.Handler {
 		r.Get("/experiments/{id}/report", h.getExperiment)
 		r.Get("/experiments/{id}/report.md", h.experimentMarkdown)
 		r.Post("/experiments/{id}/stop", h.stopExperiment)
+		r.Get("/distributor/config", h.getDistributorConfig)
+		r.Put("/distributor/config", h.setDistributorConfig)
+		r.Delete("/distributor/config", h.clearDistributorConfig)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "no route " + r.Method + " " + r.URL.Path})

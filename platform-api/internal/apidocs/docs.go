@@ -93,6 +93,115 @@ const docTemplate = `{
                 }
             }
         },
+        "/api/distributor/config": {
+            "get": {
+                "description": "What PUT set on top of the distributor's file and environment (its effective config is at the distributor's GET /configz).",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "distributor"
+                ],
+                "summary": "The distributor's run-time configuration overlay",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.DistributorConfigResponse"
+                        }
+                    },
+                    "502": {
+                        "description": "the distributor cannot be reached",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            },
+            "put": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
+                "description": "The body is a JSON object of the distributor's config file shape, usually partial: limits (global and per-tenant rate limits), analyzers (the whole list, with weights), routing (strategy weighted or tenant-hash), kafka, health, sla. It replaces the previous overlay, is applied on top of the file and environment, and is validated like a reload: an invalid one is refused with 400 and every problem, and changes nothing. Under traffic, no request fails because of it.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "distributor"
+                ],
+                "summary": "Hot-reload the distributor with a configuration overlay",
+                "parameters": [
+                    {
+                        "description": "partial config",
+                        "name": "overlay",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "type": "object"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.DistributorConfigResponse"
+                        }
+                    },
+                    "400": {
+                        "description": "not a JSON object, or refused by the distributor (reasons given)",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "502": {
+                        "description": "the distributor cannot be reached",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            },
+            "delete": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "distributor"
+                ],
+                "summary": "Clear the overlay: back to the distributor's file and environment",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.DistributorConfigResponse"
+                        }
+                    },
+                    "400": {
+                        "description": "the file and environment alone do not validate (reasons given)",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "502": {
+                        "description": "the distributor cannot be reached",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/api/experiments": {
             "get": {
                 "produces": [
@@ -927,6 +1036,20 @@ const docTemplate = `{
                 }
             }
         },
+        "api.DistributorConfigResponse": {
+            "type": "object",
+            "properties": {
+                "distributor": {
+                    "type": "string",
+                    "example": "http://distributor:8080"
+                },
+                "overlay": {
+                    "description": "Overlay is the document in force on top of the distributor's file\nand environment (\"\" when none).",
+                    "type": "string",
+                    "example": "{\"limits\":{\"global\":{\"rate\":100,\"burst\":100}}}"
+                }
+            }
+        },
         "api.ErrorResponse": {
             "type": "object",
             "properties": {
@@ -1479,6 +1602,23 @@ const docTemplate = `{
                 }
             }
         },
+        "experiments.ConfigChange": {
+            "type": "object",
+            "properties": {
+                "atSeconds": {
+                    "type": "number",
+                    "example": 20
+                },
+                "clear": {
+                    "type": "boolean"
+                },
+                "overlay": {
+                    "description": "Overlay is a partial config of the distributor's file shape, e.g.\n{limits: {global: {rate: 100, burst: 100}}}; it replaces the\nprevious overlay. Empty with clear: back to file and environment.",
+                    "type": "object",
+                    "additionalProperties": {}
+                }
+            }
+        },
         "experiments.Definition": {
             "type": "object",
             "properties": {
@@ -1486,6 +1626,13 @@ const docTemplate = `{
                     "type": "array",
                     "items": {
                         "$ref": "#/definitions/experiments.Check"
+                    }
+                },
+                "configChanges": {
+                    "description": "ConfigChanges hot-reload the distributor at their offsets (a run-\ntime overlay through its admin API); the overlay in force before the\nexperiment is put back at its end, whatever the verdict.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.ConfigChange"
                     }
                 },
                 "description": {

@@ -21,6 +21,7 @@ import (
 	"github.com/dsplab/dsplab/platform-api/internal/alerts"
 	"github.com/dsplab/dsplab/platform-api/internal/annotate"
 	"github.com/dsplab/dsplab/platform-api/internal/api"
+	"github.com/dsplab/dsplab/platform-api/internal/distributor"
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
 	"github.com/dsplab/dsplab/platform-api/internal/experiments"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
@@ -40,6 +41,9 @@ type Config struct {
 	PrometheusURL string
 	// ExperimentsDir holds the presets (EXPERIMENTS_DIR, /experiments).
 	ExperimentsDir string
+	// DistributorURL is the distributor whose config overlay the platform
+	// sets (DISTRIBUTOR_URL, http://distributor:8080).
+	DistributorURL string
 }
 
 // ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN,
@@ -52,8 +56,8 @@ type Config struct {
 // empty: off), MAX_TRAFFIC_RPS (20000), MAX_TRAFFIC_DURATION_SECONDS (3600)
 // MAX_TRAFFIC_JOBS (3), and GRAFANA_URL (annotations; empty: off),
 // GRAFANA_USER (admin), GRAFANA_PASSWORD (admin) or GRAFANA_TOKEN,
-// PROMETHEUS_URL (http://prometheus:9090) and EXPERIMENTS_DIR
-// (/experiments), reporting every bad value at once.
+// PROMETHEUS_URL (http://prometheus:9090), EXPERIMENTS_DIR (/experiments)
+// and DISTRIBUTOR_URL (http://distributor:8080), reporting every bad value at once.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
 	get := func(k, def string) string {
@@ -88,6 +92,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		},
 	}
 	c.PrometheusURL, c.ExperimentsDir = get("PROMETHEUS_URL", "http://prometheus:9090"), get("EXPERIMENTS_DIR", "/experiments")
+	c.DistributorURL = get("DISTRIBUTOR_URL", "http://distributor:8080")
 	c.Grafana.URL, c.Grafana.User, c.Grafana.Password, c.Grafana.Token = get("GRAFANA_URL", ""), get("GRAFANA_USER", "admin"), get("GRAFANA_PASSWORD", "admin"), getenv("GRAFANA_TOKEN")
 	return c, errors.Join(errs...)
 }
@@ -139,14 +144,15 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 		return nil, fmt.Errorf("experiment presets: %w", err)
 	}
 	alertStore := alerts.New(1000)
+	dist := distributor.New(cfg.DistributorURL)
 	exps := experiments.NewManager(experiments.Options{Querier: prom.New(cfg.PrometheusURL), Faults: m, Traffic: tm,
-		Alerts: alertStore, Presets: presets, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded})
+		Alerts: alertStore, Presets: presets, Distributor: dist, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded})
 	a := &App{rt: rt, faults: m, traffic: tm, exps: exps, stop: stop, log: log}
 	if listen == "" {
 		listen = cfg.Listen
 	}
 	a.server, err = httpserver.Listen(listen, api.NewRouter(api.Deps{
-		Targets: rt, Faults: m, Traffic: tm, Alerts: alertStore, Experiments: exps, Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
+		Targets: rt, Faults: m, Traffic: tm, Alerts: alertStore, Experiments: exps, Distributor: dist, Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
 		TracerProvider: tel.TracerProvider, Logger: log,
 	}), httpserver.Options{Logger: log})
 	if err != nil {

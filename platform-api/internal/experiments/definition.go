@@ -26,7 +26,11 @@ type Definition struct {
 	Traffic *Traffic `yaml:"traffic" json:"traffic,omitempty"`
 	// Faults start at their offset from the start of the experiment.
 	Faults []ScheduledFault `yaml:"faults" json:"faults"`
-	Checks []Check          `yaml:"checks" json:"checks"`
+	// ConfigChanges hot-reload the distributor at their offsets (a run-
+	// time overlay through its admin API); the overlay in force before the
+	// experiment is put back at its end, whatever the verdict.
+	ConfigChanges []ConfigChange `yaml:"configChanges" json:"configChanges,omitempty"`
+	Checks        []Check        `yaml:"checks" json:"checks"`
 	// RecoverySeconds is how long after the last fault ends the "after"
 	// checks have to hold (time to recover is measured in it).
 	RecoverySeconds float64 `yaml:"recoverySeconds" json:"recoverySeconds" example:"60"`
@@ -72,6 +76,16 @@ func (f ScheduledFault) Spec() faults.Spec {
 	return faults.Spec{Type: f.Type, Target: f.Target, Duration: seconds(f.DurationSeconds), Signal: f.Signal, CPUs: f.CPUs,
 		MemoryMB: f.MemoryMB, AllowInfra: f.AllowInfra, DelayMs: f.DelayMs, JitterMs: f.JitterMs, Correlation: f.Correlation,
 		Distribution: f.Distribution, Percent: f.Percent, Rate: f.Rate, Peer: f.Peer}
+}
+
+// ConfigChange is a distributor configuration overlay and when it is set.
+type ConfigChange struct {
+	AtSeconds float64 `yaml:"atSeconds" json:"atSeconds" example:"20"`
+	// Overlay is a partial config of the distributor's file shape, e.g.
+	// {limits: {global: {rate: 100, burst: 100}}}; it replaces the
+	// previous overlay. Empty with clear: back to file and environment.
+	Overlay map[string]any `yaml:"overlay" json:"overlay,omitempty"`
+	Clear   bool           `yaml:"clear" json:"clear,omitempty"`
 }
 
 // Check is a steady-state check.
@@ -145,6 +159,15 @@ func (d *Definition) Validate(maxFaultDuration float64) error {
 			for _, p := range err.(*faults.ValidationError).Problems {
 				bad(field+"."+p.Field, "%s", p.Problem)
 			}
+		}
+	}
+	for i, c := range d.ConfigChanges {
+		field := fmt.Sprintf("configChanges[%d]", i)
+		if c.AtSeconds < 0 {
+			bad(field+".atSeconds", "must not be negative")
+		}
+		if (len(c.Overlay) == 0) == !c.Clear {
+			bad(field, "needs either a non-empty overlay or clear: true")
 		}
 	}
 	for i := range d.Checks {

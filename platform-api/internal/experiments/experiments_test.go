@@ -2,7 +2,9 @@ package experiments
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -301,4 +303,86 @@ func TestAnExperimentWithoutFaultsIsJudgedDuringItsTraffic(t *testing.T) {
 		require.False(t, e.Checks[0].Passed)
 		require.True(t, e.Checks[1].Passed)
 	})
+}
+
+// distWorld is a distributor's overlay API in memory; an overlay with
+// "bad" in it is refused, as the distributor refuses an invalid one.
+type distWorld struct {
+	mu      sync.Mutex
+	overlay string
+	history []string
+	at      []float64
+	start   time.Time
+}
+
+func (d *distWorld) Overlay(context.Context) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.overlay, nil
+}
+
+func (d *distWorld) SetOverlay(_ context.Context, b []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if strings.Contains(string(b), "bad") {
+		return errors.New("distributor answered 400: limits.global.rate: must not be negative")
+	}
+	d.overlay = string(b)
+	d.history = append(d.history, d.overlay)
+	d.at = append(d.at, time.Since(d.start).Seconds())
+	return nil
+}
+
+func TestConfigChangesAreAppliedOnScheduleAndTheOverlayIsPutBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, _, store := newWorld(func(q string, at float64) (float64, bool) { return analyzerCrash(q, 0) })
+		dist := &distWorld{overlay: `{"routing":{"strategy":"tenant-hash"}}`, start: time.Now()}
+		m := NewManager(Options{Querier: w, Faults: w, Traffic: trafficWorld{w}, Alerts: store, Distributor: dist, MaxFaultSeconds: 600, Logger: slog.New(slog.DiscardHandler)})
+		d := Definition{
+			Name:    "rate-limit",
+			Traffic: &Traffic{TargetURL: "http://distributor:8080", RPS: 300, DurationSeconds: 60},
+			ConfigChanges: []ConfigChange{
+				{AtSeconds: 40, Clear: true},
+				{AtSeconds: 15, Overlay: map[string]any{"limits": map[string]any{"global": map[string]any{"rate": 100, "burst": 100}}}},
+			},
+			Checks:          []Check{{Name: "all healthy after", Query: "distributor_healthy_analyzers", Comparator: ">=", Threshold: 3, Phase: "after"}},
+			RecoverySeconds: 30, IntervalSeconds: 5,
+		}
+		require.NoError(t, d.Validate(600))
+		e, err := m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Passed, e.State, e.Reason)
+		require.Equal(t, []string{`{"limits":{"global":{"burst":100,"rate":100}}}`, "", `{"routing":{"strategy":"tenant-hash"}}`}, dist.history,
+			"in time order, then the overlay from before is put back")
+		require.InDelta(t, 15, dist.at[0], 1)
+		require.InDelta(t, 40, dist.at[1], 1)
+		var kinds []string
+		for _, ev := range e.Timeline {
+			kinds = append(kinds, ev.Kind)
+		}
+		require.Contains(t, kinds, "config-changed")
+		require.Contains(t, kinds, "config-restored")
+
+		// A refused overlay fails the experiment, which still cleans up.
+		dist.history = nil
+		d.ConfigChanges = []ConfigChange{{AtSeconds: 5, Overlay: map[string]any{"limits": "bad"}}}
+		e, err = m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Failed, e.State)
+		require.Contains(t, e.Reason, "limits.global.rate")
+		require.Equal(t, []string{`{"routing":{"strategy":"tenant-hash"}}`}, dist.history, "the overlay from before is in force at the end")
+	})
+}
+
+func TestAConfigChangeNeedsAnOverlayOrClear(t *testing.T) {
+	d := Definition{Name: "x", ConfigChanges: []ConfigChange{{AtSeconds: -1}, {AtSeconds: 1, Clear: true, Overlay: map[string]any{"a": 1}}}}
+	err := d.Validate(600)
+	require.Error(t, err)
+	for _, f := range []string{"configChanges[0].atSeconds", "configChanges[0]", "configChanges[1]"} {
+		require.Contains(t, err.Error(), f)
+	}
 }

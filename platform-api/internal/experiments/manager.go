@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ type Manager struct {
 	traffic   TrafficRunner
 	alerts    AlertSource
 	presets   map[string]Definition
+	dist      DistributorConfig
 	maxFault  float64
 	log       *slog.Logger
 	onVerdict func(verdict string)
@@ -37,6 +39,8 @@ type Options struct {
 	Traffic TrafficRunner
 	Alerts  AlertSource
 	Presets map[string]Definition
+	// Distributor takes configuration overlays (config changes).
+	Distributor DistributorConfig
 	// MaxFaultSeconds bounds fault durations (the fault manager's cap).
 	MaxFaultSeconds float64
 	Logger          *slog.Logger
@@ -46,7 +50,7 @@ type Options struct {
 
 // NewManager returns a manager.
 func NewManager(o Options) *Manager {
-	return &Manager{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, presets: o.Presets, maxFault: o.MaxFaultSeconds,
+	return &Manager{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, presets: o.Presets, dist: o.Distributor, maxFault: o.MaxFaultSeconds,
 		log: o.Logger, onVerdict: o.OnVerdict, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
 }
 
@@ -87,6 +91,8 @@ func (m *Manager) Start(d Definition) (Experiment, error) {
 		r.faults = append(r.faults, scheduled{ScheduledFault: f})
 	}
 	sort.SliceStable(r.faults, func(i, j int) bool { return r.faults[i].AtSeconds < r.faults[j].AtSeconds })
+	r.configs = slices.Clone(d.ConfigChanges)
+	sort.SliceStable(r.configs, func(i, j int) bool { return r.configs[i].AtSeconds < r.configs[j].AtSeconds })
 	ctx, cancel := context.WithCancel(context.Background())
 	m.mu.Lock()
 	m.exps[e.ID], m.cancels[e.ID] = e, cancel

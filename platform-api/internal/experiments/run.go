@@ -103,6 +103,12 @@ type TrafficRunner interface {
 	Get(id string) (traffic.Job, error)
 }
 
+// DistributorConfig sets the distributor's run-time config overlay.
+type DistributorConfig interface {
+	Overlay(ctx context.Context) (string, error)
+	SetOverlay(ctx context.Context, overlay []byte) error
+}
+
 // AlertSource lists received alerts.
 type AlertSource interface {
 	Since(t time.Time) []alerts.Alert
@@ -116,6 +122,11 @@ type runner struct {
 	def    Definition
 	start  time.Time
 	faults []scheduled
+	// configs are the config changes; applied counts those made, and
+	// savedOverlay is what was in force before the first.
+	configs      []ConfigChange
+	applied      int
+	savedOverlay string
 }
 
 type scheduled struct {
@@ -228,6 +239,9 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 			r.m.update(r.e, func(e *Experiment) { e.FaultIDs = append(e.FaultIDs, got.ID) })
 			r.event("fault-started", "%s on %s for %gs: %s (%s)", f.Type, got.Target, f.DurationSeconds, got.Command, got.ID)
 		}
+		if v, reason := r.applyConfigChanges(ctx, now); v != "" {
+			return v, reason
+		}
 		active, pending := r.activeFaults()
 		// Without faults, "during" is the traffic job's run (a baseline or
 		// a burst is judged under its load, not skipped).
@@ -244,7 +258,7 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 		if !firstFault.IsZero() {
 			r.detect(ctx, firstFault)
 		}
-		if active == 0 && pending == 0 && !loaded {
+		if active == 0 && pending == 0 && !loaded && r.applied == len(r.configs) {
 			r.setPassed("during")
 			if !firstFault.IsZero() {
 				r.event("faults-ended", "every fault has been reverted")
@@ -257,6 +271,39 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 		case <-tick.C:
 		}
 	}
+}
+
+// applyConfigChanges sets the config overlays whose time has come.
+func (r *runner) applyConfigChanges(ctx context.Context, now time.Time) (string, string) {
+	for r.applied < len(r.configs) && now.Sub(r.start) >= seconds(r.configs[r.applied].AtSeconds) {
+		c := r.configs[r.applied]
+		if r.m.dist == nil {
+			return Failed, "config change: the platform has no distributor to configure"
+		}
+		if r.applied == 0 {
+			prev, err := r.m.dist.Overlay(ctx)
+			if err != nil {
+				r.event("config-failed", "reading the distributor's overlay: %v", err)
+				return Failed, "config change: " + err.Error()
+			}
+			r.savedOverlay = prev
+		}
+		var body []byte
+		if !c.Clear {
+			body, _ = json.Marshal(c.Overlay)
+		}
+		r.applied++
+		if err := r.m.dist.SetOverlay(ctx, body); err != nil {
+			r.event("config-failed", "%v", err)
+			return Failed, "config change refused: " + err.Error()
+		}
+		if c.Clear {
+			r.event("config-changed", "distributor overlay cleared: back to its file and environment")
+		} else {
+			r.event("config-changed", "distributor hot-reloaded with %s", body)
+		}
+	}
+	return "", ""
 }
 
 // trafficRunning says whether the experiment's traffic job still runs.
@@ -402,6 +449,13 @@ func (r *runner) cleanup() {
 		if got, err := r.m.faults.Get(f.id); err == nil && got.State == faults.StateActive {
 			r.m.faults.StopFault(ctx, f.id)
 			r.event("fault-stopped", "%s on %s reverted by the experiment", f.Type, f.Target)
+		}
+	}
+	if r.applied > 0 {
+		if err := r.m.dist.SetOverlay(ctx, []byte(r.savedOverlay)); err != nil {
+			r.event("config-failed", "putting the distributor's overlay back: %v", err)
+		} else {
+			r.event("config-restored", "the distributor's overlay from before the experiment is back")
 		}
 	}
 	e := r.snapshot()

@@ -1,0 +1,89 @@
+// Package distributor is the platform's client of the distributor's admin
+// API: the run-time configuration overlay (GET/PUT/DELETE /admin/config),
+// a hot reload of limits, weights, routing and Kafka settings.
+package distributor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Client talks to one distributor.
+type Client struct {
+	url string
+	hc  *http.Client
+}
+
+// New returns a client of the distributor at url (http://distributor:8080).
+func New(url string) *Client {
+	return &Client{url: strings.TrimRight(url, "/"), hc: &http.Client{Timeout: 10 * time.Second}}
+}
+
+// URL is the distributor's base URL.
+func (c *Client) URL() string { return c.url }
+
+// Error is a refusal by the distributor: its status and message.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("distributor answered %d: %s", e.Status, e.Message)
+}
+
+// Overlay returns the overlay in force ("" if none).
+func (c *Client) Overlay(ctx context.Context) (string, error) {
+	var out struct {
+		Overlay string `json:"overlay"`
+	}
+	if err := c.do(ctx, http.MethodGet, nil, &out); err != nil {
+		return "", err
+	}
+	return out.Overlay, nil
+}
+
+// SetOverlay replaces the overlay (YAML or JSON) and so reloads the
+// distributor's configuration; an empty overlay clears it. A refused
+// overlay is an *Error with the distributor's reasons.
+func (c *Client) SetOverlay(ctx context.Context, overlay []byte) error {
+	if len(bytes.TrimSpace(overlay)) == 0 {
+		return c.do(ctx, http.MethodDelete, nil, nil)
+	}
+	return c.do(ctx, http.MethodPut, overlay, nil)
+}
+
+func (c *Client) do(ctx context.Context, method string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.url+"/admin/config", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/yaml")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("distributor at %s: %w", c.url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(b))
+		}
+		return &Error{Status: resp.StatusCode, Message: e.Error}
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
