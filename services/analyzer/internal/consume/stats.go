@@ -11,6 +11,9 @@ import (
 	"github.com/dsplab/dsplab/internal/telemetry"
 )
 
+// maxTenantSeries bounds the tenant label's values per analyzer.
+const maxTenantSeries = 50
+
 // Stats are the analyzer's counters, served at /stats and as metrics.
 type Stats struct {
 	mu        sync.Mutex
@@ -20,6 +23,7 @@ type Stats struct {
 	dups      int64
 	byLevel   map[string]int64
 	byTenant  map[string]int64
+	labelled  map[string]bool // tenants with a series of their own
 	lag       int64
 	last      time.Time
 	lastError string
@@ -27,6 +31,7 @@ type Stats struct {
 	packetsC  metric.Int64Counter
 	messagesC metric.Int64Counter
 	dupsC     metric.Int64Counter
+	tenantC   metric.Int64Counter
 	procH     metric.Float64Histogram
 	e2eH      metric.Float64Histogram
 	attr      metric.MeasurementOption
@@ -49,7 +54,7 @@ type Snapshot struct {
 // carries the analyzer label, so dashboards can tell analyzers apart
 // whichever way the metrics arrive.
 func NewStats(id string, m metric.Meter) (*Stats, error) {
-	s := &Stats{id: id, byLevel: map[string]int64{}, byTenant: map[string]int64{}, attr: metric.WithAttributes(attribute.String("analyzer", id))}
+	s := &Stats{id: id, byLevel: map[string]int64{}, byTenant: map[string]int64{}, labelled: map[string]bool{}, attr: metric.WithAttributes(attribute.String("analyzer", id))}
 	var err error
 	c := func(name, desc string) metric.Int64Counter {
 		var x metric.Int64Counter
@@ -68,6 +73,7 @@ func NewStats(id string, m metric.Meter) (*Stats, error) {
 	s.packetsC = c("analyzer_packets_processed", "Unique packets processed.")
 	s.messagesC = c("analyzer_messages_processed", "Messages of unique packets processed, by level.")
 	s.dupsC = c("analyzer_duplicate_packets", "Packets seen again within the de-duplication window.")
+	s.tenantC = c("analyzer_tenant_packets_processed", "Unique packets processed, by tenant (the first 50 tenants seen; later ones as _other): with tenant-hash routing each tenant has one analyzer.")
 	s.procH = h("analyzer_processing_duration", "Time to process one packet.")
 	s.e2eH = h("analyzer_end_to_end_latency", "From the distributor receiving a packet to its processing.")
 	if err != nil {
@@ -96,10 +102,19 @@ func (s *Stats) processed(ctx context.Context, tenant string, levels map[string]
 	for l, c := range levels {
 		s.byLevel[l] += c
 	}
+	tenantLabel := tenant
+	if !s.labelled[tenant] {
+		if len(s.labelled) < maxTenantSeries {
+			s.labelled[tenant] = true
+		} else {
+			tenantLabel = "_other"
+		}
+	}
 	s.byTenant[tenant] += int64(n)
 	s.last = time.Now().UTC()
 	s.mu.Unlock()
 	s.packetsC.Add(ctx, 1, s.attr)
+	s.tenantC.Add(ctx, 1, metric.WithAttributes(attribute.String("analyzer", s.id), attribute.String("tenant", tenantLabel)))
 	for l, c := range levels {
 		s.messagesC.Add(ctx, c, metric.WithAttributes(attribute.String("analyzer", s.id), attribute.String("level", l)))
 	}
