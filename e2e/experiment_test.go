@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -25,15 +26,17 @@ type experiment struct {
 	} `json:"ledger"`
 }
 
-// TestAnalyzerCrashPresetPassesWithTimeToDetectAndRecover runs the
-// analyzer-crash preset (SIGKILL of analyzer-2 under traffic) through the
-// API against the real Prometheus, to its verdict and report.
-func TestAnalyzerCrashPresetPassesWithTimeToDetectAndRecover(t *testing.T) {
-	// Its before-check reads Prometheus: on a stack just started, wait for
-	// the first samples as a user would (the preset aborts on "no data").
-	waitFor(t, time.Minute, func() bool { return promHas(t, "distributor_healthy_analyzers >= 3") }, "three healthy analyzers in Prometheus")
+// runPreset runs a preset through the API against the real Prometheus, to
+// its verdict, saves its Markdown report and requires "passed".
+func runPreset(t *testing.T, name string) experiment {
+	t.Helper()
+	// Before-checks read Prometheus: on a stack just started, or just
+	// after another experiment, wait as a user would for a healthy system.
+	waitFor(t, 2*time.Minute, func() bool {
+		return promHas(t, "distributor_healthy_analyzers >= 3") && promHas(t, "distributor_health_up == 1")
+	}, "three healthy analyzers and a healthy distributor in Prometheus")
 	var e experiment
-	require.Equal(t, http.StatusAccepted, call(t, http.MethodPost, "/api/experiments/presets/analyzer-crash/run", nil, &e))
+	require.Equal(t, http.StatusAccepted, call(t, http.MethodPost, "/api/experiments/presets/"+name+"/run", nil, &e))
 	waitFor(t, 6*time.Minute, func() bool {
 		call(t, http.MethodGet, "/api/experiments/"+e.ID, nil, &e)
 		return e.State != "running"
@@ -42,18 +45,67 @@ func TestAnalyzerCrashPresetPassesWithTimeToDetectAndRecover(t *testing.T) {
 	require.NoError(t, err)
 	md, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	os.WriteFile(filepath.Join(artifacts, "analyzer-crash-report.md"), md, 0o644)
+	os.WriteFile(filepath.Join(artifacts, name+"-report.md"), md, 0o644)
 	require.Equal(t, "passed", e.State, "reason: %s\n%s", e.Reason, md)
+	require.Contains(t, string(md), "PASSED")
+	line := name + ": passed"
+	if e.TimeToDetectSeconds != nil {
+		line += fmt.Sprintf("; time to detect %.1fs (%s)", *e.TimeToDetectSeconds, e.DetectedBy)
+	}
+	if e.TimeToRecoverSeconds != nil {
+		line += fmt.Sprintf("; time to recover %.1fs", *e.TimeToRecoverSeconds)
+	}
+	if l := e.Ledger; l.Accepted != nil && l.Processed != nil {
+		line += fmt.Sprintf("; ledger accepted %.0f, processed %.0f, duplicates %v, lost %v", *l.Accepted, *l.Processed, deref(l.Duplicates), deref(l.Lost))
+	}
+	t.Log(line)
+	return e
+}
+
+// TestAnalyzerCrashPresetPassesWithTimeToDetectAndRecover runs the
+// analyzer-crash preset (SIGKILL of analyzer-2 under traffic).
+func TestAnalyzerCrashPresetPassesWithTimeToDetectAndRecover(t *testing.T) {
+	e := runPreset(t, "analyzer-crash")
 	require.NotNil(t, e.TimeToDetectSeconds, "time to detect")
 	require.NotNil(t, e.TimeToRecoverSeconds, "time to recover")
-	t.Logf("analyzer-crash: passed; time to detect %.1fs (%s), time to recover %.1fs", *e.TimeToDetectSeconds, e.DetectedBy, *e.TimeToRecoverSeconds)
-	require.Contains(t, string(md), "PASSED")
-	require.Contains(t, string(md), "time to detect")
-	require.Contains(t, string(md), "time to recover")
-	if l := e.Ledger; l.Accepted != nil && l.Processed != nil {
-		// A SIGKILLed analyzer never exports the counts it made after its
-		// last export (up to 2 s of its share): lost may show those.
-		t.Logf("ledger: accepted %.0f, processed %.0f, duplicates %v, lost %v", *l.Accepted, *l.Processed, deref(l.Duplicates), deref(l.Lost))
+	// A SIGKILLed analyzer never exports the counts it made after its last
+	// export (up to 2 s of its share): the ledger's lost may show those.
+}
+
+// TestWorkshopPresets runs, one after the other, every shipped preset whose
+// faults this machine supports. Presets with netem faults (delay, loss,
+// duplicate, corrupt, rate) need a kernel with the netem qdisc, which this
+// one lacks: they are named in the log and not run (not counted as passed).
+// A partition is Pumba's iptables command and runs here for real.
+func TestWorkshopPresets(t *testing.T) {
+	var presets struct {
+		Presets []struct {
+			Name   string `json:"name"`
+			Faults []struct {
+				Type string `json:"type"`
+			} `json:"faults"`
+		} `json:"presets"`
+	}
+	require.Equal(t, http.StatusOK, call(t, http.MethodGet, "/api/experiments/presets", nil, &presets))
+	netem := map[string]bool{"delay": true, "loss": true, "duplicate": true, "corrupt": true, "rate": true}
+	var run, notRun []string
+	for _, p := range presets.Presets {
+		needsNetem := false
+		for _, f := range p.Faults {
+			needsNetem = needsNetem || netem[f.Type]
+		}
+		switch {
+		case needsNetem:
+			notRun = append(notRun, p.Name)
+		case p.Name == "analyzer-crash": // its own test above
+		default:
+			run = append(run, p.Name)
+		}
+	}
+	t.Logf("not run here (need netem): %v", notRun)
+	require.Subset(t, run, []string{"kafka-partition", "kafka-outage", "rate-limit", "hot-reload", "tenant-hash", "all-analyzers-down"})
+	for _, name := range run {
+		t.Run(name, func(t *testing.T) { runPreset(t, name) })
 	}
 }
 
