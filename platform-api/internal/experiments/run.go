@@ -472,6 +472,12 @@ func (r *runner) cleanup() {
 // the analyzers' counters to catch up (processing and scraping lag).
 const settle = 30 * time.Second
 
+// ledgerPoll is the pause between two reads of the ledger at the end: more
+// than a scrape interval (5 s), so an unchanged count means a settled one.
+const ledgerPoll = 6 * time.Second
+
+func same(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
 func (r *runner) finish(verdict, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*settle)
 	defer cancel()
@@ -488,10 +494,19 @@ func (r *runner) finish(verdict, reason string) {
 		}
 		time.Sleep(time.Second)
 	}
+	// The last counts reach Prometheus seconds after they happen (export
+	// interval, then scrape interval): the ledger is read until the
+	// distributor's count has stopped moving and the analyzers have caught
+	// up, or the settle time is over.
 	end := r.ledger(ctx)
-	for !caughtUp(end) && time.Now().Before(deadline) {
-		time.Sleep(2 * time.Second)
-		end = r.ledger(ctx)
+	for time.Now().Before(deadline) {
+		time.Sleep(ledgerPoll)
+		next := r.ledger(ctx)
+		stable := same(end["accepted"], next["accepted"])
+		end = next
+		if stable && caughtUp(end) {
+			break
+		}
 	}
 	l := Ledger{Accepted: end["accepted"], Processed: end["processed"], Duplicates: end["duplicates"]}
 	if l.Accepted != nil && l.Processed != nil {
