@@ -51,7 +51,7 @@ e2e-images: build tools otelcol ## build every image of the e2e stack locally (e
 	e2e/images.sh
 
 e2e: e2e-images ## the end-to-end suite on the real Docker engine: the compose stack with e2e/docker-compose.e2e.yml, the workshop story through the platform API, Swagger UI in Chromium
-	E2E_COMPOSE="$(E2E_COMPOSE)" $(GO) test -tags e2e -count=1 -timeout 25m -v ./e2e/
+	E2E_COMPOSE="$(E2E_COMPOSE)" $(GO) test -tags e2e -count=1 -timeout 50m -v ./e2e/
 
 e2e-up: e2e-images ## start the e2e stack by hand (locally built images), to explore it
 	$(E2E_COMPOSE) up -d --no-build
