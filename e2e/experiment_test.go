@@ -43,6 +43,18 @@ func runPreset(t *testing.T, name string, def ...map[string]any) experiment {
 	} else {
 		require.Equal(t, http.StatusAccepted, call(t, http.MethodPost, "/api/experiments/presets/"+name+"/run", nil, &e))
 	}
+	// Should this test fail while the experiment runs, stop it: the next
+	// one must not overlap it.
+	t.Cleanup(func() {
+		var now experiment
+		if call(t, http.MethodGet, "/api/experiments/"+e.ID, nil, &now); now.State == "running" {
+			call(t, http.MethodPost, "/api/experiments/"+e.ID+"/stop", nil, nil)
+			waitFor(t, 3*time.Minute, func() bool {
+				call(t, http.MethodGet, "/api/experiments/"+e.ID, nil, &now)
+				return now.State != "running"
+			}, "the stopped experiment ends")
+		}
+	})
 	waitFor(t, 6*time.Minute, func() bool {
 		call(t, http.MethodGet, "/api/experiments/"+e.ID, nil, &e)
 		return e.State != "running"

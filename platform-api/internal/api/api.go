@@ -139,10 +139,17 @@ type ErrorResponse struct {
 	Problems []faults.Problem `json:"problems,omitempty"`
 }
 
+// writeJSON answers v as JSON; what cannot be encoded is a 500 that says
+// why, not a 200 with an empty body.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(ErrorResponse{Error: "encode the answer: " + err.Error()})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	w.Write(append(b, '\n'))
 }
 
 // writeError maps domain errors to status codes.

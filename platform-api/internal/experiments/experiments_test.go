@@ -2,8 +2,10 @@ package experiments
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -426,5 +428,36 @@ func TestTheLedgerWaitsForTheLastCountsToArrive(t *testing.T) {
 		require.Equal(t, 6000.0, *e.Ledger.Accepted)
 		require.Equal(t, 6000.0, *e.Ledger.Processed)
 		require.Equal(t, 0.0, *e.Ledger.Lost)
+	})
+}
+
+// A ratio of two zero rates is NaN: no number to judge, and none JSON can
+// carry (an experiment holding one could not be answered). It counts as
+// no data; the check still passes once a real value holds.
+func TestANaNSampleIsNoDataAndTheExperimentStaysEncodable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, m, _ := newWorld(func(q string, at float64) (float64, bool) {
+			if q == "share" {
+				if at < 10 {
+					return math.NaN(), true
+				}
+				return 0.5, true
+			}
+			return analyzerCrash(q, 0)
+		})
+		d := Definition{Name: "shares", Traffic: &Traffic{TargetURL: "http://distributor:8080", RPS: 300, DurationSeconds: 30},
+			Checks:          []Check{{Name: "half", Query: "share", Comparator: ">=", Threshold: 0.4, Phase: "during", Mode: "eventually"}},
+			RecoverySeconds: 10, IntervalSeconds: 5}
+		e, err := m.Start(d)
+		require.NoError(t, err)
+		time.Sleep(6 * time.Second)
+		e, _ = m.Get(e.ID)
+		_, err = json.Marshal(e)
+		require.NoError(t, err, "a NaN sample must not make the experiment unencodable")
+		require.Contains(t, e.Checks[0].Error, "NaN")
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Passed, e.State, e.Reason)
+		require.Nil(t, e.Checks[0].Samples[0].Value)
 	})
 }

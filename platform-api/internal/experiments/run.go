@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -147,7 +148,10 @@ func (r *runner) evaluate(ctx context.Context, i int) bool {
 	c := r.def.Checks[i]
 	v, present, err := r.m.q.Query(ctx, c.Query)
 	s := Sample{At: time.Now().UTC()}
-	if err == nil && present {
+	// NaN (a ratio of two zero rates: nothing to divide) and ±Inf are no
+	// number to judge, and JSON cannot carry them: they count as no data.
+	finite := !math.IsNaN(v) && !math.IsInf(v, 0)
+	if err == nil && present && finite {
 		s.Value, s.Holds = &v, c.holds(v)
 	}
 	r.m.update(r.e, func(e *Experiment) {
@@ -157,6 +161,8 @@ func (r *runner) evaluate(ctx context.Context, i int) bool {
 			e.Checks[i].Error = err.Error()
 		case !present:
 			e.Checks[i].Error = "no data"
+		case !finite:
+			e.Checks[i].Error = fmt.Sprintf("no data: the query returned %v", v)
 		default:
 			e.Checks[i].Error = ""
 		}
