@@ -310,7 +310,10 @@ func TestDistributorBenchmark(t *testing.T) {
 		t.Fatal(err)
 	}
 	secs := seconds()
-	s := devstack.Start(t, bins, devstack.Options{DistributorEnv: []string{"LOG_LEVEL=error"}, AnalyzerEnv: []string{"LOG_LEVEL=error"}})
+	// BENCH_DISTRIBUTOR_CONFIG: a config file's YAML for the distributor,
+	// to compare settings (e.g. "kafka: {batch_timeout: 5ms}").
+	s := devstack.Start(t, bins, devstack.Options{DistributorEnv: []string{"LOG_LEVEL=error"}, AnalyzerEnv: []string{"LOG_LEVEL=error"},
+		DistributorConfig: os.Getenv("BENCH_DISTRIBUTOR_CONFIG")})
 	url := s.Distributor.URL()
 	pid := s.Distributor.Pid()
 
