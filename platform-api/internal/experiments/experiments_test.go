@@ -461,3 +461,39 @@ func TestANaNSampleIsNoDataAndTheExperimentStaysEncodable(t *testing.T) {
 		require.Nil(t, e.Checks[0].Samples[0].Value)
 	})
 }
+
+// Time to detect counts only an alert that fires because of this run: a
+// resolve notification, or an alert that began before the first fault
+// (left over from an earlier run), is not a detection.
+func TestOnlyAnAlertThatBeganAfterTheFaultIsADetection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// The detect query never fires: only alerts can detect here.
+		_, m, store := newWorld(func(q string, at float64) (float64, bool) {
+			if strings.Contains(q, "distributor_analyzer_up") {
+				return 0, false
+			}
+			return analyzerCrash(q, at)
+		})
+		begun := time.Now()
+		go func() {
+			time.Sleep(11 * time.Second) // the fault starts at 10 s
+			store.Add(alerts.Notification{Receiver: "platform", Alerts: []alerts.Alert{
+				{Status: "firing", StartsAt: begun.Add(-time.Minute), Labels: map[string]string{"alertname": "RateLimitingHigh"}},
+				{Status: "resolved", StartsAt: begun.Add(-time.Minute), Labels: map[string]string{"alertname": "AnalyzerDown"}},
+			}}, time.Now())
+			time.Sleep(5 * time.Second)
+			store.Add(alerts.Notification{Receiver: "platform", Alerts: []alerts.Alert{
+				{Status: "firing", StartsAt: begun.Add(12 * time.Second), Labels: map[string]string{"alertname": "AnalyzerDown"}},
+			}}, time.Now())
+		}()
+		d := crashDefinition()
+		d.DetectQuery = "distributor_analyzer_up == 0"
+		e, err := m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.NotNil(t, e.TimeToDetectSeconds, "%+v", e.Timeline)
+		require.Equal(t, "alert AnalyzerDown", e.DetectedBy)
+		require.InDelta(t, 6, *e.TimeToDetectSeconds, 1)
+	})
+}

@@ -347,8 +347,14 @@ func (r *runner) detect(ctx context.Context, firstFault time.Time) {
 	}
 	var at time.Time
 	by := ""
-	if as := r.m.alerts.Since(firstFault); len(as) > 0 {
-		at, by = as[0].ReceivedAt, "alert "+as[0].Labels["alertname"]
+	// Only an alert that fires because of this run counts: one that began
+	// before the first fault (left over from an earlier run, or a resolve
+	// notification) says nothing about detecting it.
+	for _, a := range r.m.alerts.Since(firstFault) {
+		if a.Status == "firing" && (a.StartsAt.IsZero() || !a.StartsAt.Before(firstFault)) {
+			at, by = a.ReceivedAt, "alert "+a.Labels["alertname"]
+			break
+		}
 	}
 	if _, present, err := r.m.q.Query(ctx, r.def.DetectQuery); err == nil && present && (at.IsZero() || time.Now().Before(at)) {
 		at, by = time.Now(), "query "+r.def.DetectQuery
