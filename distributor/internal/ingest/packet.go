@@ -7,6 +7,7 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -93,22 +94,18 @@ const maxLevelLen = 16
 // received_at and fills a missing message timestamp.
 func DecodePacket(body []byte, tenant string, now time.Time, lim Limits) (*envelope.Envelope, error) {
 	lim = lim.withDefaults()
-	var in packetIn
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&in); err != nil {
+	in, total, err := scanPacket(body, lim.MaxMessages)
+	if err != nil {
 		return nil, malformed("decode packet JSON: %v", err)
-	}
-	if dec.More() {
-		return nil, malformed("decode packet JSON: trailing data after the packet object")
 	}
 	var p problems
 	checkID(&p, "emitter_id", in.EmitterID, lim.MaxIDLength)
 	checkID(&p, "packet_id", string(in.PacketID), lim.MaxIDLength)
 	switch {
-	case len(in.Messages) == 0:
+	case total == 0:
 		p.add("messages", "must hold at least one message")
-	case len(in.Messages) > lim.MaxMessages:
-		p.add("messages", fmt.Sprintf("holds %d messages, more than the limit of %d", len(in.Messages), lim.MaxMessages))
+	case total > lim.MaxMessages:
+		p.add("messages", fmt.Sprintf("holds %d messages, more than the limit of %d", total, lim.MaxMessages))
 	}
 	env := &envelope.Envelope{
 		Tenant: tenant, PacketID: string(in.PacketID), EmitterID: in.EmitterID,
@@ -167,4 +164,134 @@ func normLevel(l string) string {
 		return "info"
 	}
 	return strings.ToLower(l)
+}
+
+// scanPacket reads an /ingest body into packetIn with the same meaning as
+// encoding/json.Unmarshal into it (field names match exactly, though; the
+// API documents them in lower case), keeping at most maxMessages messages
+// and counting all of them.
+func scanPacket(body []byte, maxMessages int) (in packetIn, total int, err error) {
+	s := &scanner{b: body}
+	if s.null() {
+		err = s.end()
+		return in, 0, err
+	}
+	err = s.object(func(key string) error {
+		switch key {
+		case "emitter_id":
+			return s.optString(&in.EmitterID, key)
+		case "packet_id":
+			raw, err := s.skip()
+			if err != nil {
+				return err
+			}
+			if err := in.PacketID.UnmarshalJSON(raw); err != nil {
+				return fmt.Errorf("packet_id: %w", err)
+			}
+			return nil
+		case "messages":
+			if s.null() {
+				in.Messages, total = nil, 0
+				return nil
+			}
+			if s.peek() != '[' {
+				return errors.New("messages: must be an array")
+			}
+			in.Messages, total = in.Messages[:0], 0
+			return s.array(func(i int) error {
+				total++
+				if i >= maxMessages {
+					_, err := s.skip()
+					return err
+				}
+				in.Messages = append(in.Messages, messageIn{})
+				return s.message(&in.Messages[len(in.Messages)-1], i)
+			})
+		}
+		_, err := s.skip()
+		return err
+	})
+	if err == nil {
+		err = s.end()
+	}
+	return in, total, err
+}
+
+// end checks that nothing but white space follows the value.
+func (s *scanner) end() error {
+	if s.peek() != 0 || s.i < len(s.b) {
+		return s.errorf("trailing data after the packet object")
+	}
+	return nil
+}
+
+// optString reads a string into dst; null leaves dst as it is.
+func (s *scanner) optString(dst *string, field string) error {
+	switch s.peek() {
+	case 'n':
+		return s.literal("null")
+	case '"':
+		v, err := s.str()
+		*dst = v
+		return err
+	}
+	if _, err := s.skip(); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s: must be a string", field)
+}
+
+func (s *scanner) message(m *messageIn, i int) error {
+	if s.null() {
+		return nil
+	}
+	if s.peek() != '{' {
+		if _, err := s.skip(); err != nil {
+			return err
+		}
+		return fmt.Errorf("messages[%d]: must be an object", i)
+	}
+	return s.object(func(key string) error {
+		switch key {
+		case "message":
+			if s.null() {
+				m.Message = nil
+				return nil
+			}
+			var v string
+			if err := s.optString(&v, fmt.Sprintf("messages[%d].message", i)); err != nil {
+				return err
+			}
+			m.Message = &v
+			return nil
+		case "level":
+			return s.optString(&m.Level, fmt.Sprintf("messages[%d].level", i))
+		case "timestamp":
+			if s.null() {
+				m.Timestamp = nil
+				return nil
+			}
+			raw, err := s.skip()
+			if err != nil {
+				return err
+			}
+			var t time.Time
+			if err := t.UnmarshalJSON(raw); err != nil {
+				return fmt.Errorf("messages[%d].timestamp: %w", i, err)
+			}
+			m.Timestamp = &t
+			return nil
+		case "metadata": // rare on the hot path: encoding/json, as before
+			raw, err := s.skip()
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(raw, &m.Metadata); err != nil {
+				return fmt.Errorf("messages[%d].metadata: %w", i, err)
+			}
+			return nil
+		}
+		_, err := s.skip()
+		return err
+	})
 }
