@@ -122,6 +122,18 @@ func (e *env) do(method, path string, body []byte, header ...string) *httptest.R
 
 const packet = `{"emitter_id":"e","packet_id":1,"messages":[{"message":"m"}]}`
 
+// The hand-written answer is byte for byte what encoding/json writes for it.
+func TestIngestAnswer(t *testing.T) {
+	e := newEnv(t, nil)
+	id, _ := json.Marshal("p<1>\"&\u2028-ü")
+	w := e.do("POST", "/ingest", []byte(`{"emitter_id":"e","packet_id":`+string(id)+`,"messages":[{"message":"m"}]}`))
+	require.Equal(t, http.StatusAccepted, w.Code)
+	var want bytes.Buffer
+	require.NoError(t, json.NewEncoder(&want).Encode(map[string]string{"status": "accepted", "packet_id": e.p.accepted[0].PacketID}))
+	require.Equal(t, want.String(), w.Body.String())
+	require.Equal(t, "application/json", w.Header().Get("Content-Type"))
+}
+
 func TestIngestAcceptsAndUsesTheTenantHeaderOrTheDefault(t *testing.T) {
 	e := newEnv(t, nil)
 	w := e.do("POST", "/ingest", []byte(packet))

@@ -52,7 +52,10 @@ type Pipeline struct {
 }
 
 // Counts are per-analyzer totals of accepted packets and messages.
-type Counts struct{ Packets, Messages atomic.Int64 }
+type Counts struct {
+	Packets, Messages atomic.Int64
+	attr              metric.MeasurementOption // analyzer=id, built once
+}
 
 // New returns a pipeline.
 func New(r Router, p Producer, l Layout, inst *metrics.Instruments) *Pipeline {
@@ -89,11 +92,10 @@ func (p *Pipeline) Accept(ctx context.Context, env *envelope.Envelope) (string, 
 	c.Messages.Add(n)
 	p.packets.Add(1)
 	p.messages.Add(n)
-	attr := metric.WithAttributes(attribute.String("analyzer", id))
 	p.inst.Packets.Add(ctx, 1)
 	p.inst.Messages.Add(ctx, n)
-	p.inst.RoutedPackets.Add(ctx, 1, attr)
-	p.inst.RoutedMessages.Add(ctx, n, attr)
+	p.inst.RoutedPackets.Add(ctx, 1, c.attr)
+	p.inst.RoutedMessages.Add(ctx, n, c.attr)
 	return id, nil
 }
 
@@ -101,7 +103,7 @@ func (p *Pipeline) countsFor(id string) *Counts {
 	if c, ok := p.counts.Load(id); ok {
 		return c.(*Counts)
 	}
-	c, _ := p.counts.LoadOrStore(id, &Counts{})
+	c, _ := p.counts.LoadOrStore(id, &Counts{attr: metric.WithAttributes(attribute.String("analyzer", id))})
 	return c.(*Counts)
 }
 

@@ -119,7 +119,7 @@ func (c *Consumer) process(ctx context.Context, m kafka.Message) {
 			attribute.String("dsplab.analyzer", c.cfg.ID)))
 	defer span.End()
 	c.stats.setLag(max(m.HighWaterMark-m.Offset-1, 0))
-	env, err := envelope.Unmarshal(m.Value)
+	env, err := envelope.UnmarshalSummary(m.Value)
 	if err != nil {
 		// A record no analyzer can read: log it and move on rather than
 		// block the partition forever.
