@@ -319,7 +319,13 @@ func TestDistributorBenchmark(t *testing.T) {
 
 	runWrk(t, url, 32, 3) // warm-up
 	rss := sampleRSS(pid)
+	procs := map[string]*devstack.Proc{"distributor": s.Distributor, "devkafka": s.Kafka}
+	for i, a := range s.Analyzers {
+		procs[fmt.Sprintf("analyzer-%d", i+1)] = a
+	}
+	cpuBefore := cpuSeconds(procs)
 	sat := runWrk(t, url, 32, secs)
+	cpuAfter := cpuSeconds(procs)
 	satRSS := rss.PeakMB()
 	accepted := sat.rps * (1 - sat.non2xxShare)
 	null := runWrk(t, nullServer(t), 32, secs)
@@ -327,6 +333,12 @@ func TestDistributorBenchmark(t *testing.T) {
 	fmt.Printf("  distributor  %8.0f req/s  accepted %8.0f packets/s = %8.0f messages/s  non-2xx %5.2f%%  p50 %6.2f ms  p99 %6.2f ms  peak RSS %.0f MB\n",
 		sat.rps, accepted, accepted*5, sat.non2xxShare*100, sat.p50ms, sat.p99ms, satRSS)
 	fmt.Printf("  distributor answers by result: %s\n", resultsBreakdown(t, url))
+	fmt.Printf("  CPU during saturation (cores used; µs of CPU per accepted packet):")
+	for _, name := range sortedKeys(cpuAfter) {
+		used := cpuAfter[name] - cpuBefore[name]
+		fmt.Printf("  %s %.2f (%.0f µs)", name, used/float64(secs), used*1e6/(accepted*float64(secs)))
+	}
+	fmt.Println()
 	fmt.Printf("  null handler %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms\n", null.rps, null.p50ms, null.p99ms)
 	ratio := accepted / null.rps
 
@@ -358,4 +370,33 @@ func TestDistributorBenchmark(t *testing.T) {
 
 	fmt.Printf("RESULT accepted_packets_per_s=%.0f ratio_to_null=%.2f p99_ms_at_5000=%.2f peak_rss_mb=%.0f (2x overload %.0f)\n",
 		accepted, ratio, p99at5000, satRSS, overRSS)
+}
+
+// cpuSeconds reads each process's user+system CPU time from /proc/<pid>/stat.
+func cpuSeconds(procs map[string]*devstack.Proc) map[string]float64 {
+	out := map[string]float64{}
+	for name, p := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces) start at ") ".
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(f) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseFloat(f[11], 64)
+		stime, _ := strconv.ParseFloat(f[12], 64)
+		out[name] = (utime + stime) / 100 // USER_HZ is 100 on Linux
+	}
+	return out
+}
+
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

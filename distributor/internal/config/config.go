@@ -130,7 +130,7 @@ func Default() Config {
 		},
 		Kafka: Kafka{
 			Brokers: []string{"127.0.0.1:9092"}, TopicPrefix: "logs.", Partitions: 1, Replication: 1,
-			Acks: "1", BatchTimeout: 2 * time.Millisecond, BatchSize: 200,
+			Acks: "1", BatchTimeout: time.Millisecond, BatchSize: 200,
 			WriteTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second,
 			Breaker: Breaker{Failures: 5, Backoff: Backoff{BaseBackoff: 2 * time.Second, MaxBackoff: 30 * time.Second, StableAfter: time.Minute}},
 		},
