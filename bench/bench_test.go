@@ -324,7 +324,17 @@ func TestDistributorBenchmark(t *testing.T) {
 		procs[fmt.Sprintf("analyzer-%d", i+1)] = a
 	}
 	cpuBefore := cpuSeconds(procs)
+	// BENCH_PROFILE=file saves a CPU profile of the distributor taken
+	// during the saturation phase (go tool pprof file).
+	profDone := make(chan struct{})
+	go func() {
+		defer close(profDone)
+		if path := os.Getenv("BENCH_PROFILE"); path != "" {
+			saveProfile(t, url, path, max(secs-2, 1))
+		}
+	}()
 	sat := runWrk(t, url, 32, secs)
+	<-profDone
 	cpuAfter := cpuSeconds(procs)
 	satRSS := rss.PeakMB()
 	accepted := sat.rps * (1 - sat.non2xxShare)
@@ -399,4 +409,20 @@ func sortedKeys(m map[string]float64) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+func saveProfile(t *testing.T, url, path string, secs int) {
+	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs))
+	if err != nil {
+		t.Errorf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Errorf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }

@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"golang.org/x/net/netutil"
 )
 
 // Server is an HTTP server with an explicit lifecycle.
@@ -21,6 +19,16 @@ type Server struct {
 	ln              net.Listener
 	log             *slog.Logger
 	shutdownTimeout time.Duration
+	shed            *shedListener // nil without a connection cap
+}
+
+// ShedConnections is the number of connections answered with 503 because
+// MaxConnections were open.
+func (s *Server) ShedConnections() int64 {
+	if s.shed == nil {
+		return 0
+	}
+	return s.shed.shed.Load()
 }
 
 // Options tunes a Server. Zero values get sensible defaults.
@@ -30,9 +38,9 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// ReadHeaderTimeout guards against slow-loris clients (default 5s).
 	ReadHeaderTimeout time.Duration
-	// MaxConnections caps open connections (0: no cap). Connections beyond
-	// it wait in the kernel's accept queue, so memory stays bounded however
-	// many clients connect.
+	// MaxConnections caps open connections (0: no cap). A connection beyond
+	// it gets a fast 503 with Retry-After and is closed, so memory stays
+	// bounded however many clients connect, and no client hangs waiting.
 	MaxConnections int
 	Logger         *slog.Logger
 }
@@ -53,10 +61,13 @@ func Listen(addr string, h http.Handler, o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	var shed *shedListener
 	if o.MaxConnections > 0 {
-		ln = netutil.LimitListener(ln, o.MaxConnections)
+		shed = &shedListener{Listener: ln, max: int64(o.MaxConnections)}
+		ln = shed
 	}
 	return &Server{
+		shed: shed,
 		srv: &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: o.ReadHeaderTimeout,

@@ -38,9 +38,10 @@ type Limits struct {
 	// MaxInflight bounds requests being decoded or written to Kafka at
 	// once; more get a fast 503. It keeps memory bounded under overload.
 	MaxInflight int `yaml:"max_inflight" json:"max_inflight"`
-	// MaxConnections caps open client connections; more wait in the
-	// kernel's accept queue. With MaxInflight it bounds memory under any
-	// overload. Read at start-up only.
+	// MaxConnections caps open client connections (idle keep-alive ones
+	// included); a connection beyond it gets a fast 503 with Retry-After and
+	// is closed. With MaxInflight it bounds memory under any overload. Read
+	// at start-up only.
 	MaxConnections  int                       `yaml:"max_connections" json:"max_connections"`
 	Global          ratelimit.Rate            `yaml:"global" json:"global"`
 	PerTenant       ratelimit.Rate            `yaml:"per_tenant" json:"per_tenant"`
