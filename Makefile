@@ -104,7 +104,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 BENCH_SECONDS ?= 20
 
 bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk); see BENCHMARKS.md
-	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/...
+	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/
 	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run TestDistributorBenchmark -count=1 -timeout 30m -v ./bench/
 
 up: ## start the whole stack with Docker Compose (needs the images' registries)
