@@ -58,6 +58,7 @@ func TestEveryDesignMetricNameIsExposed(t *testing.T) {
 		"distributor_rate_limited_total", "distributor_analyzer_up", "distributor_healthy_analyzers", "distributor_analyzers",
 		"distributor_analyzer_breaker_state", "distributor_analyzer_weight", "distributor_queue_depth", "distributor_health_up",
 		"distributor_sla_success_ratio", "distributor_config_last_reload_successful", "distributor_build_info",
+		"distributor_connections_shed_total",
 	} {
 		require.True(t, dist[n], "distributor does not expose %s", n)
 	}
@@ -68,6 +69,56 @@ func TestEveryDesignMetricNameIsExposed(t *testing.T) {
 	} {
 		require.True(t, an[n], "analyzer does not expose %s", n)
 	}
+}
+
+// Over limits.max_connections the real distributor answers a new
+// connection with a fast 503 and Retry-After (idle keep-alive connections
+// hold their slots), counts it, and serves again once a slot is free.
+func TestConnectionsOverTheCapGetAFast503AndAreCounted(t *testing.T) {
+	s := devstack.Start(t, bins, devstack.Options{DistributorConfig: "limits:\n  max_connections: 2\n"})
+	url := s.Distributor.URL()
+	// devstack.Start's readiness polling may still hold a connection open;
+	// hold both slots with our own idle keep-alive connections.
+	keepers := []*http.Client{{Transport: &http.Transport{}}, {Transport: &http.Transport{}}}
+	held := 0
+	for _, k := range keepers {
+		if resp, err := k.Get(url + "/health"); err == nil {
+			io.Copy(io.Discard, resp.Body) // read to the end, or the connection is not kept
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				held++
+			}
+		}
+	}
+	require.Positive(t, held)
+	fresh := func() *http.Client {
+		return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	}
+	var resp *http.Response
+	require.Eventually(t, func() bool { // the harness's own connections close within its idle timeout
+		r, err := fresh().Post(url+"/ingest", "application/json", strings.NewReader(`{"emitter_id":"e","packet_id":1,"messages":[{"message":"m"}]}`))
+		if err != nil {
+			return false
+		}
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		resp = r
+		return r.StatusCode == http.StatusServiceUnavailable
+	}, 30*time.Second, 50*time.Millisecond, "a connection over the cap must get a 503")
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
+	for _, k := range keepers {
+		k.CloseIdleConnections()
+	}
+	http.DefaultClient.CloseIdleConnections() // devstack's readiness polling
+	require.Eventually(t, func() bool {
+		r, err := fresh().Get(url + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return r.StatusCode == http.StatusOK && regexp.MustCompile(`(?m)^distributor_connections_shed_total(\{[^}]*\})? [1-9]`).Match(b)
+	}, 10*time.Second, 50*time.Millisecond, "once the slots are free the distributor serves again and counts what it shed")
 }
 
 func TestRateLimitsAnswer429WithRetryAfterAndNoKafkaErrors(t *testing.T) {

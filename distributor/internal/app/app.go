@@ -347,3 +347,12 @@ func (a *App) SLASuccessRatio() float64 { return a.tracker.Last().SuccessRatio }
 
 // ConfigReloadOK implements metrics.State.
 func (a *App) ConfigReloadOK() bool { return a.reloadOK.Load() }
+
+// ConnectionsShed is the number of connections answered 503 at the
+// connection cap (metrics.State).
+func (a *App) ConnectionsShed() int64 {
+	if a.server == nil { // gauges are registered before the server exists
+		return 0
+	}
+	return a.server.ShedConnections()
+}

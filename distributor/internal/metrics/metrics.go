@@ -96,6 +96,7 @@ type State interface {
 	HealthUp() bool
 	SLASuccessRatio() float64
 	ConfigReloadOK() bool
+	ConnectionsShed() int64
 }
 
 // RegisterGauges registers the observable gauges reading s.
@@ -115,6 +116,8 @@ func RegisterGauges(m metric.Meter, s State, version, goVersion string) error {
 	slaRatio := g("distributor_sla_success_ratio", "Share of requests without a server fault over the SLA window.")
 	reload := g("distributor_config_last_reload_successful", "1 when the last configuration (re)load succeeded.")
 	build := g("distributor_build_info", "Build information; always 1.")
+	shed, _ := m.Int64ObservableCounter("distributor_connections_shed",
+		metric.WithDescription("Connections answered 503 at once because limits.max_connections were open."))
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		as := s.AnalyzerGauges()
 		n := 0
@@ -135,8 +138,9 @@ func RegisterGauges(m metric.Meter, s State, version, goVersion string) error {
 		o.ObserveFloat64(slaRatio, s.SLASuccessRatio())
 		o.ObserveFloat64(reload, b2f(s.ConfigReloadOK()))
 		o.ObserveFloat64(build, 1, metric.WithAttributes(attribute.String("version", version), attribute.String("goversion", goVersion)))
+		o.ObserveInt64(shed, s.ConnectionsShed())
 		return nil
-	}, up, healthy, total, brk, weight, depth, consec, healthUp, slaRatio, reload, build)
+	}, up, healthy, total, brk, weight, depth, consec, healthUp, slaRatio, reload, build, shed)
 	return err
 }
 
