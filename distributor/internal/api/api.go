@@ -93,12 +93,27 @@ func newAttrCache() attrCache {
 	return c
 }
 
-// get returns the cached option, or builds one for a key not known in advance.
-func get[K comparable](m map[K]metric.MeasurementOption, k K, build func() metric.MeasurementOption) metric.MeasurementOption {
-	if o, ok := m[k]; ok {
+// endpoint, result and scope return the cached set; a label value not
+// known in advance (none is today) gets a fresh one.
+func (c attrCache) endpoint(e string) metric.MeasurementOption {
+	if o, ok := c.byEndpoint[e]; ok {
 		return o
 	}
-	return build()
+	return metric.WithAttributes(attribute.String("endpoint", e))
+}
+
+func (c attrCache) result(e, r string) metric.MeasurementOption {
+	if o, ok := c.byResult[[2]string{e, r}]; ok {
+		return o
+	}
+	return metric.WithAttributes(attribute.String("endpoint", e), attribute.String("result", r))
+}
+
+func (c attrCache) scope(sc string) metric.MeasurementOption {
+	if o, ok := c.byScope[sc]; ok {
+		return o
+	}
+	return metric.WithAttributes(attribute.String("scope", sc))
 }
 
 // NewRouter returns the distributor's HTTP handler.
@@ -180,13 +195,9 @@ func (h *handler) accept(w http.ResponseWriter, r *http.Request, endpoint string
 	start := time.Now()
 	cfg := h.Config()
 	result := resultAccepted
-	endpointAttr := get(h.attrs.byEndpoint, endpoint, func() metric.MeasurementOption {
-		return metric.WithAttributes(attribute.String("endpoint", endpoint))
-	})
+	endpointAttr := h.attrs.endpoint(endpoint)
 	defer func() {
-		h.Metrics.Requests.Add(r.Context(), 1, get(h.attrs.byResult, [2]string{endpoint, result}, func() metric.MeasurementOption {
-			return metric.WithAttributes(attribute.String("endpoint", endpoint), attribute.String("result", result))
-		}))
+		h.Metrics.Requests.Add(r.Context(), 1, h.attrs.result(endpoint, result))
 		h.Metrics.RequestDuration.Record(r.Context(), time.Since(start).Seconds(), endpointAttr)
 		h.SLA.Record(result == resultUnavailable || result == resultError)
 	}()
@@ -211,9 +222,7 @@ func (h *handler) accept(w http.ResponseWriter, r *http.Request, endpoint string
 		return
 	}
 	if d := h.Limiter.Allow(tenant); !d.OK {
-		h.Metrics.RateLimited.Add(r.Context(), 1, get(h.attrs.byScope, d.Scope, func() metric.MeasurementOption {
-			return metric.WithAttributes(attribute.String("scope", d.Scope))
-		}))
+		h.Metrics.RateLimited.Add(r.Context(), 1, h.attrs.scope(d.Scope))
 		result = resultRateLimited
 		writeError(w, &httpError{status: http.StatusTooManyRequests, body: errorBody{Error: "rate limited", Scope: d.Scope, RetryAfter: retrySeconds(d.RetryAfter)}})
 		return

@@ -181,6 +181,11 @@ func scanPacket(body []byte, maxMessages int) (in packetIn, total int, err error
 		case "emitter_id":
 			return s.optString(&in.EmitterID, key)
 		case "packet_id":
+			if s.peek() == '"' { // a string id: decoded here, not by encoding/json
+				id, err := s.str()
+				in.PacketID = flexID(id)
+				return err
+			}
 			raw, err := s.skip()
 			if err != nil {
 				return err

@@ -120,28 +120,23 @@ func (s *Stats) processed(ctx context.Context, tenant string, levels map[string]
 	}
 	s.byTenant[tenant] += int64(n)
 	s.last = time.Now().UTC()
-	tenantAttr, ok := s.tenantAttr[tenantLabel]
-	if !ok {
-		tenantAttr = metric.WithAttributes(attribute.String("analyzer", s.id), attribute.String("tenant", tenantLabel))
-		s.tenantAttr[tenantLabel] = tenantAttr
+	// The attribute caches are read under the lock; the metrics are
+	// recorded after it, so that a metric collection (whose callbacks take
+	// s.mu) never waits on a record.
+	tenantAttr := s.cached(s.tenantAttr, tenantLabel, "tenant", -1)
+	type levelCount struct {
+		attr metric.MeasurementOption
+		n    int64
 	}
-	levelAttrs := make([]metric.MeasurementOption, 0, len(levels))
-	levelCounts := make([]int64, 0, len(levels))
+	byLevel := make([]levelCount, 0, 8) // a packet has a handful of levels: stays on the stack
 	for l, c := range levels {
-		a, ok := s.levelAttr[l]
-		if !ok {
-			a = metric.WithAttributes(attribute.String("analyzer", s.id), attribute.String("level", l))
-			if len(s.levelAttr) < maxCachedLevels {
-				s.levelAttr[l] = a
-			}
-		}
-		levelAttrs, levelCounts = append(levelAttrs, a), append(levelCounts, c)
+		byLevel = append(byLevel, levelCount{s.cached(s.levelAttr, l, "level", maxCachedLevels), c})
 	}
 	s.mu.Unlock()
 	s.packetsC.Add(ctx, 1, s.attr)
 	s.tenantC.Add(ctx, 1, tenantAttr)
-	for i, a := range levelAttrs {
-		s.messagesC.Add(ctx, levelCounts[i], a)
+	for _, lc := range byLevel {
+		s.messagesC.Add(ctx, lc.n, lc.attr)
 	}
 	s.procH.Record(ctx, took.Seconds(), s.attr)
 	s.e2eH.Record(ctx, max(e2e, 0).Seconds(), s.attr)
@@ -168,6 +163,20 @@ func (s *Stats) setError(err error) {
 		return
 	}
 	s.lastError = err.Error()
+}
+
+// cached returns the attribute set {analyzer, key=value} from m, building
+// and keeping it while m holds fewer than limit sets (limit < 0: always).
+// s.mu is held.
+func (s *Stats) cached(m map[string]metric.MeasurementOption, value, key string, limit int) metric.MeasurementOption {
+	if o, ok := m[value]; ok {
+		return o
+	}
+	o := metric.WithAttributes(attribute.String("analyzer", s.id), attribute.String(key, value))
+	if limit < 0 || len(m) < limit {
+		m[value] = o
+	}
+	return o
 }
 
 // Snapshot copies the counters.
