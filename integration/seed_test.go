@@ -178,7 +178,10 @@ func TestTheSeedLogStreamersTestFlowPassesAgainstOurDistributor(t *testing.T) {
 	runs := make([]*seedRun, 2)
 	for i, size := range []int{5, 20} {
 		wg.Add(1)
-		go func() { defer wg.Done(); runs[i] = seedEmitter(t, url+"/ingest", fmt.Sprintf("emitter-%d", i+1), size, 600, 20) }()
+		go func() {
+			defer wg.Done()
+			runs[i] = seedEmitter(t, url+"/ingest", fmt.Sprintf("emitter-%d", i+1), size, 600, 20)
+		}()
 	}
 	wg.Wait()
 	for _, r := range runs {
