@@ -57,7 +57,7 @@ type packetIn struct {
 }
 
 type messageIn struct {
-	Timestamp *time.Time     `json:"timestamp"`
+	Timestamp *time.Time     `json:"timestamp"` // RFC 3339 or a number since the epoch (timestamp.go)
 	Level     string         `json:"level"`
 	Message   *string        `json:"message"`
 	Metadata  map[string]any `json:"metadata"`

@@ -249,7 +249,9 @@ func TestScanPacketAgreesWithEncodingJSON(t *testing.T) {
 }
 
 // FuzzDecodePacketAgreesWithEncodingJSON: the hand-written scanner accepts
-// exactly what encoding/json accepts and decodes it to the same values.
+// exactly what encoding/json accepts and decodes it to the same values;
+// timestamps by timestamp.go's rule, which referenceTimestamp writes again
+// independently (math/big).
 func FuzzDecodePacketAgreesWithEncodingJSON(f *testing.F) {
 	for _, c := range agreementCases {
 		f.Add([]byte(c))
