@@ -8,7 +8,7 @@ FUZZTIME  ?= 20s
 TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
 
-.PHONY: help build tools otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-docker test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-short race fuzz bench dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -68,10 +68,13 @@ swagger: $(TOOLS)/swag ## regenerate the platform API's OpenAPI spec (platform-a
 # k6 jobs): `make test-docker`, not `make test`.
 DOCKER_PKGS := $(addprefix github.com/dsplab/dsplab/platform-api/internal/,app docker dockertest faults traffic)
 
-test: vet fmt-check tidy-check tools ## every test that needs no Docker engine (all but DOCKER_PKGS), with the race detector
+test: vet fmt-check tidy-check tools ## every test, with the race detector (needs a running Docker Engine for DOCKER_PKGS; without one: make test-no-docker)
+	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag $(GO) test -race -count=1 -timeout 30m ./...
+
+test-no-docker: vet fmt-check tidy-check tools ## every test that needs no Docker engine (all but DOCKER_PKGS), with the race detector
 	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag $(GO) test -race -count=1 -timeout 20m $(filter-out $(DOCKER_PKGS),$(shell $(GO) list ./...))
 
-test-docker: tools ## the tests that need a running Docker Engine: platform-api's app, docker, faults and traffic packages
+test-docker: tools ## only the tests that need a running Docker Engine: platform-api's app, docker, dockertest, faults and traffic packages
 	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag $(GO) test -race -count=1 -timeout 20m $(DOCKER_PKGS)
 
 test-short: ## unit tests only, fast
