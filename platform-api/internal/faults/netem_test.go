@@ -146,6 +146,16 @@ func TestNetworkFaultValidation(t *testing.T) {
 		{Spec{Type: Loss, Target: "a", Duration: time.Second, Percent: 150}, "percent"},
 		{Spec{Type: Corrupt, Target: "a", Duration: time.Second, Percent: 5, Correlation: 101}, "correlation"},
 		{Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "fast"}, "rate"},
+		// Pumba 1.1.7 refuses every rate but ^[0-9]+[gmk]?bit$ (exit 1;
+		// see pumba-standin/README.md), though tc knows these units.
+		{Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "1tbit"}, "rate"},
+		{Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "100kbps"}, "rate"},
+		{Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "1mbps"}, "rate"},
+		{Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "8bps"}, "rate"},
+		{Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "1Mbit"}, "rate"},
+		// Without jitter, Pumba's delay command means something else to tc.
+		{Spec{Type: Delay, Target: "a", Duration: time.Second, DelayMs: 100, Distribution: "normal"}, "distribution"},
+		{Spec{Type: Delay, Target: "a", Duration: time.Second, DelayMs: 100, Correlation: 20}, "correlation"},
 		{Spec{Type: Partition, Target: "a", Duration: time.Second}, "peer"},
 		{Spec{Type: Partition, Target: "a", Peer: "a", Duration: time.Second}, "peer"},
 	} {
@@ -154,4 +164,19 @@ func TestNetworkFaultValidation(t *testing.T) {
 		require.ErrorAs(t, err, &ve, "%+v", tc.spec)
 		require.Equal(t, tc.field, ve.Problems[0].Field)
 	}
+	for _, ok := range []Spec{
+		{Type: Rate, Target: "a", Duration: time.Second, Rate: "100bit"},
+		{Type: Rate, Target: "a", Duration: time.Second, Rate: "100kbit"},
+		{Type: Rate, Target: "a", Duration: time.Second, Rate: "1mbit"},
+		{Type: Rate, Target: "a", Duration: time.Second, Rate: "1gbit"},
+		{Type: Delay, Target: "a", Duration: time.Second, DelayMs: 100},
+		{Type: Delay, Target: "a", Duration: time.Second, DelayMs: 100, JitterMs: 100, Correlation: 20, Distribution: "normal"},
+	} {
+		require.NoError(t, ok.Validate(lim, 2), "%+v", ok)
+	}
+}
+
+func TestARateOutsidePumbasGrammarIsRefusedNamingTheAcceptedForms(t *testing.T) {
+	err := (&Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "1mbps"}).Validate(Limits{MaxDuration: time.Minute}, 2)
+	require.ErrorContains(t, err, "bit, kbit, mbit or gbit")
 }
