@@ -64,6 +64,10 @@ type FaultResponse struct {
 	EndedAt   *time.Time `json:"endedAt,omitempty"`
 	EndReason string     `json:"endReason,omitempty" example:"duration elapsed"`
 	Error     string     `json:"error,omitempty"`
+	// Cleanup is the removal of rules a network fault may have left
+	// behind (after a platform restart, or when Pumba failed): pending,
+	// done, or failed with what could not be removed.
+	Cleanup string `json:"cleanup,omitempty" example:"done"`
 }
 
 // FaultsResponse is a list of faults.
@@ -74,7 +78,7 @@ type FaultsResponse struct {
 func toResponse(f faults.Fault) FaultResponse {
 	return FaultResponse{ID: f.ID, Type: f.Type, Target: f.Target, Container: f.Container, ContainerID: f.ContainerID, Peer: f.Peer,
 		Params: f.Params, State: f.State, Command: f.Command, StartedAt: f.StartedAt, EndsAt: f.EndsAt, EndedAt: f.EndedAt,
-		EndReason: f.EndReason, Error: f.Error}
+		EndReason: f.EndReason, Error: f.Error, Cleanup: f.Cleanup}
 }
 
 // decodeStrict decodes one JSON object, rejecting unknown fields, and names
