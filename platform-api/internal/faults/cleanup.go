@@ -25,28 +25,32 @@ const cleanupTries = 3
 
 // reconcileNetwork ends an expired network fault found at start-up, in the
 // background: Pumba is stopped, the leftover rules removed, then the
-// marker. If a rule could not be removed, the fault is marked failed with
-// what is left, and its marker (the Pumba job) is kept, so the next start
-// tries again.
+// marker. Meanwhile the fault is "reverting" (a stop or reset leaves it
+// alone) and still conflicts with new network faults on its containers.
+// If a rule could not be removed, the fault is marked failed with what is
+// left, and its marker (the Pumba job) is kept, so the next start tries
+// again; so it is when Close cuts the cleanup short.
 func (m *Manager) reconcileNetwork(f *Fault) {
 	defer m.wg.Done()
+	const reason = "expired while the platform was down"
 	ctx, cancel := context.WithTimeout(m.bg, m.revertT)
-	err := m.revertNetwork(ctx, f)
-	cancel()
-	if err != nil && !errors.Is(err, docker.ErrNotFound) {
+	defer cancel()
+	if err := m.revertNetwork(ctx, f); err != nil && !errors.Is(err, docker.ErrNotFound) {
 		m.log.Warn("stop expired pumba job", "fault", f.ID, "err", err)
 	}
 	if err := m.cleanupNetwork(m.bg, f); err != nil {
 		m.log.Error("leftover network rules not removed; the next start retries", "fault", f.ID, "target", f.Container, "err", err)
-		m.mu.Lock()
-		if f.timer != nil {
-			f.timer.Stop()
-		}
-		m.mu.Unlock()
-		m.finish(f, StateFailed, "leftover network rules not removed", err)
+		m.finish(f, StateFailed, reason, fmt.Errorf("leftover network rules not removed: %w", err))
 		return
 	}
-	m.revert(f, "expired while the platform was down")
+	rctx, rcancel := context.WithTimeout(m.bg, m.revertT)
+	defer rcancel()
+	if err := m.rt.Remove(rctx, f.markerID); err != nil {
+		m.finish(f, StateFailed, reason, err)
+		return
+	}
+	m.log.Info("fault reverted", "id", f.ID, "type", f.Type, "target", f.Container, "reason", reason)
+	m.finish(f, StateReverted, reason, nil)
 }
 
 // cleanupNetwork removes whatever a network fault may have left on its

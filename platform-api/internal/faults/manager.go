@@ -225,11 +225,18 @@ func (m *Manager) reserve(f *Fault) error {
 	defer m.mu.Unlock()
 	active := 0
 	for _, g := range m.faults {
-		if g.State != StateActive {
+		// A fault whose leftover rules are being removed still holds its
+		// containers: the cleanup would delete a new fault's qdisc.
+		if g.State != StateActive && g.Cleanup != "pending" {
 			continue
 		}
-		active++
+		if g.State == StateActive {
+			active++
+		}
 		if class(g.Type) == class(f.Type) && overlaps(g, f) {
+			if g.State != StateActive {
+				return fmt.Errorf("%w: %s still has the leftover rules of %s fault %s being removed; try again shortly", ErrConflict, f.Container, g.Type, g.ID)
+			}
 			return fmt.Errorf("%w: %s already has an active %s fault (%s) until %s; stop it first", ErrConflict, f.Container, g.Type, g.ID, g.EndsAt.Format(time.RFC3339))
 		}
 	}
@@ -529,9 +536,6 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			continue
 		}
 		network := class(f.Type) == "network"
-		if network {
-			f.Cleanup = "pending"
-		}
 		m.mu.Lock()
 		_, known := m.faults[f.ID]
 		if !known {
@@ -545,7 +549,6 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if left := time.Until(*f.EndsAt); left > 0 && (!network || mk.State == "running") {
 			m.log.Info("fault taken over after restart", "id", f.ID, "type", f.Type, "target", f.Container, "left", left.Round(time.Second))
 			if network {
-				m.setCleanup(f, "")
 				go m.watchPumba(f)
 			}
 			m.arm(f, left)
@@ -553,6 +556,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 		m.log.Info("expired fault found after restart; reverting", "id", f.ID, "type", f.Type, "target", f.Container)
 		if network {
+			m.mu.Lock()
+			f.State, f.Cleanup = "reverting", "pending"
+			m.mu.Unlock()
 			m.wg.Add(1)
 			go m.reconcileNetwork(f)
 			continue

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli"
@@ -42,7 +43,8 @@ func globalFlags() []cli.Flag {
 }
 
 // newApp is Pumba's CLI over rt (opened once the command line is read).
-func newApp(ctx context.Context, open func() (runtime, error), out io.Writer) *cli.App {
+func newApp(ctx context.Context, open func() (runtime, error), w io.Writer) *cli.App {
+	out := &lockedWriter{w: w} // targets run in parallel
 	app := cli.NewApp()
 	app.Name = "Pumba"
 	app.Usage = "stand-in for Pumba 1.1.7's netem and iptables commands (pumba-standin)"
@@ -50,6 +52,18 @@ func newApp(ctx context.Context, open func() (runtime, error), out io.Writer) *c
 	app.Flags = globalFlags()
 	app.Commands = []cli.Command{netemCommand(ctx, open, out), iptablesCommand(ctx, open, out)}
 	return app
+}
+
+// lockedWriter serializes writes: each line is one Write.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 // globals are Pumba's chaos.GlobalParams.
