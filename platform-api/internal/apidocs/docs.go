@@ -1186,6 +1186,11 @@ const docTemplate = `{
         "api.FaultResponse": {
             "type": "object",
             "properties": {
+                "cleanup": {
+                    "description": "Cleanup is the removal of rules a network fault may have left\nbehind (after a platform restart, or when Pumba failed): pending,\ndone, or failed with what could not be removed.",
+                    "type": "string",
+                    "example": "done"
+                },
                 "command": {
                     "description": "Command is the equivalent docker or Pumba command line.",
                     "type": "string",
