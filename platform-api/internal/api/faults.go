@@ -35,13 +35,13 @@ type FaultRequest struct {
 	DelayMs int `json:"delayMs,omitempty" example:"100"`
 	// JitterMs for delay: random variation (at most delayMs).
 	JitterMs int `json:"jitterMs,omitempty" example:"10"`
-	// Correlation in percent for delay, loss, duplicate and corrupt.
+	// Correlation in percent for delay (needs jitterMs above 0), loss, duplicate and corrupt.
 	Correlation float64 `json:"correlation,omitempty" example:"20"`
-	// Distribution for delay.
+	// Distribution for delay (needs jitterMs above 0).
 	Distribution string `json:"distribution,omitempty" example:"normal" enums:"uniform,normal,pareto,paretonormal"`
 	// Percent of packets for loss, duplicate and corrupt.
 	Percent float64 `json:"percent,omitempty" example:"10"`
-	// Rate for rate: a tc rate, e.g. 1mbit.
+	// Rate for rate: digits then bit, kbit, mbit or gbit (Pumba's grammar), e.g. 1mbit.
 	Rate string `json:"rate,omitempty" example:"1mbit"`
 	// Peer for partition: the service cut off from target, in both directions.
 	Peer string `json:"peer,omitempty" example:"kafka"`
