@@ -23,10 +23,9 @@
 //     packets are really dropped.
 //
 // Run as "tail" (the nettools image's ENTRYPOINT tail -f /dev/null) it
-// idles until killed. Run as "tc" or "iptables", or with those as first
-// argument, it plays the nettools tools: it prints the command and
-// succeeds, or with PUMBA_STANDIN_TOOLS=hang never returns (a test's
-// hanging cleanup).
+// idles until killed. Run as "tc" or "iptables" (symlinks) it plays the
+// nettools tools: it prints the command and succeeds, or with
+// PUMBA_STANDIN_TOOLS=hang never returns (a test's hanging cleanup).
 //
 // Pumba's other commands (kill, pause, stop, stress, ...) are not
 // emulated: the platform runs them through the Docker API itself.
@@ -44,18 +43,16 @@ import (
 
 func main() {
 	args := os.Args[1:]
-	name := filepath.Base(os.Args[0])
-	if name == "tail" {
+	// The tools' roles go by the name it runs under only: "pumba iptables
+	// ..." is Pumba's iptables command.
+	switch name := filepath.Base(os.Args[0]); name {
+	case "tail":
 		idle()
-	}
-	if name == "tc" || name == "iptables" {
-		args = append([]string{name}, args...)
-	}
-	if len(args) > 0 && (args[0] == "tc" || args[0] == "iptables") {
+	case "tc", "iptables":
 		if os.Getenv("PUMBA_STANDIN_TOOLS") == "hang" {
 			idle()
 		}
-		fmt.Println("nettools stand-in:", strings.Join(args, " "))
+		fmt.Println("nettools stand-in:", name, strings.Join(args, " "))
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
