@@ -11,11 +11,13 @@
 #   dsplab-e2e/k6:1.8.1             k6 v1.8.1 built from the module proxy
 #   dsplab-e2e/pumba:standin        pumba-standin
 #   dsplab-e2e/nettools:debian      Debian's iptables (nf_tables) with its
-#       libraries and extensions: the sidecar image Pumba's iptables command
-#       runs in a target's network namespace (a partition really drops)
+#       libraries and extensions, tc (iproute2) and tail, with the upstream
+#       ENTRYPOINT ["tail","-f","/dev/null"]: the sidecar image Pumba's
+#       iptables command runs in a target's network namespace (a partition
+#       really drops), and the platform's cleanup execs tc/iptables in
 #   dsplab-e2e/grafana:standin      grafana-standin (annotation API only)
 # Needs: make build, make tools, make otelcol, Debian's prometheus,
-# prometheus-alertmanager and iptables packages.
+# prometheus-alertmanager, iptables, iproute2 and coreutils packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin
@@ -92,13 +94,23 @@ cp -r --parents /usr/share/prometheus/alertmanager "$d/rootfs/" # default.tmpl, 
 mkdir -p "$d/rootfs/alertmanager" && chmod 777 "$d/rootfs/alertmanager"
 image dsplab-e2e/alertmanager:debian "$d" "COPY rootfs /" 'ENTRYPOINT ["/usr/bin/prometheus-alertmanager"]'
 
-# iptables: the multi-call binary under its name, its extensions (loaded
-# at run time) with their libraries, and /run for its lock file.
+# nettools: what ghcr.io/alexei-led/pumba-alpine-nettools holds, from
+# Debian: iptables (the multi-call binary under its name, its extensions,
+# loaded at run time, with their libraries, and /run for its lock file),
+# tc (iproute2, with its delay distribution tables) and coreutils' tail
+# for the upstream ENTRYPOINT ["tail","-f","/dev/null"]: Pumba (and the
+# platform's cleanup) start the sidecar idle and exec the tools in it.
 d="$work/nettools" && multi=$(readlink -f "$(command -v iptables-nft || command -v iptables)") && debian "$multi" "$d"
 for so in /usr/lib/x86_64-linux-gnu/xtables/*.so; do
 	cp --parents "$so" "$d/rootfs/"
 	ldd "$so" | grep -o '/[^ ]*' | while read -r lib; do cp --parents -L -n "$lib" "$d/rootfs/"; done
 done
 ln -sf "$(basename "$multi")" "$d/rootfs/usr/sbin/iptables"
+for exe in "$(command -v tail)" "$(command -v tc)"; do
+	cp --parents -L "$exe" "$d/rootfs/"
+	ldd "$exe" | grep -o '/[^ ]*' | while read -r lib; do cp --parents -L -n "$lib" "$d/rootfs/"; done
+done
+cp -r --parents /usr/lib/x86_64-linux-gnu/tc "$d/rootfs/" 2>/dev/null || true
 mkdir -p "$d/rootfs/run" "$d/rootfs/etc" && cp /etc/protocols "$d/rootfs/etc/" 2>/dev/null || true
-image dsplab-e2e/nettools:debian "$d" "COPY rootfs /" 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin'
+image dsplab-e2e/nettools:debian "$d" "COPY rootfs /" 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' \
+	'ENTRYPOINT ["tail", "-f", "/dev/null"]'

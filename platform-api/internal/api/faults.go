@@ -35,13 +35,13 @@ type FaultRequest struct {
 	DelayMs int `json:"delayMs,omitempty" example:"100"`
 	// JitterMs for delay: random variation (at most delayMs).
 	JitterMs int `json:"jitterMs,omitempty" example:"10"`
-	// Correlation in percent for delay, loss, duplicate and corrupt.
+	// Correlation in percent for delay (needs jitterMs above 0), loss, duplicate and corrupt.
 	Correlation float64 `json:"correlation,omitempty" example:"20"`
-	// Distribution for delay.
+	// Distribution for delay (needs jitterMs above 0).
 	Distribution string `json:"distribution,omitempty" example:"normal" enums:"uniform,normal,pareto,paretonormal"`
 	// Percent of packets for loss, duplicate and corrupt.
 	Percent float64 `json:"percent,omitempty" example:"10"`
-	// Rate for rate: a tc rate, e.g. 1mbit.
+	// Rate for rate: digits then bit, kbit, mbit or gbit (Pumba's grammar), e.g. 1mbit.
 	Rate string `json:"rate,omitempty" example:"1mbit"`
 	// Peer for partition: the service cut off from target, in both directions.
 	Peer string `json:"peer,omitempty" example:"kafka"`
@@ -64,6 +64,10 @@ type FaultResponse struct {
 	EndedAt   *time.Time `json:"endedAt,omitempty"`
 	EndReason string     `json:"endReason,omitempty" example:"duration elapsed"`
 	Error     string     `json:"error,omitempty"`
+	// Cleanup is the removal of rules a network fault may have left
+	// behind (after a platform restart, or when Pumba failed): pending,
+	// done, or failed with what could not be removed.
+	Cleanup string `json:"cleanup,omitempty" example:"done"`
 }
 
 // FaultsResponse is a list of faults.
@@ -74,7 +78,7 @@ type FaultsResponse struct {
 func toResponse(f faults.Fault) FaultResponse {
 	return FaultResponse{ID: f.ID, Type: f.Type, Target: f.Target, Container: f.Container, ContainerID: f.ContainerID, Peer: f.Peer,
 		Params: f.Params, State: f.State, Command: f.Command, StartedAt: f.StartedAt, EndsAt: f.EndsAt, EndedAt: f.EndedAt,
-		EndReason: f.EndReason, Error: f.Error}
+		EndReason: f.EndReason, Error: f.Error, Cleanup: f.Cleanup}
 }
 
 // decodeStrict decodes one JSON object, rejecting unknown fields, and names

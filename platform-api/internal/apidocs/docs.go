@@ -1097,7 +1097,7 @@ const docTemplate = `{
                     "example": false
                 },
                 "correlation": {
-                    "description": "Correlation in percent for delay, loss, duplicate and corrupt.",
+                    "description": "Correlation in percent for delay (needs jitterMs above 0), loss, duplicate and corrupt.",
                     "type": "number",
                     "example": 20
                 },
@@ -1112,7 +1112,7 @@ const docTemplate = `{
                     "example": 100
                 },
                 "distribution": {
-                    "description": "Distribution for delay.",
+                    "description": "Distribution for delay (needs jitterMs above 0).",
                     "type": "string",
                     "enum": [
                         "uniform",
@@ -1148,7 +1148,7 @@ const docTemplate = `{
                     "example": 10
                 },
                 "rate": {
-                    "description": "Rate for rate: a tc rate, e.g. 1mbit.",
+                    "description": "Rate for rate: digits then bit, kbit, mbit or gbit (Pumba's grammar), e.g. 1mbit.",
                     "type": "string",
                     "example": "1mbit"
                 },
@@ -1186,6 +1186,11 @@ const docTemplate = `{
         "api.FaultResponse": {
             "type": "object",
             "properties": {
+                "cleanup": {
+                    "description": "Cleanup is the removal of rules a network fault may have left\nbehind (after a platform restart, or when Pumba failed): pending,\ndone, or failed with what could not be removed.",
+                    "type": "string",
+                    "example": "done"
+                },
                 "command": {
                     "description": "Command is the equivalent docker or Pumba command line.",
                     "type": "string",

@@ -52,7 +52,8 @@ type Config struct {
 // STACK_NETWORK (the project's network, for job containers and partition
 // IPs), PUMBA_IMAGE (ghcr.io/alexei-led/pumba:1.1.7), PUMBA_NETTOOLS_IMAGE
 // (ghcr.io/alexei-led/pumba-alpine-nettools:latest), DOCKER_SOCKET_HOST_PATH
-// (/var/run/docker.sock, mounted into Pumba jobs), PROMETHEUS_RW_URL (remote write;
+// (/var/run/docker.sock, mounted into Pumba jobs), PUMBA_CLEANUP_TIMEOUT_SECONDS
+// (30, each leftover-rule cleanup sidecar), PROMETHEUS_RW_URL (remote write;
 // empty: off), MAX_TRAFFIC_RPS (20000), MAX_TRAFFIC_DURATION_SECONDS (3600)
 // MAX_TRAFFIC_JOBS (3), and GRAFANA_URL (annotations; empty: off),
 // GRAFANA_USER (admin), GRAFANA_PASSWORD (admin) or GRAFANA_TOKEN,
@@ -82,6 +83,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Pumba: faults.Pumba{
 			Image: get("PUMBA_IMAGE", "ghcr.io/alexei-led/pumba:1.1.7"), NettoolsImage: get("PUMBA_NETTOOLS_IMAGE", "ghcr.io/alexei-led/pumba-alpine-nettools:latest"),
 			DockerSocket: get("DOCKER_SOCKET_HOST_PATH", "/var/run/docker.sock"), Network: get("STACK_NETWORK", ""),
+			CleanupTimeout: time.Duration(positive("PUMBA_CLEANUP_TIMEOUT_SECONDS", "30")) * time.Second,
 		},
 		Traffic: traffic.Config{
 			Image: get("K6_IMAGE", "grafana/k6:1.8.1"), ScriptsDir: get("K6_SCRIPTS_DIR", "/k6"),
@@ -131,11 +133,16 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 	}
 	// Before serving: a fault left by a platform that was killed is
 	// reverted (expired) or taken over (still running); traffic jobs are
-	// watched again or harvested.
+	// watched again or harvested. Each step is bounded, and the network
+	// cleanups (sidecars that may hang) go on in the background, shown in
+	// the fault records: the API serves whatever they do.
 	if err := m.Reconcile(ctx); err != nil {
 		log.Error("reconcile faults", "err", err)
 	}
-	if err := tm.Reconcile(ctx); err != nil {
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = tm.Reconcile(tctx)
+	cancel()
+	if err != nil {
 		log.Error("reconcile traffic jobs", "err", err)
 	}
 	presets, err := experiments.LoadPresets(cfg.ExperimentsDir, cfg.Limits.MaxDuration.Seconds())

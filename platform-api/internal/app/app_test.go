@@ -149,3 +149,51 @@ func TestTrafficThroughTheAPIRunsAK6JobAndReportsItsSummary(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Len(t, bad["problems"], 3, "targetUrl, rps and durationSeconds: %v", bad)
 }
+
+func TestAPlatformServesAtOnceWhileALeftoverFaultsCleanupHangs(t *testing.T) {
+	// Pumba is the stand-in (pumba-standin/); the nettools image's tools
+	// never return, as a wedged tc or iptables would not.
+	dockertest.BuildPumbaImage(t)
+	proj := dockertest.NewProject(t)
+	proj.Run("analyzer-1", "target")
+	port := devstack.FreePort(t)
+	p := &platform{t: t, bin: buildPlatform(t), url: "http://127.0.0.1:" + strconv.Itoa(port),
+		env: []string{"COMPOSE_PROJECT=" + proj.Name, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn", "EXPERIMENTS_DIR=" + repoDir(t, "experiments"),
+			"PUMBA_IMAGE=" + dockertest.PumbaImage, "PUMBA_NETTOOLS_IMAGE=" + dockertest.NettoolsHangImage, "PUMBA_CLEANUP_TIMEOUT_SECONDS=2"}}
+	p.start()
+	code, f := p.post("/api/faults", `{"type":"loss","target":"analyzer-1","percent":5,"durationSeconds":2}`)
+	require.Equal(t, http.StatusCreated, code, f)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
+	p.cmd.Wait()
+	dockertest.WaitState(t, "dsplab-netem-"+f["id"].(string), "exited", 30*time.Second) // expired while nobody watched
+
+	p.start() // serves (/health) though the cleanup below is blocked
+	stopped := false
+	defer func() {
+		if !stopped {
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			p.cmd.Wait()
+		}
+	}()
+	sidecar := func() bool {
+		for _, c := range dockertest.Containers(t, "dsplab.job.kind=nettools") {
+			if dockertest.Inspect(t, c, `{{index .Config.Labels "dsplab.job.project"}}`) == proj.Name {
+				return true
+			}
+		}
+		return false
+	}
+	devstack.Eventually(t, 20*time.Second, sidecar, "no cleanup sidecar:\n%s", &p.logs)
+	faults := p.get("/api/faults")
+	require.Contains(t, faults, `"cleanup":"pending"`, "the API answers while the cleanup is blocked in its sidecar")
+	require.Contains(t, faults, `"state":"reverting"`)
+
+	devstack.Eventually(t, 60*time.Second, func() bool { return strings.Contains(p.get("/api/faults"), `"state":"failed"`) }, "cleanup never gave up")
+	faults = p.get("/api/faults")
+	require.Contains(t, faults, `"cleanup":"failed: tc qdisc del dev eth0 root in `)
+	require.Contains(t, faults, "leftover network rules not removed")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.cmd.Wait())
+	stopped = true
+	require.Contains(t, p.logs.String(), "leftover network rules not removed; the next start retries")
+}

@@ -182,27 +182,7 @@ func (r *Runtime) ProjectNetwork(ctx context.Context, name string) (string, erro
 		}
 	}
 	if len(names) == 0 {
-		return "", fmt.Errorf("project %s has no network: set TRAFFIC_NETWORK", r.project)
+		return "", fmt.Errorf("project %s has no network: set STACK_NETWORK", r.project)
 	}
 	return names[0], nil
-}
-
-// RunInNetns runs cmd from image in the network namespace of container
-// target, with NET_ADMIN (the way Pumba runs tc), waits for it and removes
-// it. It returns the exit code and output.
-func (r *Runtime) RunInNetns(ctx context.Context, target, image string, cmd []string) (int64, string, error) {
-	res, err := r.c.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config:     &container.Config{Image: image, Cmd: cmd, Labels: withProject(map[string]string{LabelJobKind: "nettools", LabelJobID: "cleanup"}, r.project)},
-		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode("container:" + target), CapAdd: []string{"NET_ADMIN"}},
-	})
-	if err != nil {
-		return -1, "", fmt.Errorf("create nettools container for %s: %w", short(target), err)
-	}
-	defer r.Remove(context.WithoutCancel(ctx), res.ID)
-	if err := r.Start(ctx, res.ID); err != nil {
-		return -1, "", err
-	}
-	code, err := r.Wait(ctx, res.ID)
-	out, _ := r.Logs(ctx, res.ID, 50)
-	return code, out, err
 }

@@ -184,36 +184,66 @@ func BuildK6Image(t testing.TB) {
 
 // PumbaImage is the tag of the Pumba stand-in image (pumba-standin/): the
 // real ghcr.io/alexei-led/pumba cannot be pulled here and the kernel has no
-// netem. It also plays the nettools helper ("tc ..." arguments).
-const PumbaImage = "dsplab-test-pumba-standin:dev"
+// netem. NettoolsImage plays ghcr.io/alexei-led/pumba-alpine-nettools as
+// Pumba and the platform use it: ENTRYPOINT ["tail","-f","/dev/null"], and
+// tc and iptables run by exec in it (the stand-in under those names: it
+// prints the command and succeeds). NettoolsHangImage is the same with
+// tools that never return, for a cleanup that hangs.
+const (
+	PumbaImage        = "dsplab-test-pumba-standin:dev"
+	NettoolsImage     = "dsplab-test-nettools-standin:dev"
+	NettoolsHangImage = "dsplab-test-nettools-hang:dev"
+)
 
 var pumbaOnce sync.Once
 var pumbaErr error
 
-// BuildPumbaImage builds PumbaImage FROM scratch from pumba-standin.
+// BuildPumbaImage builds PumbaImage, NettoolsImage and NettoolsHangImage
+// FROM scratch from pumba-standin.
 func BuildPumbaImage(t testing.TB) {
 	t.Helper()
-	pumbaOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "dsplab-pumba-")
-		if err != nil {
-			pumbaErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		root, _ := exec.Command("go", "env", "GOMOD").Output()
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, "pumba"), "./pumba-standin/cmd/pumba-standin")
-		build.Dir = filepath.Dir(strings.TrimSpace(string(root)))
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			pumbaErr = fmt.Errorf("go build pumba-standin: %v\n%s", err, out)
-			return
-		}
-		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY pumba /pumba\nENTRYPOINT [\"/pumba\"]\n"), 0o644)
-		if out, err := exec.Command("docker", "build", "-q", "-t", PumbaImage, dir).CombinedOutput(); err != nil {
-			pumbaErr = fmt.Errorf("docker build pumba: %v\n%s", err, out)
-		}
-	})
+	pumbaOnce.Do(func() { pumbaErr = buildPumbaImages() })
 	if pumbaErr != nil {
 		t.Fatal(pumbaErr)
 	}
+}
+
+func buildPumbaImages() error {
+	dir, err := os.MkdirTemp("", "dsplab-pumba-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rootfs := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "sbin"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			return err
+		}
+	}
+	root, _ := exec.Command("go", "env", "GOMOD").Output()
+	build := exec.Command("go", "build", "-o", filepath.Join(rootfs, "pumba"), "./pumba-standin/cmd/pumba-standin")
+	build.Dir = filepath.Dir(strings.TrimSpace(string(root)))
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build pumba-standin: %v\n%s", err, out)
+	}
+	// The stand-in is a multi-call binary: run as tail it idles, as tc or
+	// iptables it plays the tool.
+	for _, l := range []string{"bin/tail", "sbin/tc", "sbin/iptables"} {
+		if err := os.Symlink("/pumba", filepath.Join(rootfs, l)); err != nil {
+			return err
+		}
+	}
+	images := []struct{ tag, dockerfile string }{
+		{PumbaImage, "FROM scratch\nCOPY rootfs /\nENTRYPOINT [\"/pumba\"]\n"},
+		{NettoolsImage, "FROM scratch\nCOPY rootfs /\nENV PATH=/sbin:/bin\nENTRYPOINT [\"tail\", \"-f\", \"/dev/null\"]\n"},
+		{NettoolsHangImage, "FROM scratch\nCOPY rootfs /\nENV PATH=/sbin:/bin PUMBA_STANDIN_TOOLS=hang\nENTRYPOINT [\"tail\", \"-f\", \"/dev/null\"]\n"},
+	}
+	for _, img := range images {
+		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(img.dockerfile), 0o644)
+		if out, err := exec.Command("docker", "build", "-q", "-t", img.tag, dir).CombinedOutput(); err != nil {
+			return fmt.Errorf("docker build %s: %v\n%s", img.tag, err, out)
+		}
+	}
+	return nil
 }

@@ -52,6 +52,10 @@ type Fault struct {
 	EndedAt     *time.Time        `json:"endedAt,omitempty"`
 	EndReason   string            `json:"endReason,omitempty"`
 	Error       string            `json:"error,omitempty"`
+	// Cleanup is the state of the removal of rules a network fault may
+	// have left behind (after a restart, or when Pumba failed): pending,
+	// done, or failed with what could not be removed.
+	Cleanup string `json:"cleanup,omitempty"`
 
 	spec      Spec
 	targetIPs map[string]string
@@ -103,6 +107,11 @@ type Manager struct {
 	faults  map[string]*Fault
 	order   []string // ids, oldest first, for listing and trimming history
 	revertT time.Duration
+	// Background cleanups of expired network faults (see Reconcile):
+	// cancelled and waited for by Close.
+	bg     context.Context
+	bgStop context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // maxHistory bounds how many ended faults are remembered.
@@ -131,7 +140,12 @@ func New(rt Runtime, lim Limits, pumba Pumba, log *slog.Logger, obs ...Observer)
 	if pumba.StopGrace < 45*time.Second {
 		pumba.StopGrace = 45 * time.Second
 	}
-	return &Manager{rt: rt, lim: lim, pumba: pumba, obs: obs, log: log, faults: map[string]*Fault{}, revertT: pumba.StopGrace + 30*time.Second}
+	if pumba.CleanupTimeout <= 0 {
+		pumba.CleanupTimeout = 30 * time.Second
+	}
+	bg, stop := context.WithCancel(context.Background())
+	return &Manager{rt: rt, lim: lim, pumba: pumba, obs: obs, log: log, faults: map[string]*Fault{}, revertT: pumba.StopGrace + 30*time.Second,
+		bg: bg, bgStop: stop}
 }
 
 func newID() string {
@@ -211,11 +225,18 @@ func (m *Manager) reserve(f *Fault) error {
 	defer m.mu.Unlock()
 	active := 0
 	for _, g := range m.faults {
-		if g.State != StateActive {
+		// A fault whose leftover rules are being removed still holds its
+		// containers: the cleanup would delete a new fault's qdisc.
+		if g.State != StateActive && g.Cleanup != "pending" {
 			continue
 		}
-		active++
+		if g.State == StateActive {
+			active++
+		}
 		if class(g.Type) == class(f.Type) && overlaps(g, f) {
+			if g.State != StateActive {
+				return fmt.Errorf("%w: %s still has the leftover rules of %s fault %s being removed; try again shortly", ErrConflict, f.Container, g.Type, g.ID)
+			}
 			return fmt.Errorf("%w: %s already has an active %s fault (%s) until %s; stop it first", ErrConflict, f.Container, g.Type, g.ID, g.EndsAt.Format(time.RFC3339))
 		}
 	}
@@ -485,13 +506,20 @@ func (m *Manager) Active() map[[2]string]int {
 }
 
 // Reconcile runs at start-up: every fault marker left by an earlier run
-// is reverted if its time is up, or taken over and re-armed if not.
+// is reverted if its time is up, or taken over and re-armed if not. It is
+// bounded by listTimeout for the listing and revertT per container fault.
+// An expired network fault is handed to a background cleanup (Pumba
+// stopped, its leftover rules removed by sidecars, with retries) and
+// shows cleanup "pending" meanwhile: a sidecar that hangs must not keep
+// the platform from serving. Close cancels and waits for it.
 func (m *Manager) Reconcile(ctx context.Context) error {
-	markers, err := m.rt.Jobs(ctx, markerKind)
+	lctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	markers, err := m.rt.Jobs(lctx, markerKind)
 	if err != nil {
 		return err
 	}
-	pumbas, err := m.rt.Jobs(ctx, netemKind)
+	pumbas, err := m.rt.Jobs(lctx, netemKind)
 	if err != nil {
 		return err
 	}
@@ -502,9 +530,12 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		f, err := fromMarker(mk)
 		if err != nil {
 			m.log.Warn("unreadable fault marker; removing it", "marker", mk.Name, "err", err)
-			errs = append(errs, m.rt.Remove(ctx, mk.ID))
+			rctx, cancel := context.WithTimeout(ctx, listTimeout)
+			errs = append(errs, m.rt.Remove(rctx, mk.ID))
+			cancel()
 			continue
 		}
+		network := class(f.Type) == "network"
 		m.mu.Lock()
 		_, known := m.faults[f.ID]
 		if !known {
@@ -515,24 +546,30 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if known {
 			continue
 		}
-		network := class(f.Type) == "network"
 		if left := time.Until(*f.EndsAt); left > 0 && (!network || mk.State == "running") {
 			m.log.Info("fault taken over after restart", "id", f.ID, "type", f.Type, "target", f.Container, "left", left.Round(time.Second))
-			m.arm(f, left)
 			if network {
 				go m.watchPumba(f)
 			}
+			m.arm(f, left)
 			continue
 		}
 		m.log.Info("expired fault found after restart; reverting", "id", f.ID, "type", f.Type, "target", f.Container)
-		errs = append(errs, m.revert(f, "expired while the platform was down"))
 		if network {
-			// Pumba may have been killed before it removed its rules.
-			m.cleanupNetwork(ctx, f)
+			m.mu.Lock()
+			f.State, f.Cleanup = "reverting", "pending"
+			m.mu.Unlock()
+			m.wg.Add(1)
+			go m.reconcileNetwork(f)
+			continue
 		}
+		errs = append(errs, m.revert(f, "expired while the platform was down"))
 	}
 	return errors.Join(errs...)
 }
+
+// listTimeout bounds the Docker listings of Reconcile.
+const listTimeout = 10 * time.Second
 
 func fromMarker(mk docker.Container) (*Fault, error) {
 	l := mk.Labels
@@ -566,10 +603,13 @@ func fromMarker(mk docker.Container) (*Fault, error) {
 // graceful shutdown that should revert everything calls Reset first.)
 func (m *Manager) Close() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for _, f := range m.faults {
 		if f.timer != nil {
 			f.timer.Stop()
 		}
 	}
+	m.mu.Unlock()
+	// A cleanup cut short keeps its marker: the next start retries it.
+	m.bgStop()
+	m.wg.Wait()
 }

@@ -20,6 +20,9 @@ type Pumba struct {
 	// StopGrace is how long a stop waits for Pumba after SIGTERM: Pumba
 	// removes its tc rules only then, so it must not be cut short.
 	StopGrace time.Duration
+	// CleanupTimeout bounds each leftover-rule cleanup sidecar (30 s if
+	// zero): a nettools tool that hangs must not hang the platform.
+	CleanupTimeout time.Duration
 }
 
 // netemKind is the dsplab.job.kind of Pumba jobs.
@@ -124,7 +127,9 @@ func (m *Manager) watchPumba(f *Fault) {
 		return
 	}
 	m.rt.Remove(ctx, f.markerID)
-	m.cleanupNetwork(ctx, f)
+	if err := m.cleanupNetwork(ctx, f); err != nil {
+		m.log.Error("leftover network rules not removed", "fault", f.ID, "err", err)
+	}
 	m.finish(f, StateFailed, "pumba failed", fmt.Errorf("pumba exited %d: %s", code, strings.TrimSpace(logs)))
 }
 
@@ -135,33 +140,6 @@ func (m *Manager) revertNetwork(ctx context.Context, f *Fault) error {
 		return err
 	}
 	return nil
-}
-
-// cleanupNetwork removes whatever a network fault left on its containers:
-// after a platform crash a Pumba job may have been killed before it could
-// clean up. For netem faults that is the root qdisc; for a partition, the
-// iptables rules Pumba inserted (the same rules, deleted with -D).
-// Deleting what is not there fails harmlessly.
-func (m *Manager) cleanupNetwork(ctx context.Context, f *Fault) {
-	if m.pumba.NettoolsImage == "" {
-		return
-	}
-	cmds := [][]string{{"tc", "qdisc", "del", "dev", "eth0", "root"}}
-	if f.Type == Partition {
-		cmds = nil
-		for _, src := range f.sources {
-			cmds = append(cmds, append([]string{"iptables"}, partitionRule("-D", src)...))
-		}
-	}
-	for _, id := range []string{f.ContainerID, f.PeerID} {
-		if id == "" {
-			continue
-		}
-		for _, cmd := range cmds {
-			code, out, err := m.rt.RunInNetns(ctx, id, m.pumba.NettoolsImage, cmd)
-			m.log.Info("leftover network fault rules cleaned", "fault", f.ID, "container", id[:min(12, len(id))], "cmd", strings.Join(cmd, " "), "exit", code, "output", strings.TrimSpace(out), "err", err)
-		}
-	}
 }
 
 // partitionRule is the iptables rule Pumba's "iptables loss --probability

@@ -76,7 +76,9 @@ type Spec struct {
 	Peer         string // partition: the other side
 }
 
-var rateRe = regexp.MustCompile(`^[0-9]+(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps|tbps)$`)
+// rateRe is the rate grammar of Pumba 1.1.7 (pkg/chaos/netem/rate.go):
+// it refuses every other tc unit (tbit, bps, kbps, ...) with exit 1.
+var rateRe = regexp.MustCompile(`^[0-9]+[gmk]?bit$`)
 
 // Limits bound what may be asked.
 type Limits struct {
@@ -162,6 +164,15 @@ func (s *Spec) validateNetwork(bad func(field, format string, a ...any)) {
 		}
 		if !slices.Contains([]string{"", "uniform", "normal", "pareto", "paretonormal"}, s.Distribution) {
 			bad("distribution", "must be uniform, normal, pareto or paretonormal")
+		} else if s.Distribution != "" && s.JitterMs == 0 {
+			// Pumba would send "delay 100ms distribution normal", which tc
+			// refuses: a distribution shapes the jitter.
+			bad("distribution", "needs jitterMs above 0: a distribution shapes the jitter (tc refuses it without one)")
+		}
+		if s.Correlation != 0 && s.JitterMs == 0 {
+			// Pumba would send "delay 100ms 20.00", which tc reads as
+			// 20 µs of jitter and no correlation.
+			bad("correlation", "needs jitterMs above 0 for delay: it correlates the jitter (without one tc would read it as jitter in µs)")
 		}
 	case Loss, Duplicate, Corrupt:
 		if !(s.Percent > 0 && s.Percent <= 100) {
@@ -169,7 +180,7 @@ func (s *Spec) validateNetwork(bad func(field, format string, a ...any)) {
 		}
 	case Rate:
 		if !rateRe.MatchString(s.Rate) {
-			bad("rate", "must be a tc rate like 100kbit or 1mbit")
+			bad("rate", "must be digits then bit, kbit, mbit or gbit (e.g. 100kbit, 1mbit, 1gbit): Pumba accepts only ^[0-9]+[gmk]?bit$")
 		}
 	case Partition:
 		if s.Peer == "" {

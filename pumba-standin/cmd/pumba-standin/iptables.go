@@ -3,178 +3,175 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
+	"github.com/urfave/cli"
 )
 
-// runIPTables emulates "pumba iptables [flags] loss [flags] containers":
-// Pumba's ingress packet loss, applied for real through sidecars.
-func runIPTables(args []string) error {
-	fs := flag.NewFlagSet("iptables", flag.ContinueOnError)
-	duration := fs.Duration("duration", 0, "")
-	iface := fs.String("interface", "eth0", "")
-	protocol := fs.String("protocol", "any", "")
-	image := fs.String("iptables-image", "ghcr.io/alexei-led/pumba-alpine-nettools:latest", "")
-	fs.Bool("pull-image", false, "")
-	var sources, dests multi
-	fs.Var(&sources, "source", "")
-	fs.Var(&dests, "destination", "")
-	if err := fs.Parse(args); err != nil {
-		return err
+func iptablesCommand(ctx context.Context, open func() (runtime, error), out io.Writer) cli.Command {
+	return cli.Command{
+		Name: "iptables",
+		Flags: []cli.Flag{
+			cli.DurationFlag{Name: "duration, d"},
+			cli.StringFlag{Name: "interface, i", Value: "eth0"},
+			cli.StringFlag{Name: "protocol, p", Value: "any"},
+			cli.StringSliceFlag{Name: "source, src, s"},
+			cli.StringSliceFlag{Name: "destination, dest"},
+			cli.StringFlag{Name: "src-port, sport"},
+			cli.StringFlag{Name: "dst-port, dport"},
+			cli.StringFlag{Name: "iptables-image", Value: defaultNettools},
+			cli.BoolTFlag{Name: "pull-image"},
+			cli.IntFlag{Name: "limit"},
+		},
+		Subcommands: []cli.Command{{
+			Name: "loss",
+			Flags: []cli.Flag{
+				cli.StringFlag{Name: "mode", Value: "random"},
+				cli.Float64Flag{Name: "probability"},
+				cli.IntFlag{Name: "every"},
+				cli.IntFlag{Name: "packet"},
+			},
+			Action: action(ctx, open, out, func(c *cli.Context, g globals) (chaos, error) {
+				rules, err := parseIPTables(c, g)
+				if err != nil {
+					return chaos{}, err
+				}
+				return chaos{limit: rules.limit, run: func(ctx context.Context, rt runtime, t target) error {
+					return runIPTables(ctx, rt, t, rules, g.dryRun, out)
+				}}, nil
+			}),
+		}},
 	}
-	if *duration <= 0 {
-		return fmt.Errorf("unset or invalid duration value")
+}
+
+// ipRules are the rules of one "iptables loss": Pumba's buildIPTablesCmd
+// and its one rule per source, destination and port filter (or a single
+// rule without filters).
+type ipRules struct {
+	netemBase
+	protocol string
+	pull     bool
+	add, del [][]string
+}
+
+func parseIPTables(c *cli.Context, g globals) (ipRules, error) {
+	p := c.Parent()
+	var r ipRules
+	r.duration, r.iface, r.protocol, r.image, r.limit = p.Duration("duration"), p.String("interface"), p.String("protocol"), p.String("iptables-image"), p.Int("limit")
+	r.pull = p.BoolT("pull-image")
+	wrap := func(err error) error { return fmt.Errorf("error parsing iptables parameters: %w", err) }
+	if r.duration == 0 {
+		return r, wrap(errors.New("unset or invalid duration value"))
 	}
-	for _, ip := range append(append([]string{}, sources...), dests...) {
-		if _, _, err := net.ParseCIDR(ip); err != nil && net.ParseIP(ip) == nil {
-			return fmt.Errorf("failed to parse ip %q", ip)
+	if g.interval != 0 && r.duration >= g.interval {
+		return r, wrap(errors.New("duration must be shorter than interval"))
+	}
+	if err := validInterface(r.iface); err != nil {
+		return r, wrap(err)
+	}
+	if !slices.Contains([]string{"any", "tcp", "udp", "icmp"}, r.protocol) {
+		return r, wrap(errors.New("bad protocol name: must be one of any, tcp, udp or icmp"))
+	}
+	var srcs, dsts []string
+	for _, l := range []struct {
+		flag string
+		to   *[]string
+	}{{"source", &srcs}, {"destination", &dsts}} {
+		for _, s := range p.StringSlice(l.flag) {
+			ip, err := parseCIDR(s)
+			if err != nil {
+				return r, wrap(fmt.Errorf("failed to parse ip: %w", err))
+			}
+			*l.to = append(*l.to, ip)
 		}
 	}
-	sub := fs.Args()
-	if len(sub) == 0 || sub[0] != "loss" {
-		return fmt.Errorf("iptables needs the loss subcommand, got %q", sub)
+	sports, err := parsePorts(p.String("src-port"))
+	if err != nil {
+		return r, wrap(fmt.Errorf("failed to get source ports: %w", err))
 	}
-	loss := flag.NewFlagSet("loss", flag.ContinueOnError)
-	mode := loss.String("mode", "random", "")
-	prob := loss.Float64("probability", 0, "")
-	every := loss.Int("every", 0, "")
-	packet := loss.Int("packet", 0, "")
-	if err := loss.Parse(sub[1:]); err != nil {
-		return err
+	dports, err := parsePorts(p.String("dst-port"))
+	if err != nil {
+		return r, wrap(fmt.Errorf("failed to get destination ports: %w", err))
 	}
-	containers := loss.Args()
-	if len(containers) == 0 {
-		return fmt.Errorf("no containers named")
+	if r.protocol != "udp" && r.protocol != "tcp" {
+		if len(sports) > 0 {
+			return r, wrap(errors.New("using source port is only supported for tcp and udp protocol"))
+		}
+		if len(dports) > 0 {
+			return r, wrap(errors.New("using destination port is only supported for tcp and udp protocol"))
+		}
 	}
-	// Pumba's rules: one per source and destination filter, or one for all.
-	prefix := []string{"INPUT", "-i", *iface}
-	if *protocol != "any" {
-		prefix = append(prefix, "-p", *protocol)
-	}
-	var suffix []string
-	switch *mode {
+	mode, prob, every, packet := c.String("mode"), c.Float64("probability"), c.Int("every"), c.Int("packet")
+	suffix := []string{"-m", "statistic", "--mode", mode}
+	switch mode {
 	case "random":
-		if *prob < 0 || *prob > 1 {
-			return fmt.Errorf("probability must be between 0.0 and 1.0")
+		if prob < 0 || prob > 1 {
+			return r, errors.New("invalid loss probability: must be between 0.0 and 1.0")
 		}
-		suffix = []string{"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(*prob, 'f', 2, 64), "-j", "DROP"}
+		suffix = append(suffix, "--probability", strconv.FormatFloat(prob, 'f', 2, 64))
 	case "nth":
-		if *every <= 0 || *packet < 0 || *packet >= *every {
-			return fmt.Errorf("nth mode needs 0 <= packet < every")
+		if every <= 0 {
+			return r, errors.New("invalid loss every: must be > 0")
 		}
-		suffix = []string{"-m", "statistic", "--mode", "nth", "--every", strconv.Itoa(*every), "--packet", strconv.Itoa(*packet), "-j", "DROP"}
+		if packet < 0 || packet > every-1 {
+			return r, errors.New("invalid loss packet: must be 0 <= packet <= every-1")
+		}
+		suffix = append(suffix, "--every", strconv.Itoa(every), "--packet", strconv.Itoa(packet))
 	default:
-		return fmt.Errorf("unknown mode %q", *mode)
+		return r, errors.New("invalid loss mode: must be either random or nth")
+	}
+	suffix = append(suffix, "-j", "DROP")
+	prefix := []string{"INPUT", "-i", r.iface}
+	if r.protocol != "any" {
+		prefix = append(prefix, "-p", r.protocol)
 	}
 	var filters [][]string
-	for _, ip := range sources {
+	for _, ip := range srcs {
 		filters = append(filters, []string{"-s", ip})
 	}
-	for _, ip := range dests {
+	for _, ip := range dsts {
 		filters = append(filters, []string{"-d", ip})
+	}
+	for _, port := range sports {
+		filters = append(filters, []string{"--sport", port})
+	}
+	for _, port := range dports {
+		filters = append(filters, []string{"--dport", port})
 	}
 	if len(filters) == 0 {
 		filters = [][]string{nil}
 	}
-	rule := func(op string, filter []string) []string {
-		r := append([]string{op}, prefix...)
-		return append(append(r, filter...), suffix...)
+	for _, f := range filters {
+		rule := slices.Concat(prefix, f, suffix)
+		r.add = append(r.add, append([]string{"-I"}, rule...))
+		r.del = append(r.del, append([]string{"-D"}, rule...))
 	}
-
-	cli, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	ctx := context.Background()
-	type applied struct {
-		container string
-		filter    []string
-	}
-	var done []applied
-	cleanup := func() error {
-		var errs []error
-		for _, a := range done {
-			if err := sidecar(ctx, cli, a.container, *image, rule("-D", a.filter)); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		return errors.Join(errs...)
-	}
-	for _, c := range containers {
-		for _, f := range filters {
-			if err := sidecar(ctx, cli, c, *image, rule("-I", f)); err != nil {
-				return errors.Join(err, cleanup())
-			}
-			done = append(done, applied{c, f})
-		}
-	}
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case <-time.After(*duration):
-		fmt.Println("duration elapsed")
-	case s := <-stop:
-		fmt.Println("received", s)
-	}
-	return cleanup()
+	return r, nil
 }
 
-// sidecar runs "iptables args..." in a container of image sharing c's
-// network namespace with NET_ADMIN, as Pumba's sidecars do, and removes it.
-func sidecar(ctx context.Context, cli *client.Client, c, image string, args []string) error {
-	cmd := append([]string{"iptables"}, args...)
-	res, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config:     &container.Config{Image: image, Cmd: cmd, Labels: map[string]string{"com.gaiaadm.pumba.skip": "true"}},
-		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode("container:" + c), CapAdd: []string{"NET_ADMIN"}},
-	})
-	if err != nil {
-		return fmt.Errorf("[%s] create iptables sidecar: %w", c, err)
+// runIPTables adds the rules in one sidecar, holds, and deletes them in
+// another, as Pumba does; the deletion runs even when SIGTERM ended the
+// hold (on a context of its own).
+func runIPTables(ctx context.Context, rt runtime, t target, r ipRules, dryRun bool, out io.Writer) error {
+	if dryRun {
+		for _, c := range r.add {
+			fmt.Fprintf(out, "[%s] dry run, via %s: iptables %s\n", t.Name, r.image, strings.Join(c, " "))
+		}
+		hold(ctx, r.duration)
+		return nil
 	}
-	defer cli.ContainerRemove(context.WithoutCancel(ctx), res.ID, client.ContainerRemoveOptions{Force: true})
-	if _, err := cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
-		return fmt.Errorf("[%s] start iptables sidecar: %w", c, err)
+	if err := rt.Sidecar(ctx, t, r.image, r.pull, "iptables", r.add, out); err != nil {
+		return fmt.Errorf("failed to add packet loss for one or more containers: %w", err)
 	}
-	wait := cli.ContainerWait(ctx, res.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
-	var code int64
-	select {
-	case w := <-wait.Result:
-		code = w.StatusCode
-	case err := <-wait.Error:
-		return fmt.Errorf("[%s] wait iptables sidecar: %w", c, err)
-	}
-	out := ""
-	if logs, err := cli.ContainerLogs(ctx, res.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true}); err == nil {
-		b, _ := io.ReadAll(io.LimitReader(logs, 1<<16))
-		logs.Close()
-		out = strings.TrimSpace(stripHeaders(b))
-	}
-	fmt.Printf("[%s] via %s: %s (exit %d) %s\n", c, image, strings.Join(cmd, " "), code, out)
-	if code != 0 {
-		return fmt.Errorf("[%s] %s: exit %d: %s", c, strings.Join(cmd, " "), code, out)
+	hold(ctx, r.duration)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := rt.Sidecar(cctx, t, r.image, false, "iptables", r.del, out); err != nil {
+		return fmt.Errorf("failed to stop packet loss: %w", err)
 	}
 	return nil
-}
-
-// stripHeaders removes the 8-byte stream headers of a non-TTY log stream.
-func stripHeaders(b []byte) string {
-	var out strings.Builder
-	for len(b) >= 8 && (b[0] == 1 || b[0] == 2) && b[1] == 0 && b[2] == 0 && b[3] == 0 {
-		n := min(int(b[4])<<24|int(b[5])<<16|int(b[6])<<8|int(b[7]), len(b)-8)
-		out.Write(b[8 : 8+n])
-		b = b[8+n:]
-	}
-	out.Write(b)
-	return out.String()
 }
