@@ -255,21 +255,31 @@ func sum(xs []int) int {
 
 func TestStochasticProfileRepeatsWithTheSameSeedAndDiffersWithAnother(t *testing.T) {
 	t.Parallel()
-	run := func(seed string) (k6Summary, int) {
+	run := func(seed string) k6Summary {
 		rec := newRecorder(t, nil)
 		s, out, code := runK6(t, "ingest-packets.js", "TARGET_URL="+rec.srv.URL, "PROFILE=stochastic", "RATE=30", "DURATION=4", "SEED="+seed, "MAX_MESSAGES=2")
 		require.Zero(t, code, out)
-		return s, len(rec.all())
+		// The run follows its schedule: every planned arrival was either
+		// sent or counted by k6 as dropped (on a loaded machine k6 may
+		// start an arrival late or drop it; it never invents one). The
+		// slack is for an iteration cut at the end of the run.
+		got, dropped := len(rec.all()), int(num(s.Overview["dropped_iterations"]))
+		planned := sum(s.Plan.Counts)
+		require.LessOrEqual(t, got, planned+2, "no more requests than planned")
+		require.InDelta(t, planned, got+dropped, float64(planned)*0.05+2, "sent %d + dropped %d of %d planned", got, dropped, planned)
+		return s
 	}
-	a, na := run("7")
-	b, nb := run("7")
-	c, _ := run("8")
+	a, b, c := run("7"), run("7"), run("8")
 	require.Len(t, a.Plan.Counts, 4)
 	require.Equal(t, a.Plan.Counts, b.Plan.Counts, "same seed, same arrivals")
 	require.NotEqual(t, a.Plan.Counts, c.Plan.Counts, "another seed, other arrivals")
-	require.InDelta(t, sum(a.Plan.Counts), na, float64(sum(a.Plan.Counts))*0.1+2, "the run follows its schedule")
-	require.InDelta(t, na, nb, float64(na)*0.1+2)
 	require.InDelta(t, 120, sum(a.Plan.Counts), 40, "Poisson with mean 30/s over 4 s")
+}
+
+// num reads a JSON number of a k6 summary (absent: 0).
+func num(v any) float64 {
+	f, _ := v.(float64)
+	return f
 }
 
 func TestRetriesHonourRetryAfterAndKeepThePacketID(t *testing.T) {
