@@ -31,10 +31,17 @@ type JobSpec struct {
 	// resolves on the engine's host whether or not the platform runs in a
 	// container.
 	Binds []string
+	// Images are other images the job needs on the engine: Pumba runs its
+	// nettools image with --pull-image=false.
+	Images []string
 }
 
-// CreateJob creates (does not start) a job container.
+// CreateJob creates (does not start) a job container, once its images are
+// on the engine (EnsureImages: nothing is created when one is missing).
 func (r *Runtime) CreateJob(ctx context.Context, j JobSpec) (string, error) {
+	if err := r.EnsureImages(ctx, append([]string{j.Image}, j.Images...)...); err != nil {
+		return "", err
+	}
 	stop := j.StopTimeout
 	cfg := &container.Config{Image: j.Image, Cmd: j.Cmd, Env: j.Env, Labels: withProject(j.Labels, r.project), StopTimeout: &stop}
 	host := &container.HostConfig{Binds: j.Binds}
@@ -191,6 +198,9 @@ func (r *Runtime) ProjectNetwork(ctx context.Context, name string) (string, erro
 // target, with NET_ADMIN (the way Pumba runs tc), waits for it and removes
 // it. It returns the exit code and output.
 func (r *Runtime) RunInNetns(ctx context.Context, target, image string, cmd []string) (int64, string, error) {
+	if err := r.EnsureImages(ctx, image); err != nil {
+		return -1, "", err
+	}
 	res, err := r.c.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config:     &container.Config{Image: image, Cmd: cmd, Labels: withProject(map[string]string{LabelJobKind: "nettools", LabelJobID: "cleanup"}, r.project)},
 		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode("container:" + target), CapAdd: []string{"NET_ADMIN"}},
