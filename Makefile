@@ -7,8 +7,9 @@ BINARIES  := distributor analyzer devkafka platform-api service-a service-b
 FUZZTIME  ?= 20s
 TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
+REGISTRY_VERSION := v3.1.2
 
-.PHONY: help build tools otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools pull otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-short race fuzz bench dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,11 +26,17 @@ build: ## static binaries into bin/
 SWAG_VERSION := v1.16.6
 SWAG_ARGS := init -q -g api.go -d platform-api/internal/api,platform-api/internal/faults,platform-api/internal/traffic,platform-api/internal/alerts,platform-api/internal/experiments --packageName apidocs --outputTypes go,json,yaml
 
-tools: $(TOOLS)/k6 $(TOOLS)/swag ## tools built from the Go module proxy into bin/tools: k6 $(K6_VERSION), swag $(SWAG_VERSION)
+tools: $(TOOLS)/k6 $(TOOLS)/swag $(TOOLS)/registry ## tools built from the Go module proxy into bin/tools: k6 $(K6_VERSION), swag $(SWAG_VERSION), the Distribution registry $(REGISTRY_VERSION) (image pull tests)
 
 $(TOOLS)/k6:
 	@mkdir -p $(TOOLS)
 	CGO_ENABLED=0 GOBIN=$(TOOLS) GOFLAGS=-buildvcs=false $(GO) install go.k6.io/k6@$(K6_VERSION)
+
+# The Docker Distribution registry: the platform's image-pull tests push
+# to it on 127.0.0.1 and let the platform pull from it.
+$(TOOLS)/registry:
+	@mkdir -p $(TOOLS)
+	CGO_ENABLED=0 GOBIN=$(TOOLS) GOFLAGS=-buildvcs=false $(GO) install github.com/distribution/distribution/v3/cmd/registry@$(REGISTRY_VERSION)
 
 $(TOOLS)/swag:
 	@mkdir -p $(TOOLS)
@@ -65,7 +72,7 @@ swagger: $(TOOLS)/swag ## regenerate the platform API's OpenAPI spec (platform-a
 	$(TOOLS)/swag $(SWAG_ARGS) -o $(SWAGGER_OUT)
 
 test: vet fmt-check tidy-check tools ## every test (no Docker needed), with the race detector
-	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag $(GO) test -race -count=1 -timeout 20m ./...
+	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m ./...
 
 test-short: ## unit tests only, fast
 	$(GO) test -short -count=1 ./...
@@ -106,6 +113,9 @@ BENCH_SECONDS ?= 20
 bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk); see BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/
 	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run TestDistributorBenchmark -count=1 -timeout 30m -v ./bench/
+
+pull: ## pre-pull the job images the platform starts (K6_IMAGE, PUMBA_IMAGE, PUMBA_NETTOOLS_IMAGE of .env), e.g. before an offline workshop
+	./scripts/pull-images.sh
 
 up: ## start the whole stack with Docker Compose (needs the images' registries)
 	docker compose up -d --build 2>/dev/null || docker-compose up -d --build

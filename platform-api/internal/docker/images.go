@@ -200,7 +200,7 @@ func (im *images) check(ctx context.Context, ref string, log *slog.Logger) error
 		im.setState(ref, "failed: inspect: "+err.Error())
 		return &ImageError{Image: ref, Err: fmt.Errorf("inspect: %w", err)}
 	}
-	log.Info("pulling job image", "image", ref)
+	log.Info("job image pull started", "image", ref)
 	started := time.Now()
 	p, err := im.pull(ctx, ref, log)
 	if err != nil {
