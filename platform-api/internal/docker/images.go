@@ -209,7 +209,7 @@ func (im *images) check(ctx context.Context, ref string, log *slog.Logger) error
 		return &ImageError{Image: ref, Err: fmt.Errorf("pull: %w", err)}
 	}
 	im.setState(ref, "present")
-	log.Info("job image pulled", "image", ref, "layers", p.layers(), "bytes", p.total(), "took", time.Since(started).Round(time.Millisecond))
+	log.Info("job image pulled", "image", ref, "layers", p.layers(), "bytes", p.total(), "took", time.Since(started).Round(time.Millisecond).String())
 	return nil
 }
 
@@ -243,6 +243,7 @@ func (im *images) pull(ctx context.Context, ref string, log *slog.Logger) (*pull
 	if err := ctx.Err(); err != nil {
 		return p, err
 	}
+	p.complete = true
 	return p, nil
 }
 

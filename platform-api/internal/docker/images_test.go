@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/stretchr/testify/require"
@@ -28,7 +29,7 @@ func TestPullProgressFoldsTheEnginesStreamIntoLayersAndBytes(t *testing.T) {
 		want     string
 	}{
 		{msg("1.8.1", "Pulling from grafana/k6", 0, 0), false, "0%"},
-		{msg("aaa", "Already exists", 0, 0), true, "100% (1/1 layers)"},
+		{msg("aaa", "Already exists", 0, 0), true, "99% (1/1 layers)"},
 		{msg("bbb", "Pulling fs layer", 0, 0), false, "50% (1/2 layers)"},
 		{msg("ccc", "Pulling fs layer", 0, 0), false, "33% (1/3 layers)"},
 		{msg("bbb", "Downloading", 1_000_000, 4_000_000), false, "25% (1/3 layers, 1.0 of 4.0 MB)"},
@@ -37,13 +38,15 @@ func TestPullProgressFoldsTheEnginesStreamIntoLayersAndBytes(t *testing.T) {
 		{msg("ccc", "Pull complete", 0, 0), true, "40% (2/3 layers, 2.0 of 5.0 MB)"},
 		{msg("bbb", "Download complete", 0, 0), false, "99% (2/3 layers, 5.0 of 5.0 MB)"},
 		{msg("bbb", "Extracting", 4_000_000, 4_000_000), false, "99% (2/3 layers, 5.0 of 5.0 MB)"},
-		{msg("bbb", "Pull complete", 0, 0), true, "100% (3/3 layers, 5.0 of 5.0 MB)"},
-		{msg("", "Digest: sha256:0123", 0, 0), false, "100% (3/3 layers, 5.0 of 5.0 MB)"},
+		{msg("bbb", "Pull complete", 0, 0), true, "99% (3/3 layers, 5.0 of 5.0 MB)"},
+		{msg("", "Digest: sha256:0123", 0, 0), false, "99% (3/3 layers, 5.0 of 5.0 MB)"},
 	}
 	for i, s := range steps {
 		require.Equal(t, s.finished, p.add(s.m), "step %d: %+v", i, s.m)
 		require.Equal(t, s.want, p.String(), "step %d: %+v", i, s.m)
 	}
+	p.complete = true // the stream ended: nothing more to announce
+	require.Equal(t, "100% (3/3 layers, 5.0 of 5.0 MB)", p.String())
 }
 
 // The tests below pull from a real Distribution registry on 127.0.0.1
@@ -145,4 +148,23 @@ func TestAnImageThatCannotBePulledIsAnErrorNamingTheImageAndTheCause(t *testing.
 	reg.Start()
 	require.NoError(t, rt.EnsureImages(t.Context(), pushed))
 	require.Equal(t, "present", rt.ImageStates()[pushed])
+}
+
+func TestAJobWaitsForItsImageOnlySoLongThenIsToldItIsStillPulling(t *testing.T) {
+	dockertest.BuildImage(t)
+	reg := dockertest.StartRegistry(t)
+	ref := reg.Push(dockertest.Image, "dsplab-img-target")
+	rt, rec := newRuntime(t)
+	rt.ConfigureImages(ImageOptions{Wait: time.Nanosecond, Logger: slog.New(rec)})
+
+	err := rt.EnsureImages(t.Context(), ref)
+	var ie *ImageError
+	require.ErrorAs(t, err, &ie, "a pull takes longer than 1ns")
+	require.True(t, ie.Pulling)
+	require.Contains(t, err.Error(), "image "+ref+" is not available: still pulling after 1ns")
+
+	// The pull went on without the job that gave up; the next job gets it.
+	rt.ConfigureImages(ImageOptions{Logger: slog.New(rec)})
+	require.NoError(t, rt.EnsureImages(t.Context(), ref))
+	require.Equal(t, 1, rec.count("job image pull started"))
 }

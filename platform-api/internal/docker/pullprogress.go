@@ -20,8 +20,11 @@ type layerProgress struct {
 }
 
 type pullProgress struct {
-	order []string
-	byID  map[string]*layerProgress
+	// complete is set when the stream ended without error: until then the
+	// engine may still announce layers, so the share stays below 100%.
+	complete bool
+	order    []string
+	byID     map[string]*layerProgress
 }
 
 func newPullProgress() *pullProgress { return &pullProgress{byID: map[string]*layerProgress{}} }
@@ -80,8 +83,8 @@ func (p *pullProgress) total() int64 {
 	return n
 }
 
-// percent is the share pulled, 0 to 100; 100 only once every layer is
-// done (downloaded bytes alone leave the extraction to do).
+// percent is the share pulled, 0 to 100; 100 only once the pull is
+// complete (downloaded bytes alone leave the extraction to do).
 func (p *pullProgress) percent() int {
 	if len(p.order) == 0 {
 		return 0
@@ -93,7 +96,7 @@ func (p *pullProgress) percent() int {
 		share = float64(p.done()) / float64(len(p.order))
 	}
 	pct := int(share * 100)
-	if p.done() < len(p.order) {
+	if !p.complete {
 		pct = min(pct, 99)
 	}
 	return pct
