@@ -117,7 +117,7 @@ bench: ## micro-benchmarks, then the distributor end to end on the dev stack (ne
 pull: ## pre-pull the job images the platform starts (K6_IMAGE, PUMBA_IMAGE, PUMBA_NETTOOLS_IMAGE of .env), e.g. before an offline workshop
 	./scripts/pull-images.sh
 
-up: ## start the whole stack with Docker Compose (needs the images' registries)
+up: ## start the whole stack with Docker Compose (needs the images' registries; the platform then pulls its job images itself, see make pull)
 	docker compose up -d --build 2>/dev/null || docker-compose up -d --build
 
 down: ## stop the stack and remove its containers, networks and volumes
