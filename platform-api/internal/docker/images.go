@@ -108,12 +108,18 @@ func (r *Runtime) PrefetchImages(refs ...string) {
 // pulled now, or pulled by a pull already in flight. Otherwise it returns
 // an *ImageError naming the image and the cause.
 func (r *Runtime) EnsureImages(ctx context.Context, refs ...string) error {
+	// Every pull starts now, not after the one before.
+	flights := make(map[string]*flight, len(refs))
 	for _, ref := range refs {
-		if ref == "" {
-			continue
+		if ref != "" {
+			flights[ref] = r.images.start(ref)
 		}
-		if err := r.images.ensure(ctx, ref); err != nil {
-			return err
+	}
+	for _, ref := range refs {
+		if f := flights[ref]; f != nil {
+			if err := r.images.wait(ctx, ref, f); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -132,8 +138,8 @@ func (r *Runtime) ImageStates() map[string]string {
 	return out
 }
 
-func (im *images) ensure(ctx context.Context, ref string) error {
-	f := im.start(ref)
+// wait waits for f, the flight of ref, for at most the configured wait.
+func (im *images) wait(ctx context.Context, ref string, f *flight) error {
 	im.mu.Lock()
 	wait := im.opts.Wait
 	im.mu.Unlock()
