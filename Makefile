@@ -9,7 +9,7 @@ TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
 REGISTRY_VERSION := v3.1.2
 
-.PHONY: help build tools pull otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools pull otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-short race fuzz bench dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -71,8 +71,18 @@ SWAGGER_OUT ?= platform-api/internal/apidocs
 swagger: $(TOOLS)/swag ## regenerate the platform API's OpenAPI spec (platform-api/internal/apidocs) from the swag comments
 	$(TOOLS)/swag $(SWAG_ARGS) -o $(SWAGGER_OUT)
 
-test: vet fmt-check tidy-check tools ## every test (no Docker needed), with the race detector
-	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m ./...
+# The packages whose tests drive the real Docker engine (containers, faults,
+# k6 jobs): `make test-docker`, not `make test`.
+DOCKER_PKGS := $(addprefix github.com/dsplab/dsplab/platform-api/internal/,app docker dockertest faults traffic)
+
+test: vet fmt-check tidy-check tools ## every test, with the race detector (needs a running Docker Engine for DOCKER_PKGS; without one: make test-no-docker)
+	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 30m ./...
+
+test-no-docker: vet fmt-check tidy-check tools ## every test that needs no Docker engine (all but DOCKER_PKGS), with the race detector
+	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m $(filter-out $(DOCKER_PKGS),$(shell $(GO) list ./...))
+
+test-docker: tools ## only the tests that need a running Docker Engine: platform-api's app, docker, dockertest, faults and traffic packages
+	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m $(DOCKER_PKGS)
 
 test-short: ## unit tests only, fast
 	$(GO) test -short -count=1 ./...

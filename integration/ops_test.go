@@ -66,6 +66,7 @@ func TestEveryDesignMetricNameIsExposed(t *testing.T) {
 	for _, n := range []string{
 		"analyzer_packets_processed_total", "analyzer_messages_processed_total", "analyzer_duplicate_packets_total",
 		"analyzer_processing_duration_seconds_bucket", "analyzer_end_to_end_latency_seconds_bucket", "analyzer_consumer_lag",
+		"analyzer_unreadable_records_total",
 	} {
 		require.True(t, an[n], "analyzer does not expose %s", n)
 	}

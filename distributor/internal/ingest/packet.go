@@ -57,7 +57,7 @@ type packetIn struct {
 }
 
 type messageIn struct {
-	Timestamp *time.Time     `json:"timestamp"`
+	Timestamp *time.Time     `json:"timestamp"` // RFC 3339 or a number since the epoch (timestamp.go)
 	Level     string         `json:"level"`
 	Message   *string        `json:"message"`
 	Metadata  map[string]any `json:"metadata"`
@@ -276,12 +276,21 @@ func (s *scanner) message(m *messageIn, i int) error {
 				m.Timestamp = nil
 				return nil
 			}
+			c := s.peek()
 			raw, err := s.skip()
 			if err != nil {
 				return err
 			}
 			var t time.Time
-			if err := t.UnmarshalJSON(raw); err != nil {
+			switch {
+			case c == '"': // RFC 3339
+				err = t.UnmarshalJSON(raw)
+			case c == '-' || c >= '0' && c <= '9': // since the epoch, unit by magnitude (timestamp.go)
+				t, err = parseEpochNumber(raw)
+			default:
+				err = errTimestampType
+			}
+			if err != nil {
 				return fmt.Errorf("messages[%d].timestamp: %w", i, err)
 			}
 			m.Timestamp = &t

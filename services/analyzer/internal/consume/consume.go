@@ -121,9 +121,10 @@ func (c *Consumer) process(ctx context.Context, m kafka.Message) {
 	c.stats.setLag(max(m.HighWaterMark-m.Offset-1, 0))
 	env, err := envelope.UnmarshalSummary(m.Value)
 	if err != nil {
-		// A record no analyzer can read: log it and move on rather than
-		// block the partition forever.
+		// A record no analyzer can read: count it, log it and move on
+		// rather than block the partition forever.
 		span.SetStatus(codes.Error, "bad envelope")
+		c.stats.unreadable(ctx)
 		c.log.ErrorContext(ctx, "skip unreadable record", "offset", m.Offset, "err", err)
 		return
 	}

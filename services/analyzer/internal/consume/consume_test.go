@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -79,6 +80,7 @@ func TestConsumerProcessesDeduplicatesAndContinuesTheTrace(t *testing.T) {
 	require.EqualValues(t, 3, s.MessagesProc)
 	require.Equal(t, map[string]int64{"info": 2, "error": 1}, s.MessagesByLevel)
 	require.Equal(t, map[string]int64{"t1": 3}, s.MessagesByTenant)
+	require.EqualValues(t, 1, s.UnreadableRecords, `the "not json" record`)
 
 	var processSpans []sdktrace.ReadOnlySpan
 	for _, sp := range spans.Ended() {
@@ -95,6 +97,64 @@ func TestConsumerProcessesDeduplicatesAndContinuesTheTrace(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	require.False(t, cons.Running())
+}
+
+// Garbage produced into an analyzer's topic (as kcat would) is skipped,
+// so the partition moves on, and counted in /stats and the metric.
+func TestUnreadableRecordsAreSkippedAndCounted(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	require.NoError(t, err)
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	reader := sdkmetric.NewManualReader()
+	stats, err := NewStats("a1", sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("t"))
+	require.NoError(t, err)
+	require.EqualValues(t, 0, unreadableMetric(t, reader), "the series exists from the start")
+	cons := New(Config{ID: "a1", Topic: "logs.a1", Group: "a1", Brokers: brokers, DedupWindow: 100, SessionTimeout: 6 * time.Second},
+		stats, sdktrace.NewTracerProvider(), slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- cons.Run(ctx) }()
+
+	good, err := json.Marshal(envelope.Envelope{Tenant: "t1", PacketID: "p1", EmitterID: "e1", ReceivedAt: time.Now(), Source: "ingest",
+		Messages: []envelope.Message{{Level: "info", Message: "m"}}})
+	require.NoError(t, err)
+	garbage := [][]byte{[]byte("hello kcat"), {}, []byte(`{"tenant":"t1"}`), {0xff, 0x00, 0x13}, good[:len(good)/2], []byte(`[1,2]`)}
+	var msgs []kafka.Message
+	for _, g := range garbage {
+		msgs = append(msgs, kafka.Message{Topic: "logs.a1", Value: g})
+	}
+	msgs = append(msgs, kafka.Message{Topic: "logs.a1", Value: good})
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), BatchTimeout: time.Millisecond, AllowAutoTopicCreation: true}
+	defer w.Close()
+	require.Eventually(t, func() bool { return w.WriteMessages(t.Context(), msgs...) == nil }, 10*time.Second, 100*time.Millisecond)
+
+	require.Eventually(t, func() bool { return stats.Snapshot().PacketsProcessed == 1 }, 20*time.Second, 50*time.Millisecond,
+		"the good record after the garbage is processed")
+	require.EqualValues(t, len(garbage), stats.Snapshot().UnreadableRecords)
+	require.EqualValues(t, len(garbage), unreadableMetric(t, reader))
+	cancel()
+	require.NoError(t, <-done)
+}
+
+func unreadableMetric(t *testing.T, r sdkmetric.Reader) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, r.Collect(context.Background(), &rm))
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "analyzer_unreadable_records" {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				if v, _ := dp.Attributes.Value("analyzer"); v.AsString() == "a1" {
+					return dp.Value
+				}
+			}
+		}
+	}
+	t.Fatal("no analyzer_unreadable_records{analyzer=a1}")
+	return 0
 }
 
 func TestThrottleCapsMessagesPerSecond(t *testing.T) {

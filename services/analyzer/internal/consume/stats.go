@@ -21,6 +21,7 @@ type Stats struct {
 	packets   int64
 	messages  int64
 	dups      int64
+	unread    int64
 	byLevel   map[string]int64
 	byTenant  map[string]int64
 	labelled  map[string]bool // tenants with a series of their own
@@ -31,6 +32,7 @@ type Stats struct {
 	packetsC  metric.Int64Counter
 	messagesC metric.Int64Counter
 	dupsC     metric.Int64Counter
+	unreadC   metric.Int64Counter
 	tenantC   metric.Int64Counter
 	procH     metric.Float64Histogram
 	e2eH      metric.Float64Histogram
@@ -46,15 +48,18 @@ const maxCachedLevels = 64
 
 // Snapshot is the /stats JSON.
 type Snapshot struct {
-	AnalyzerID       string           `json:"analyzer_id"`
-	PacketsProcessed int64            `json:"packets_processed"`
-	MessagesProc     int64            `json:"messages_processed"`
-	DuplicatePackets int64            `json:"duplicate_packets"`
-	MessagesByLevel  map[string]int64 `json:"messages_by_level"`
-	MessagesByTenant map[string]int64 `json:"messages_by_tenant"`
-	ConsumerLag      int64            `json:"consumer_lag"`
-	LastProcessedAt  *time.Time       `json:"last_processed_at,omitempty"`
-	LastError        string           `json:"last_error,omitempty"`
+	AnalyzerID       string `json:"analyzer_id"`
+	PacketsProcessed int64  `json:"packets_processed"`
+	MessagesProc     int64  `json:"messages_processed"`
+	DuplicatePackets int64  `json:"duplicate_packets"`
+	// UnreadableRecords are records of the topic that are no envelope
+	// (garbage produced into it): skipped, committed, counted here.
+	UnreadableRecords int64            `json:"unreadable_records"`
+	MessagesByLevel   map[string]int64 `json:"messages_by_level"`
+	MessagesByTenant  map[string]int64 `json:"messages_by_tenant"`
+	ConsumerLag       int64            `json:"consumer_lag"`
+	LastProcessedAt   *time.Time       `json:"last_processed_at,omitempty"`
+	LastError         string           `json:"last_error,omitempty"`
 }
 
 // NewStats creates the counters and their instruments on m. Every series
@@ -81,6 +86,7 @@ func NewStats(id string, m metric.Meter) (*Stats, error) {
 	s.packetsC = c("analyzer_packets_processed", "Unique packets processed.")
 	s.messagesC = c("analyzer_messages_processed", "Messages of unique packets processed, by level.")
 	s.dupsC = c("analyzer_duplicate_packets", "Packets seen again within the de-duplication window.")
+	s.unreadC = c("analyzer_unreadable_records", "Records of the topic that are not a readable envelope, skipped (and committed) so that they do not block the partition.")
 	s.tenantC = c("analyzer_tenant_packets_processed", "Unique packets processed, by tenant (the first 50 tenants seen; later ones as _other): with tenant-hash routing each tenant has one analyzer.")
 	s.procH = h("analyzer_processing_duration", "Time to process one packet.")
 	s.e2eH = h("analyzer_end_to_end_latency", "From the distributor receiving a packet to its processing.")
@@ -90,6 +96,7 @@ func NewStats(id string, m metric.Meter) (*Stats, error) {
 	// Series exist from the start: 0, not "no data", until something happens.
 	s.packetsC.Add(context.Background(), 0, s.attr)
 	s.dupsC.Add(context.Background(), 0, s.attr)
+	s.unreadC.Add(context.Background(), 0, s.attr)
 	lagG, err := m.Int64ObservableGauge("analyzer_consumer_lag", metric.WithDescription("Records behind the end of the topic at the last fetch."))
 	if err != nil {
 		return nil, err
@@ -149,6 +156,13 @@ func (s *Stats) duplicate(ctx context.Context) {
 	s.dupsC.Add(ctx, 1, s.attr)
 }
 
+func (s *Stats) unreadable(ctx context.Context) {
+	s.mu.Lock()
+	s.unread++
+	s.mu.Unlock()
+	s.unreadC.Add(ctx, 1, s.attr)
+}
+
 func (s *Stats) setLag(lag int64) {
 	s.mu.Lock()
 	s.lag = lag
@@ -183,7 +197,7 @@ func (s *Stats) cached(m map[string]metric.MeasurementOption, value, key string,
 func (s *Stats) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap := Snapshot{AnalyzerID: s.id, PacketsProcessed: s.packets, MessagesProc: s.messages, DuplicatePackets: s.dups,
+	snap := Snapshot{AnalyzerID: s.id, PacketsProcessed: s.packets, MessagesProc: s.messages, DuplicatePackets: s.dups, UnreadableRecords: s.unread,
 		MessagesByLevel: map[string]int64{}, MessagesByTenant: map[string]int64{}, ConsumerLag: s.lag, LastError: s.lastError}
 	for k, v := range s.byLevel {
 		snap.MessagesByLevel[k] = v
