@@ -7,8 +7,9 @@ BINARIES  := distributor analyzer devkafka platform-api service-a service-b
 FUZZTIME  ?= 20s
 TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
+REGISTRY_VERSION := v3.1.2
 
-.PHONY: help build tools otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools pull otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-short race fuzz bench dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,11 +26,17 @@ build: ## static binaries into bin/
 SWAG_VERSION := v1.16.6
 SWAG_ARGS := init -q -g api.go -d platform-api/internal/api,platform-api/internal/faults,platform-api/internal/traffic,platform-api/internal/alerts,platform-api/internal/experiments --packageName apidocs --outputTypes go,json,yaml
 
-tools: $(TOOLS)/k6 $(TOOLS)/swag ## tools built from the Go module proxy into bin/tools: k6 $(K6_VERSION), swag $(SWAG_VERSION)
+tools: $(TOOLS)/k6 $(TOOLS)/swag $(TOOLS)/registry ## tools built from the Go module proxy into bin/tools: k6 $(K6_VERSION), swag $(SWAG_VERSION), the Distribution registry $(REGISTRY_VERSION) (image pull tests)
 
 $(TOOLS)/k6:
 	@mkdir -p $(TOOLS)
 	CGO_ENABLED=0 GOBIN=$(TOOLS) GOFLAGS=-buildvcs=false $(GO) install go.k6.io/k6@$(K6_VERSION)
+
+# The Docker Distribution registry: the platform's image-pull tests push
+# to it on 127.0.0.1 and let the platform pull from it.
+$(TOOLS)/registry:
+	@mkdir -p $(TOOLS)
+	CGO_ENABLED=0 GOBIN=$(TOOLS) GOFLAGS=-buildvcs=false $(GO) install github.com/distribution/distribution/v3/cmd/registry@$(REGISTRY_VERSION)
 
 $(TOOLS)/swag:
 	@mkdir -p $(TOOLS)
@@ -69,13 +76,13 @@ swagger: $(TOOLS)/swag ## regenerate the platform API's OpenAPI spec (platform-a
 DOCKER_PKGS := $(addprefix github.com/dsplab/dsplab/platform-api/internal/,app docker dockertest faults traffic)
 
 test: vet fmt-check tidy-check tools ## every test, with the race detector (needs a running Docker Engine for DOCKER_PKGS; without one: make test-no-docker)
-	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag $(GO) test -race -count=1 -timeout 30m ./...
+	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 30m ./...
 
 test-no-docker: vet fmt-check tidy-check tools ## every test that needs no Docker engine (all but DOCKER_PKGS), with the race detector
-	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag $(GO) test -race -count=1 -timeout 20m $(filter-out $(DOCKER_PKGS),$(shell $(GO) list ./...))
+	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m $(filter-out $(DOCKER_PKGS),$(shell $(GO) list ./...))
 
 test-docker: tools ## only the tests that need a running Docker Engine: platform-api's app, docker, dockertest, faults and traffic packages
-	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag $(GO) test -race -count=1 -timeout 20m $(DOCKER_PKGS)
+	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m $(DOCKER_PKGS)
 
 test-short: ## unit tests only, fast
 	$(GO) test -short -count=1 ./...
@@ -117,7 +124,10 @@ bench: ## micro-benchmarks, then the distributor end to end on the dev stack (ne
 	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/
 	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run TestDistributorBenchmark -count=1 -timeout 30m -v ./bench/
 
-up: ## start the whole stack with Docker Compose (needs the images' registries)
+pull: ## pre-pull the job images the platform starts (K6_IMAGE, PUMBA_IMAGE, PUMBA_NETTOOLS_IMAGE of .env), e.g. before an offline workshop
+	./scripts/pull-images.sh
+
+up: ## start the whole stack with Docker Compose (needs the images' registries; the platform then pulls its job images itself, see make pull)
 	docker compose up -d --build 2>/dev/null || docker-compose up -d --build
 
 down: ## stop the stack and remove its containers, networks and volumes

@@ -57,6 +57,7 @@ type Deps struct {
 	Alerts         Alerts
 	Experiments    Experiments
 	Distributor    Distributor
+	Images         Images
 	Token          string // PLATFORM_API_TOKEN; empty: no authentication
 	MetricsHandler http.Handler
 	TracerProvider trace.TracerProvider
@@ -81,6 +82,7 @@ func NewRouter(d Deps) http.Handler {
 	r.Get("/swagger/*", httpSwagger.Handler(httpSwagger.URL("/swagger/doc.json")))
 	r.Route("/api", func(r chi.Router) {
 		r.Use(h.authenticate)
+		r.Get("/status", h.status)
 		r.Get("/targets", h.listTargets)
 		r.Get("/faults", h.listFaults)
 		r.Post("/faults", h.startFault)
@@ -155,6 +157,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError maps domain errors to status codes.
 func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *faults.ValidationError
+	var ie *docker.ImageError
 	status := http.StatusInternalServerError
 	body := ErrorResponse{Error: err.Error()}
 	switch {
@@ -170,6 +173,13 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		status = http.StatusTooManyRequests
 	case errors.Is(err, faults.ErrNotImplemented):
 		status = http.StatusNotImplemented
+	case errors.As(err, &ie):
+		// A job image that could not be pulled: the message names it and
+		// the cause, without the layers of context around it.
+		status, body.Error = http.StatusServiceUnavailable, ie.Error()
+		if ie.Pulling {
+			w.Header().Set("Retry-After", "30")
+		}
 	}
 	if status >= 500 {
 		h.Logger.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)

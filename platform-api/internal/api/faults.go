@@ -123,6 +123,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 //	@Failure		409		{object}	ErrorResponse	"a conflicting fault is active"
 //	@Failure		429		{object}	ErrorResponse	"too many active faults"
 //	@Failure		501		{object}	ErrorResponse	"network faults without a Pumba image configured"
+//	@Failure		503		{object}	ErrorResponse	"a network fault's Pumba or nettools image is not on the engine and could not be pulled (names the image and the cause), or is still pulling (Retry-After)"
 //	@Security		BearerToken
 //	@Router			/api/faults [post]
 func (h *handler) startFault(w http.ResponseWriter, r *http.Request) {

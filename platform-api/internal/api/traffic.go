@@ -89,6 +89,7 @@ func trafficResponse(j traffic.Job) TrafficJobResponse {
 //	@Failure		400	{object}	ErrorResponse	"every invalid field, listed"
 //	@Failure		401	{object}	ErrorResponse
 //	@Failure		429	{object}	ErrorResponse	"too many jobs running"
+//	@Failure		503	{object}	ErrorResponse	"the k6 image is not on the engine and could not be pulled (names the image and the cause), or is still pulling (Retry-After)"
 //	@Security		BearerToken
 //	@Router			/api/traffic/start [post]
 func (h *handler) startTraffic(w http.ResponseWriter, r *http.Request) {

@@ -590,6 +590,12 @@ const docTemplate = `{
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }
+                    },
+                    "503": {
+                        "description": "a network fault's Pumba or nettools image is not on the engine and could not be pulled (names the image and the cause), or is still pulling (Retry-After)",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
                     }
                 }
             }
@@ -734,6 +740,26 @@ const docTemplate = `{
                 }
             }
         },
+        "/api/status": {
+            "get": {
+                "description": "Whether the Docker engine answers, and the state of each job image (k6, Pumba, Pumba's nettools). A job whose image is still pulling waits for that pull; one whose pull failed is answered 503 naming the image and the cause.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "platform"
+                ],
+                "summary": "Platform status: Docker engine and job images",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.StatusResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/api/targets": {
             "get": {
                 "description": "Every container of the platform's compose project: compose service, state, health, IPs and role. Services with role infra can only be targeted with allowInfra.",
@@ -835,6 +861,12 @@ const docTemplate = `{
                     },
                     "429": {
                         "description": "too many jobs running",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "503": {
+                        "description": "the k6 image is not on the engine and could not be pulled (names the image and the cause), or is still pulling (Retry-After)",
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }
@@ -1286,6 +1318,27 @@ const docTemplate = `{
                     "items": {
                         "$ref": "#/definitions/experiments.Definition"
                     }
+                }
+            }
+        },
+        "api.StatusResponse": {
+            "type": "object",
+            "properties": {
+                "docker": {
+                    "description": "Docker is \"ok\" or why the engine does not answer.",
+                    "type": "string",
+                    "example": "ok"
+                },
+                "images": {
+                    "description": "Images maps each job image to \"checking\", \"present\", \"pulling N%\n(done/all layers, MB of MB)\" or \"failed: cause\". They are pulled in\nthe background at start-up, and before a job if still missing.",
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "string"
+                    }
+                },
+                "project": {
+                    "type": "string",
+                    "example": "dsplab"
                 }
             }
         },

@@ -44,6 +44,9 @@ type Config struct {
 	// DistributorURL is the distributor whose config overlay the platform
 	// sets (DISTRIBUTOR_URL, http://distributor:8080).
 	DistributorURL string
+	// ImageWait bounds how long a job waits for its image to be pulled
+	// (IMAGE_PULL_WAIT_SECONDS, 300).
+	ImageWait time.Duration
 }
 
 // ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN,
@@ -57,8 +60,9 @@ type Config struct {
 // empty: off), MAX_TRAFFIC_RPS (20000), MAX_TRAFFIC_DURATION_SECONDS (3600)
 // MAX_TRAFFIC_JOBS (3), and GRAFANA_URL (annotations; empty: off),
 // GRAFANA_USER (admin), GRAFANA_PASSWORD (admin) or GRAFANA_TOKEN,
-// PROMETHEUS_URL (http://prometheus:9090), EXPERIMENTS_DIR (/experiments)
-// and DISTRIBUTOR_URL (http://distributor:8080), reporting every bad value at once.
+// PROMETHEUS_URL (http://prometheus:9090), EXPERIMENTS_DIR (/experiments),
+// DISTRIBUTOR_URL (http://distributor:8080) and IMAGE_PULL_WAIT_SECONDS
+// (300), reporting every bad value at once.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
 	get := func(k, def string) string {
@@ -95,6 +99,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	c.PrometheusURL, c.ExperimentsDir = get("PROMETHEUS_URL", "http://prometheus:9090"), get("EXPERIMENTS_DIR", "/experiments")
 	c.DistributorURL = get("DISTRIBUTOR_URL", "http://distributor:8080")
+	c.ImageWait = time.Duration(positive("IMAGE_PULL_WAIT_SECONDS", "300")) * time.Second
 	c.Grafana.URL, c.Grafana.User, c.Grafana.Password, c.Grafana.Token = get("GRAFANA_URL", ""), get("GRAFANA_USER", "admin"), get("GRAFANA_PASSWORD", "admin"), getenv("GRAFANA_TOKEN")
 	return c, errors.Join(errs...)
 }
@@ -117,6 +122,11 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 	if err != nil {
 		return nil, err
 	}
+	// Job images are not compose services: nothing else pulls them. They
+	// are checked and pulled in the background from now on, and ensured
+	// again before each job.
+	rt.ConfigureImages(docker.ImageOptions{Wait: cfg.ImageWait, Logger: log})
+	rt.PrefetchImages(cfg.Traffic.Image, cfg.Pumba.Image, cfg.Pumba.NettoolsImage)
 	meter := tel.MeterProvider.Meter("github.com/dsplab/dsplab/platform-api")
 	obs, err := newFaultMetrics(meter)
 	if err != nil {
@@ -159,7 +169,7 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 		listen = cfg.Listen
 	}
 	a.server, err = httpserver.Listen(listen, api.NewRouter(api.Deps{
-		Targets: rt, Faults: m, Traffic: tm, Alerts: alertStore, Experiments: exps, Distributor: dist, Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
+		Targets: rt, Faults: m, Traffic: tm, Alerts: alertStore, Experiments: exps, Distributor: dist, Images: rt, Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
 		TracerProvider: tel.TracerProvider, Logger: log,
 	}), httpserver.Options{Logger: log})
 	if err != nil {

@@ -86,7 +86,8 @@ func TestAKilledPlatformLeavesNoFaultBehindAfterItRestarts(t *testing.T) {
 	a2 := proj.Run("analyzer-2", "target")
 	port := devstack.FreePort(t)
 	p := &platform{t: t, bin: buildPlatform(t), url: "http://127.0.0.1:" + strconv.Itoa(port),
-		env: []string{"COMPOSE_PROJECT=" + proj.Name, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn", "EXPERIMENTS_DIR=" + repoDir(t, "experiments")}}
+		env: append([]string{"COMPOSE_PROJECT=" + proj.Name, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn", "EXPERIMENTS_DIR=" + repoDir(t, "experiments")},
+			localJobImages(dockertest.Image)...)}
 	p.start()
 	require.Contains(t, p.get("/api/experiments/presets"), `"name":"analyzer-crash"`, "presets are loaded from EXPERIMENTS_DIR")
 
@@ -127,7 +128,8 @@ func TestTrafficThroughTheAPIRunsAK6JobAndReportsItsSummary(t *testing.T) {
 	root, _ := exec.Command("go", "env", "GOMOD").Output()
 	p := &platform{t: t, bin: buildPlatform(t), url: "http://127.0.0.1:" + strconv.Itoa(port),
 		env: []string{"COMPOSE_PROJECT=" + proj.Name, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn",
-			"K6_IMAGE=" + dockertest.K6Image, "K6_SCRIPTS_DIR=" + filepath.Join(filepath.Dir(strings.TrimSpace(string(root))), "k6")}}
+			"K6_SCRIPTS_DIR=" + filepath.Join(filepath.Dir(strings.TrimSpace(string(root))), "k6")}}
+	p.env = append(p.env, localJobImages(dockertest.K6Image)...)
 	p.start()
 	defer func() { p.cmd.Process.Signal(syscall.SIGTERM); p.cmd.Wait() }()
 

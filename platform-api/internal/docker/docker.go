@@ -66,6 +66,7 @@ type Runtime struct {
 	c       *client.Client
 	project string
 	host    Host
+	images  *images // job images: see images.go
 }
 
 // New connects with the standard DOCKER_* environment and finds the
@@ -76,7 +77,7 @@ func New(ctx context.Context, project string) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	r := &Runtime{c: c, project: project}
+	r := &Runtime{c: c, project: project, images: newImages(c)}
 	info, err := c.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("docker info: %w", err)
@@ -112,8 +113,17 @@ func (r *Runtime) Project() string { return r.project }
 // Host returns the engine's CPU count and memory.
 func (r *Runtime) Host() Host { return r.host }
 
-// Close releases the client.
-func (r *Runtime) Close() error { return r.c.Close() }
+// Ping says whether the engine answers.
+func (r *Runtime) Ping(ctx context.Context) error {
+	_, err := r.c.Ping(ctx, client.PingOptions{})
+	return err
+}
+
+// Close stops the image pulls in flight and releases the client.
+func (r *Runtime) Close() error {
+	r.images.close()
+	return r.c.Close()
+}
 
 // Targets lists the project's containers, job containers excluded, sorted
 // by service and name.

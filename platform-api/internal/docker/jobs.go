@@ -31,10 +31,17 @@ type JobSpec struct {
 	// resolves on the engine's host whether or not the platform runs in a
 	// container.
 	Binds []string
+	// Images are other images the job needs on the engine: Pumba runs its
+	// nettools image with --pull-image=false.
+	Images []string
 }
 
-// CreateJob creates (does not start) a job container.
+// CreateJob creates (does not start) a job container, once its images are
+// on the engine (EnsureImages: nothing is created when one is missing).
 func (r *Runtime) CreateJob(ctx context.Context, j JobSpec) (string, error) {
+	if err := r.EnsureImages(ctx, append([]string{j.Image}, j.Images...)...); err != nil {
+		return "", err
+	}
 	stop := j.StopTimeout
 	cfg := &container.Config{Image: j.Image, Cmd: j.Cmd, Env: j.Env, Labels: withProject(j.Labels, r.project), StopTimeout: &stop}
 	host := &container.HostConfig{Binds: j.Binds}

@@ -30,6 +30,9 @@ const sidecarRemoveTimeout = 15 * time.Second
 // bounds everything but the removal: a tool that hangs ends with ctx's
 // error, and the sidecar is still removed.
 func (r *Runtime) RunInNetns(ctx context.Context, target, image string, cmd []string) (int64, string, error) {
+	if err := r.EnsureImages(ctx, image); err != nil {
+		return -1, "", err
+	}
 	res, err := r.c.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{Image: image, Entrypoint: []string{"tail"}, Cmd: []string{"-f", "/dev/null"}, StopSignal: "SIGKILL",
 			Labels: withProject(map[string]string{LabelJobKind: "nettools", LabelJobID: "cleanup", "com.gaiaadm.pumba.skip": "true"}, r.project)},

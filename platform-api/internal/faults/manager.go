@@ -87,6 +87,7 @@ type Runtime interface {
 	Wait(ctx context.Context, id string) (int64, error)
 	Logs(ctx context.Context, id string, lines int) (string, error)
 	RunInNetns(ctx context.Context, target, image string, cmd []string) (int64, string, error)
+	EnsureImages(ctx context.Context, refs ...string) error
 }
 
 // Observer hears of fault windows (metrics, Grafana annotations). Calls
@@ -170,6 +171,9 @@ func (m *Manager) Start(ctx context.Context, s Spec) (Fault, error) {
 			return Fault{}, err
 		}
 		peer = &p
+	}
+	if err := m.ensureImages(ctx, s); err != nil {
+		return Fault{}, err
 	}
 	now := time.Now().UTC()
 	f := &Fault{ID: newID(), Type: s.Type, Target: target.Service, Container: target.Name, ContainerID: target.ID,

@@ -64,6 +64,17 @@ func (m *Manager) pumbaArgs(s Spec, containers, targetIPs []string) []string {
 	return append(args, containers...)
 }
 
+// ensureImages makes Pumba's images present before a network fault is
+// reserved: a pull may take minutes, and the fault's window starts after
+// it. Pumba runs with --pull-image=false, so its nettools image is
+// ensured too. A missing image fails the start with nothing created.
+func (m *Manager) ensureImages(ctx context.Context, s Spec) error {
+	if class(s.Type) != "network" || m.pumba.Image == "" {
+		return nil
+	}
+	return m.rt.EnsureImages(ctx, m.pumba.Image, m.pumba.NettoolsImage)
+}
+
 // applyNetwork starts the Pumba job of a network fault.
 func (m *Manager) applyNetwork(ctx context.Context, f *Fault, peer *docker.Container) error {
 	if m.pumba.Image == "" {
@@ -89,6 +100,7 @@ func (m *Manager) applyNetwork(ctx context.Context, f *Fault, peer *docker.Conta
 	id, err := m.rt.CreateJob(ctx, docker.JobSpec{
 		Name: "dsplab-netem-" + f.ID, Image: m.pumba.Image, Cmd: args, Labels: labels,
 		Binds:       []string{m.pumba.DockerSocket + ":/var/run/docker.sock"},
+		Images:      []string{m.pumba.NettoolsImage},
 		StopTimeout: int(m.pumba.StopGrace.Seconds()),
 	})
 	if err != nil {

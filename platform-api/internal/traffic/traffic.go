@@ -114,6 +114,7 @@ type Runtime interface {
 	Logs(ctx context.Context, id string, lines int) (string, error)
 	Jobs(ctx context.Context, kind string) ([]docker.Container, error)
 	Remove(ctx context.Context, id string) error
+	EnsureImages(ctx context.Context, refs ...string) error
 }
 
 // Observer hears of job windows (Grafana annotations). Calls must not
@@ -237,6 +238,11 @@ func (m *Manager) Start(ctx context.Context, s Spec) (Job, error) {
 	m.mu.Unlock()
 	if running >= m.cfg.MaxJobs {
 		return Job{}, fmt.Errorf("%w: %d traffic jobs running, the cap is %d", faults.ErrTooMany, running, m.cfg.MaxJobs)
+	}
+	// The k6 image first: a pull may take minutes, and the job's clock
+	// starts after it.
+	if err := m.rt.EnsureImages(ctx, m.cfg.Image); err != nil {
+		return Job{}, err
 	}
 	net, err := m.rt.ProjectNetwork(ctx, m.cfg.Network)
 	if err != nil {

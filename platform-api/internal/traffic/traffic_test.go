@@ -68,7 +68,7 @@ func TestAJobRunsTheScriptInAContainerAndReportsItsSummary(t *testing.T) {
 	require.Equal(t, "http://analyzer-1:9001", j.TargetURL, "the endpoint path is the script's to add")
 	require.Equal(t, StateRunning, j.State)
 	require.Contains(t, j.Command, "-e RATE=20")
-	require.Len(t, dockertest.Containers(t, "dsplab.job.kind=traffic"), 1)
+	require.Len(t, dockertest.Containers(t, "dsplab.job.project="+p.Name), 1, "this project's one job (other packages' tests run jobs beside it)")
 
 	j = waitEnded(t, m, j.ID, 60*time.Second)
 	require.Equal(t, StateFinished, j.State, j.Error)
