@@ -26,6 +26,7 @@ func init() {
 		"distributor_rate_limited_total", "distributor_analyzer_up", "distributor_healthy_analyzers", "distributor_analyzers",
 		"distributor_analyzer_breaker_state", "distributor_analyzer_weight", "distributor_queue_depth", "distributor_health_up",
 		"distributor_sla_success_ratio", "distributor_config_last_reload_successful", "distributor_build_info",
+		"distributor_analyzer_breaker_transitions_total", "distributor_analyzer_up_transitions_total",
 		"analyzer_packets_processed_total", "analyzer_messages_processed_total", "analyzer_duplicate_packets_total",
 		"analyzer_processing_duration_seconds", "analyzer_end_to_end_latency_seconds", "analyzer_consumer_lag",
 		"platform_fault_active", "platform_faults_total", "platform_traffic_jobs_active", "platform_experiments_total",
