@@ -55,7 +55,7 @@ $(TOOLS)/otelcol-dsplab: otel/builder/manifest.yaml
 E2E_COMPOSE := docker-compose -f docker-compose.yml -f e2e/docker-compose.e2e.yml
 
 e2e-images: build tools otelcol ## build every image of the e2e stack locally (e2e/images.sh; needs Debian's prometheus and prometheus-alertmanager)
-	e2e/images.sh
+	TOOLS="$(TOOLS)" e2e/images.sh
 
 e2e: e2e-images ## the end-to-end suite on the real Docker engine: the compose stack with e2e/docker-compose.e2e.yml, the workshop story through the platform API, Swagger UI in Chromium
 	E2E_COMPOSE="$(E2E_COMPOSE)" $(GO) test -tags e2e -count=1 -timeout 50m -v ./e2e/

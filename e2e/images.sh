@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin
-tools=bin/tools
+tools=${TOOLS:-bin/tools} # make passes its TOOLS
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

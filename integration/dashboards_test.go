@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 )
 
 // designMetrics are DESIGN.md §4's names (as Prometheus shows them, before
@@ -26,6 +27,7 @@ func init() {
 		"distributor_rate_limited_total", "distributor_analyzer_up", "distributor_healthy_analyzers", "distributor_analyzers",
 		"distributor_analyzer_breaker_state", "distributor_analyzer_weight", "distributor_queue_depth", "distributor_health_up",
 		"distributor_sla_success_ratio", "distributor_config_last_reload_successful", "distributor_build_info",
+		"distributor_analyzer_breaker_transitions_total", "distributor_analyzer_up_transitions_total",
 		"analyzer_packets_processed_total", "analyzer_messages_processed_total", "analyzer_duplicate_packets_total",
 		"analyzer_processing_duration_seconds", "analyzer_end_to_end_latency_seconds", "analyzer_consumer_lag",
 		"platform_fault_active", "platform_faults_total", "platform_traffic_jobs_active", "platform_experiments_total",
@@ -131,4 +133,63 @@ func TestDashboardQueriesParseWithPromtool(t *testing.T) {
 	require.NoError(t, err, "promtool check rules:\n%s", out)
 	require.Contains(t, string(out), fmt.Sprintf("%d rules found", n))
 	t.Logf("%d dashboard queries parse", n)
+}
+
+// presetVars replaces the experiment runner's $__range (the experiment so
+// far) by a duration, so that a preset's queries are PromQL.
+var presetVars = strings.NewReplacer("$__range", "95s")
+
+// Every query of every shipped preset (experiments/*.yaml) names real
+// metrics and parses with Prometheus's own parser (promtool check rules,
+// as for the dashboards).
+func TestPresetQueriesUseRealMetricNamesAndParseWithPromtool(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(repoRoot(t), "experiments", "*.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var queries []panelQuery
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var d struct {
+			DetectQuery string `yaml:"detectQuery"`
+			Checks      []struct {
+				Name  string `yaml:"name"`
+				Query string `yaml:"query"`
+			} `yaml:"checks"`
+		}
+		require.NoError(t, yaml.Unmarshal(b, &d), f)
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		for _, c := range d.Checks {
+			queries = append(queries, panelQuery{name, c.Name, c.Query})
+		}
+		if d.DetectQuery != "" {
+			queries = append(queries, panelQuery{name, "detectQuery", d.DetectQuery})
+		}
+	}
+	known := func(m string) bool { return designMetrics[m] || m == "analyzer_tenant_packets_processed_total" }
+	for _, q := range queries {
+		for _, m := range metricRef.FindAllString(q.Expr, -1) {
+			m = regexp.MustCompile(`_(bucket|sum|count)$`).ReplaceAllString(m, "")
+			require.True(t, known(m), "%s, check %q: %s is not a known metric", q.File, q.Panel, m)
+		}
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("promtool is needed (apt-get install prometheus)")
+		}
+		t.Skip("promtool not installed (apt-get install prometheus); CI runs this test")
+	}
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: presets\n    rules:\n")
+	for i, q := range queries {
+		expr, _ := json.Marshal(presetVars.Replace(q.Expr))
+		fmt.Fprintf(&rules, "      - record: preset:%s:%d\n        expr: %s\n", strings.ReplaceAll(q.File, "-", "_"), i, expr)
+	}
+	file := filepath.Join(t.TempDir(), "presets.rules.yml")
+	require.NoError(t, os.WriteFile(file, []byte(rules.String()), 0o644))
+	out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput()
+	require.NoError(t, err, "promtool check rules:\n%s", out)
+	require.Contains(t, string(out), fmt.Sprintf("%d rules found", len(queries)))
+	t.Logf("%d preset queries parse", len(queries))
 }

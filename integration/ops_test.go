@@ -58,6 +58,7 @@ func TestEveryDesignMetricNameIsExposed(t *testing.T) {
 		"distributor_rate_limited_total", "distributor_analyzer_up", "distributor_healthy_analyzers", "distributor_analyzers",
 		"distributor_analyzer_breaker_state", "distributor_analyzer_weight", "distributor_queue_depth", "distributor_health_up",
 		"distributor_sla_success_ratio", "distributor_config_last_reload_successful", "distributor_build_info",
+		"distributor_analyzer_breaker_transitions_total", "distributor_analyzer_up_transitions_total",
 		"distributor_connections_shed_total",
 	} {
 		require.True(t, dist[n], "distributor does not expose %s", n)

@@ -119,6 +119,14 @@ func (c attrCache) scope(sc string) metric.MeasurementOption {
 // NewRouter returns the distributor's HTTP handler.
 func NewRouter(d Deps) http.Handler {
 	h := &handler{Deps: d, idPrefix: strconv.FormatInt(time.Now().UnixNano(), 36), attrs: newAttrCache()}
+	if d.Metrics != nil {
+		// Every endpoint × result series exists at zero from the first
+		// scrape: increase() and rate() cannot see the first request of a
+		// series that appears with it (the first sample is already 1).
+		for _, o := range h.attrs.byResult {
+			d.Metrics.Requests.Add(context.Background(), 0, o)
+		}
+	}
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Use(otelhttp.NewMiddleware("distributor", otelhttp.WithTracerProvider(d.TracerProvider),

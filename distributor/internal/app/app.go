@@ -331,7 +331,8 @@ func (a *App) AnalyzerGauges() []metrics.AnalyzerGauge {
 	st := a.pool.Statuses()
 	out := make([]metrics.AnalyzerGauge, len(st))
 	for i, s := range st {
-		out[i] = metrics.AnalyzerGauge{ID: s.ID, Up: s.Up, BreakerState: s.BreakerState, Weight: s.EffectiveWeight, QueueDepth: s.Lag}
+		out[i] = metrics.AnalyzerGauge{ID: s.ID, Up: s.Up, BreakerState: s.BreakerState, Weight: s.EffectiveWeight, QueueDepth: s.Lag,
+			BreakerTransitions: s.BreakerTransitions, UpTransitions: s.UpTransitions}
 	}
 	return out
 }

@@ -87,7 +87,19 @@ type AnalyzerGauge struct {
 	BreakerState int
 	Weight       float64 // effective routed weight
 	QueueDepth   int64
+	// BreakerTransitions counts breaker state changes by the state changed
+	// to, indexed by BreakerState (0 closed, 1 half-open, 2 open).
+	BreakerTransitions [3]int64
+	// UpTransitions counts changes of Up: [0] to down, [1] to up.
+	UpTransitions [2]int64
 }
+
+// breakerStates and upStates are the "to" labels of the transition
+// counters, in the order of AnalyzerGauge's arrays.
+var (
+	breakerStates = [3]string{"closed", "half_open", "open"}
+	upStates      = [2]string{"down", "up"}
+)
 
 // State is read by the observable gauges at each collection.
 type State interface {
@@ -118,6 +130,13 @@ func RegisterGauges(m metric.Meter, s State, version, goVersion string) error {
 	build := g("distributor_build_info", "Build information; always 1.")
 	shed, _ := m.Int64ObservableCounter("distributor_connections_shed",
 		metric.WithDescription("Connections answered 503 at once because limits.max_connections were open."))
+	// Counters, not only gauges: a breaker open for a second, or an
+	// analyzer down for two, falls between two exports and scrapes; its
+	// count does not (increase() over any window sees it).
+	brkChanges, _ := m.Int64ObservableCounter("distributor_analyzer_breaker_transitions",
+		metric.WithDescription("Analyzer circuit breaker state changes, by the state changed to (to: open, half_open, closed)."))
+	upChanges, _ := m.Int64ObservableCounter("distributor_analyzer_up_transitions",
+		metric.WithDescription("Changes of distributor_analyzer_up, by the state changed to (to: down, up)."))
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		as := s.AnalyzerGauges()
 		n := 0
@@ -127,6 +146,12 @@ func RegisterGauges(m metric.Meter, s State, version, goVersion string) error {
 			o.ObserveFloat64(brk, float64(a.BreakerState), attr)
 			o.ObserveFloat64(weight, a.Weight, attr)
 			o.ObserveFloat64(depth, float64(a.QueueDepth), attr)
+			for st, n := range a.BreakerTransitions {
+				o.ObserveInt64(brkChanges, n, metric.WithAttributes(attribute.String("analyzer", a.ID), attribute.String("to", breakerStates[st])))
+			}
+			for st, n := range a.UpTransitions {
+				o.ObserveInt64(upChanges, n, metric.WithAttributes(attribute.String("analyzer", a.ID), attribute.String("to", upStates[st])))
+			}
 			if a.Up {
 				n++
 			}
@@ -140,7 +165,7 @@ func RegisterGauges(m metric.Meter, s State, version, goVersion string) error {
 		o.ObserveFloat64(build, 1, metric.WithAttributes(attribute.String("version", version), attribute.String("goversion", goVersion)))
 		o.ObserveInt64(shed, s.ConnectionsShed())
 		return nil
-	}, up, healthy, total, brk, weight, depth, consec, healthUp, slaRatio, reload, build, shed)
+	}, up, healthy, total, brk, weight, depth, consec, healthUp, slaRatio, reload, build, shed, brkChanges, upChanges)
 	return err
 }
 

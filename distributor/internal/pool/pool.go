@@ -6,6 +6,11 @@
 // closed. MaxFailures consecutive failed probes open the breaker; while open
 // it is not probed until its backoff passes, then one half-open probe
 // decides. The backoff grows only for flapping (see package breaker).
+//
+// Every change of an analyzer's breaker state and of its up state is
+// counted: a breaker may be open for a second, less than one metric export
+// and scrape, so the states alone (sampled gauges) cannot tell that it
+// opened; the counts can (increase() over any window).
 package pool
 
 import (
@@ -45,6 +50,12 @@ type Status struct {
 	LastProbe       time.Time     `json:"last_probe,omitzero"`
 	LastError       string        `json:"last_error,omitempty"`
 	Topic           string        `json:"topic"`
+	// BreakerTransitions counts the breaker's state changes by the state
+	// changed to, indexed by breaker.State (closed, half-open, open).
+	BreakerTransitions [3]int64 `json:"-"`
+	// UpTransitions counts changes of Up: [0] to down, [1] to up (the
+	// first successful probe included).
+	UpTransitions [2]int64 `json:"-"`
 }
 
 type analyzer struct {
@@ -57,6 +68,11 @@ type analyzer struct {
 	lastProbe time.Time
 	lastErr   string
 	stop      context.CancelFunc
+	// up is the last up state counted; transitions and ups count every
+	// change of the breaker's state and of up (see Status).
+	up          bool
+	transitions [3]int64
+	ups         [2]int64
 }
 
 // Pool is safe for concurrent use.
@@ -115,7 +131,7 @@ func (p *Pool) apply(cfg config.Config) {
 		a, ok := p.analyzers[ac.ID]
 		if !ok {
 			a = &analyzer{cfg: ac}
-			a.brk = breaker.New(p.breakerConfig(), p.breakerChanged(ac.ID))
+			a.brk = breaker.New(p.breakerConfig(), p.breakerChanged(a))
 			p.analyzers[ac.ID] = a
 			if p.runCtx != nil {
 				p.startProbe(a)
@@ -127,6 +143,7 @@ func (p *Pool) apply(cfg config.Config) {
 			a.known = false // a new address must prove itself
 		}
 		a.cfg = ac
+		p.countUp(a)
 	}
 	for id, a := range p.analyzers {
 		if !seen[id] {
@@ -143,11 +160,36 @@ func (p *Pool) breakerConfig() breaker.Config {
 	return breaker.Config{FailureThreshold: p.health.MaxFailures, BaseBackoff: b.BaseBackoff, MaxBackoff: b.MaxBackoff, StableAfter: b.StableAfter}
 }
 
-func (p *Pool) breakerChanged(id string) func(from, to breaker.State) {
+// breakerChanged is a's breaker's onChange. The breaker calls it without
+// its own lock and never with p.mu held (Allow, Success and Failure are
+// called outside p.mu).
+func (p *Pool) breakerChanged(a *analyzer) func(from, to breaker.State) {
 	return func(from, to breaker.State) {
+		p.mu.Lock()
+		a.transitions[to]++
+		id := a.cfg.ID
+		p.mu.Unlock()
 		p.log.Warn("analyzer breaker", "analyzer", id, "from", from.String(), "to", to.String())
 		p.changed()
 	}
+}
+
+// countUp counts a change of a's up state since the last call; it is
+// called, with p.mu held, after everything that may change it (a probe's
+// outcome, a new address).
+func (p *Pool) countUp(a *analyzer) {
+	up := a.known && a.brk.State() == breaker.Closed
+	if up != a.up {
+		a.up = up
+		a.ups[b2i(up)]++
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (p *Pool) changed() {
@@ -227,6 +269,9 @@ func (p *Pool) probeOnce(ctx context.Context, a *analyzer) {
 	} else {
 		a.brk.Failure()
 	}
+	p.mu.Lock()
+	p.countUp(a)
+	p.mu.Unlock()
 	if becameKnown {
 		p.changed()
 	}
@@ -331,6 +376,7 @@ func (p *Pool) Statuses() []Status {
 			Breaker: st.String(), BreakerState: int(st), Backoff: a.brk.Backoff(),
 			Drained: a.drained, ConfigWeight: a.cfg.Weight, Weight: a.cfg.Weight, Lag: a.lag,
 			LastProbe: a.lastProbe, LastError: a.lastErr, Topic: p.kafka.TopicPrefix + a.cfg.ID,
+			BreakerTransitions: a.transitions, UpTransitions: a.ups,
 		}
 		s.BackoffSeconds = s.Backoff.Seconds()
 		if a.override != nil {

@@ -225,3 +225,68 @@ func TestAHungAnalyzerIsDetectedWithinThreeSecondsDespiteProbeTimeouts(t *testin
 		require.LessOrEqual(t, time.Since(hung), 2500*time.Millisecond)
 	})
 }
+
+func counts(p *Pool, id string) (breakerTo [3]int64, upTo [2]int64) {
+	for _, s := range p.Statuses() {
+		if s.ID == id {
+			return s.BreakerTransitions, s.UpTransitions
+		}
+	}
+	return
+}
+
+// A breaker open for a second leaves no trace in the state a scrape reads
+// a few seconds later; the transition counts keep it.
+func TestEveryBreakerAndUpTransitionIsCountedEvenWhenShort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, f := start(t, testConfig(), nil)
+		synctest.Wait()
+		brk, ups := counts(p, "a2")
+		require.Equal(t, [3]int64{0, 0, 0}, brk, "closed from the start: no change")
+		require.Equal(t, [2]int64{0, 1}, ups, "the first successful probe: down → up")
+
+		f.set("a2", true)
+		for up(p)["a2"] {
+			time.Sleep(100 * time.Millisecond)
+		}
+		f.set("a2", false) // back at once: open for one backoff (1 s)
+		for !up(p)["a2"] {
+			time.Sleep(100 * time.Millisecond)
+		}
+		brk, ups = counts(p, "a2")
+		require.Equal(t, [3]int64{1, 1, 1}, brk, "closed → open → half-open → closed, one each")
+		require.Equal(t, [2]int64{1, 2}, ups, "up → down → up")
+
+		// Down for long: every failed half-open trial opens the breaker
+		// again (counted) while up stays down (not counted again).
+		f.set("a2", true)
+		time.Sleep(10 * time.Second)
+		brk, ups = counts(p, "a2")
+		require.Greater(t, brk[2], int64(2), "failed trials reopen the breaker")
+		require.Equal(t, brk[1], brk[2]-1, "each reopening followed a half-open trial")
+		require.Equal(t, [2]int64{2, 2}, ups)
+
+		brk1, ups1 := counts(p, "a1")
+		require.Equal(t, [3]int64{}, brk1, "the others are untouched")
+		require.Equal(t, [2]int64{0, 1}, ups1)
+	})
+}
+
+func TestANewAddressCountsAsDownUntilItsFirstProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, f := start(t, testConfig(), nil)
+		synctest.Wait()
+		f.set("a2-new", true)
+		cfg := testConfig()
+		cfg.Analyzers[1].URL = "http://a2-new"
+		p.Update(cfg)
+		_, ups := counts(p, "a2")
+		require.Equal(t, [2]int64{1, 1}, ups, "a new address must prove itself: down")
+		f.set("a2-new", false)
+		for !up(p)["a2"] {
+			time.Sleep(100 * time.Millisecond)
+		}
+		_, ups = counts(p, "a2")
+		require.Equal(t, [2]int64{1, 2}, ups)
+	})
+}

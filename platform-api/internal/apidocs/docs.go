@@ -1564,11 +1564,12 @@ const docTemplate = `{
                     "example": "\u003e="
                 },
                 "mode": {
-                    "description": "Mode for during checks: always (the default: must hold at every\nevaluation) or eventually (must hold at least once, e.g. \"the\nfailure was noticed\").",
+                    "description": "Mode says how the samples are judged. During checks: always (the\ndefault: must hold at every evaluation) or eventually (must hold at\nleast once, e.g. \"the failure was noticed\"). After checks: recovers\n(the only one, filled in): evaluated every interval until every\nafter check holds at the same evaluation (time to recover) or the\nrecovery window ends, and judged on that last evaluation. Before\nchecks are evaluated once (always).",
                     "type": "string",
                     "enum": [
                         "always",
-                        "eventually"
+                        "eventually",
+                        "recovers"
                     ]
                 },
                 "name": {
@@ -1586,7 +1587,7 @@ const docTemplate = `{
                     "example": "after"
                 },
                 "query": {
-                    "description": "Query is PromQL returning one number (a scalar or a one-sample vector).",
+                    "description": "Query is PromQL returning one number (a scalar or a one-sample\nvector). $__range in it stands for the experiment so far (since its\nstart, plus 10 s): judge transient events on counters with\nincrease(x_total[$__range]), not on a sampled gauge.",
                     "type": "string",
                     "example": "distributor_healthy_analyzers"
                 },
@@ -1619,11 +1620,12 @@ const docTemplate = `{
                     "type": "string"
                 },
                 "mode": {
-                    "description": "Mode for during checks: always (the default: must hold at every\nevaluation) or eventually (must hold at least once, e.g. \"the\nfailure was noticed\").",
+                    "description": "Mode says how the samples are judged. During checks: always (the\ndefault: must hold at every evaluation) or eventually (must hold at\nleast once, e.g. \"the failure was noticed\"). After checks: recovers\n(the only one, filled in): evaluated every interval until every\nafter check holds at the same evaluation (time to recover) or the\nrecovery window ends, and judged on that last evaluation. Before\nchecks are evaluated once (always).",
                     "type": "string",
                     "enum": [
                         "always",
-                        "eventually"
+                        "eventually",
+                        "recovers"
                     ]
                 },
                 "name": {
@@ -1644,7 +1646,7 @@ const docTemplate = `{
                     "example": "after"
                 },
                 "query": {
-                    "description": "Query is PromQL returning one number (a scalar or a one-sample vector).",
+                    "description": "Query is PromQL returning one number (a scalar or a one-sample\nvector). $__range in it stands for the experiment so far (since its\nstart, plus 10 s): judge transient events on counters with\nincrease(x_total[$__range]), not on a sampled gauge.",
                     "type": "string",
                     "example": "distributor_healthy_analyzers"
                 },

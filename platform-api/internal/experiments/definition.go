@@ -91,23 +91,37 @@ type ConfigChange struct {
 // Check is a steady-state check.
 type Check struct {
 	Name string `yaml:"name" json:"name" example:"all analyzers healthy"`
-	// Query is PromQL returning one number (a scalar or a one-sample vector).
+	// Query is PromQL returning one number (a scalar or a one-sample
+	// vector). $__range in it stands for the experiment so far (since its
+	// start, plus 10 s): judge transient events on counters with
+	// increase(x_total[$__range]), not on a sampled gauge.
 	Query      string  `yaml:"query" json:"query" example:"distributor_healthy_analyzers"`
 	Comparator string  `yaml:"comparator" json:"comparator" example:">=" enums:">,>=,<,<=,==,!="`
 	Threshold  float64 `yaml:"threshold" json:"threshold" example:"3"`
 	// Phase: before (once, at the start), during (while faults are
 	// active), after (in the recovery window).
 	Phase string `yaml:"phase" json:"phase" example:"after" enums:"before,during,after"`
-	// Mode for during checks: always (the default: must hold at every
-	// evaluation) or eventually (must hold at least once, e.g. "the
-	// failure was noticed").
-	Mode string `yaml:"mode" json:"mode,omitempty" enums:"always,eventually"`
+	// Mode says how the samples are judged. During checks: always (the
+	// default: must hold at every evaluation) or eventually (must hold at
+	// least once, e.g. "the failure was noticed"). After checks: recovers
+	// (the only one, filled in): evaluated every interval until every
+	// after check holds at the same evaluation (time to recover) or the
+	// recovery window ends, and judged on that last evaluation. Before
+	// checks are evaluated once (always).
+	Mode string `yaml:"mode" json:"mode,omitempty" enums:"always,eventually,recovers"`
 	// Abort stops the experiment as soon as this check fails (before and
 	// during checks): the verdict is aborted and every fault is reverted.
 	Abort bool `yaml:"abort" json:"abort,omitempty"`
 }
 
 var comparators = []string{">", ">=", "<", "<=", "==", "!="}
+
+// Check modes (see Check.Mode).
+const (
+	ModeAlways     = "always"
+	ModeEventually = "eventually"
+	ModeRecovers   = "recovers"
+)
 
 func (c Check) holds(v float64) bool {
 	switch c.Comparator {
@@ -185,11 +199,15 @@ func (d *Definition) Validate(maxFaultDuration float64) error {
 		if !slices.Contains([]string{"before", "during", "after"}, c.Phase) {
 			bad(field+".phase", "must be before, during or after")
 		}
-		if c.Mode == "" {
-			c.Mode = "always"
-		}
-		if c.Mode != "always" && c.Mode != "eventually" {
-			bad(field+".mode", "must be always or eventually")
+		switch {
+		case c.Phase == "after" && (c.Mode == "" || c.Mode == ModeRecovers):
+			c.Mode = ModeRecovers
+		case c.Phase == "after":
+			bad(field+".mode", "after checks are judged when recovery ends (every after check holding at one evaluation, or the window over): mode must be recovers or left out, not %q", c.Mode)
+		case c.Mode == "":
+			c.Mode = ModeAlways
+		case c.Mode != ModeAlways && c.Mode != ModeEventually:
+			bad(field+".mode", "must be always or eventually for %s checks (recovers is for after checks)", c.Phase)
 		}
 		if c.Abort && c.Phase == "after" {
 			bad(field+".abort", "applies to before and during checks only")

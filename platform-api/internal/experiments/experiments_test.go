@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"strings"
@@ -495,5 +496,104 @@ func TestOnlyAnAlertThatBeganAfterTheFaultIsADetection(t *testing.T) {
 		require.NotNil(t, e.TimeToDetectSeconds, "%+v", e.Timeline)
 		require.Equal(t, "alert AnalyzerDown", e.DetectedBy)
 		require.InDelta(t, 6, *e.TimeToDetectSeconds, 1)
+	})
+}
+
+// After checks are judged on the evaluation that ends recovery, not on
+// every one: their mode says so (recovers), in the definition, the JSON
+// report and the Markdown; another mode on an after check is refused.
+func TestAfterChecksAreNamedRecoversInTheReport(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, m, _ := newWorld(analyzerCrash)
+		e, err := m.Start(crashDefinition())
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Passed, e.State, e.Reason)
+		modes := map[string]string{}
+		for _, c := range e.Checks {
+			modes[c.Phase] = c.Mode
+		}
+		require.Equal(t, map[string]string{"before": "always", "during": "eventually", "after": "recovers"}, modes)
+		b, err := json.Marshal(e)
+		require.NoError(t, err)
+		require.Contains(t, string(b), `"phase":"after","mode":"recovers"`)
+		md := Markdown(e)
+		require.Contains(t, md, "| after | all healthy after | `distributor_healthy_analyzers` | >= 3 (recovers) | ✅ passed |")
+		require.NotContains(t, md, "| after | all healthy after | `distributor_healthy_analyzers` | >= 3 (always)")
+		require.Contains(t, md, "*recovers* evaluated until every after check held at one evaluation")
+	})
+}
+
+func TestAnAfterCheckWithAnotherModeIsRefusedAndRecoversOnlyFitsAfter(t *testing.T) {
+	for _, tc := range []struct {
+		phase, mode, problem string
+	}{
+		{"after", "always", "mode must be recovers or left out"},
+		{"after", "eventually", "mode must be recovers or left out"},
+		{"during", "recovers", "recovers is for after checks"},
+	} {
+		d := Definition{Name: "x", Checks: []Check{{Query: "up", Comparator: ">", Phase: tc.phase, Mode: tc.mode}}}
+		err := d.Validate(600)
+		var ve *faults.ValidationError
+		require.ErrorAs(t, err, &ve, "%s/%s", tc.phase, tc.mode)
+		require.Equal(t, "checks[0].mode", ve.Problems[0].Field)
+		require.Contains(t, ve.Problems[0].Problem, tc.problem)
+	}
+	d := Definition{Name: "x", Checks: []Check{{Query: "up", Comparator: ">", Phase: "after", Mode: "recovers"}}}
+	require.NoError(t, d.Validate(600))
+}
+
+// $__range is the experiment so far plus a margin: a counter's increase
+// over it counts an event of any length since the start, whenever the
+// check is evaluated. Here a breaker opens for one second at 12 s, between
+// two evaluations: its gauge is never seen open, its count is.
+func TestRangeIsTheExperimentSoFarSoShortEventsAreCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var windows []string
+		opens := func(at float64) float64 { // the counter, as Prometheus has it
+			if at >= 12 {
+				return 1
+			}
+			return 0
+		}
+		_, m, _ := newWorld(func(q string, at float64) (float64, bool) {
+			switch {
+			case strings.HasPrefix(q, "breaker_state"):
+				if at >= 12 && at < 13 {
+					return 2, true
+				}
+				return 0, true
+			case strings.HasPrefix(q, "increase(opens_total["):
+				w := strings.TrimSuffix(strings.TrimPrefix(q, "increase(opens_total["), "s])")
+				mu.Lock()
+				windows = append(windows, w)
+				mu.Unlock()
+				var secs float64
+				_, err := fmt.Sscanf(w, "%g", &secs)
+				require.NoError(t, err)
+				return opens(at) - opens(max(at-secs, 0)), true
+			}
+			return analyzerCrash(q, at)
+		})
+		d := crashDefinition()
+		d.Checks = append(d.Checks,
+			Check{Name: "gauge sees it open", Query: "breaker_state", Comparator: ">=", Threshold: 2, Phase: "during", Mode: "eventually"},
+			Check{Name: "the count sees it open", Query: "increase(opens_total[$__range])", Comparator: ">=", Threshold: 1, Phase: "during", Mode: "eventually"})
+		e, err := m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		byName := map[string]CheckResult{}
+		for _, c := range e.Checks {
+			byName[c.Name] = c
+		}
+		require.False(t, byName["gauge sees it open"].Passed, "evaluated at 10, 15, 20 s: the 1 s open state falls between")
+		require.True(t, byName["the count sees it open"].Passed)
+		require.Equal(t, "increase(opens_total[$__range])", byName["the count sees it open"].Query, "the report keeps the query as written")
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, []string{"20", "25", "30"}, windows[:3], "10 s, 15 s and 20 s into the run, plus 10 s")
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/dsplab/dsplab/platform-api/internal/alerts"
@@ -143,10 +144,32 @@ func (r *runner) event(kind, format string, a ...any) {
 	})
 }
 
+// RangeVar in a query stands for the experiment so far, as Grafana's
+// $__range stands for a dashboard's time range: the time since the
+// experiment started plus RangeMargin, in whole seconds. Transient events
+// are judged with it on counters (increase(x_total[$__range]) > 0): a
+// state that lasts less than a metric export plus a scrape (2 s + 5 s in
+// the compose stack) may never be sampled, its count always is.
+const RangeVar = "$__range"
+
+// RangeMargin reaches back before the start: two scrape intervals, so the
+// window holds a sample from before the first fault (the base increase()
+// counts from) even when a fault starts at 0 s.
+const RangeMargin = 10 * time.Second
+
+// expand replaces RangeVar in q.
+func (r *runner) expand(q string) string {
+	if !strings.Contains(q, RangeVar) {
+		return q
+	}
+	d := time.Since(r.start) + RangeMargin
+	return strings.ReplaceAll(q, RangeVar, fmt.Sprintf("%ds", int(math.Ceil(d.Seconds()))))
+}
+
 // evaluate runs check i once and records the sample.
 func (r *runner) evaluate(ctx context.Context, i int) bool {
 	c := r.def.Checks[i]
-	v, present, err := r.m.q.Query(ctx, c.Query)
+	v, present, err := r.m.q.Query(ctx, r.expand(c.Query))
 	s := Sample{At: time.Now().UTC()}
 	// NaN (a ratio of two zero rates: nothing to divide) and ±Inf are no
 	// number to judge, and JSON cannot carry them: they count as no data.
@@ -256,7 +279,7 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 			lastEval = now
 			for _, i := range r.checks("during") {
 				c := r.def.Checks[i]
-				if !r.evaluate(ctx, i) && c.Mode == "always" && c.Abort {
+				if !r.evaluate(ctx, i) && c.Mode == ModeAlways && c.Abort {
 					return Aborted, "during check failed: " + c.Name
 				}
 			}
@@ -356,7 +379,7 @@ func (r *runner) detect(ctx context.Context, firstFault time.Time) {
 			break
 		}
 	}
-	if _, present, err := r.m.q.Query(ctx, r.def.DetectQuery); err == nil && present && (at.IsZero() || time.Now().Before(at)) {
+	if _, present, err := r.m.q.Query(ctx, r.expand(r.def.DetectQuery)); err == nil && present && (at.IsZero() || time.Now().Before(at)) {
 		at, by = time.Now(), "query "+r.def.DetectQuery
 	}
 	if at.IsZero() {
@@ -426,9 +449,9 @@ func (r *runner) setPassed(phase string) {
 				if !c.Passed {
 					c.Error = "never evaluated"
 				}
-			case phase == "after": // held when the recovery window was judged
+			case c.Mode == ModeRecovers: // held when recovery was judged
 				c.Passed = c.Samples[len(c.Samples)-1].Holds
-			case c.Mode == "eventually":
+			case c.Mode == ModeEventually:
 				c.Passed = false
 				for _, s := range c.Samples {
 					c.Passed = c.Passed || s.Holds
