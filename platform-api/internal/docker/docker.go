@@ -196,9 +196,49 @@ func (r *Runtime) Find(ctx context.Context, name string) (Container, error) {
 }
 
 // Pause freezes a container's processes.
+//
+// runc's freeze is retried: on a busy machine it can give up with "unable
+// to freeze" (it thaws the cgroup again and reports the failure), and
+// runc's maintainers leave the retry to the caller (opencontainers/runc
+// #4388). Seen in this project's e2e suite beside a busy process.
 func (r *Runtime) Pause(ctx context.Context, id string) error {
-	_, err := r.c.ContainerPause(ctx, id, client.ContainerPauseOptions{})
-	return wrap("pause", id, err)
+	return retryFreeze(ctx, pauseTries, func() error {
+		_, err := r.c.ContainerPause(ctx, id, client.ContainerPauseOptions{})
+		return wrap("pause", id, err)
+	})
+}
+
+// pauseTries bounds the attempts of a pause whose freeze runc gave up on.
+const pauseTries = 5
+
+// retryFreeze runs pause until it succeeds, fails otherwise than by a
+// freeze runc gave up on, tries times have failed, or ctx ends; the waits
+// between tries grow from 200 ms (200, 400, 800, 1600 ms).
+func retryFreeze(ctx context.Context, tries int, pause func() error) error {
+	wait := 200 * time.Millisecond
+	for i := 1; ; i++ {
+		err := pause()
+		if err == nil || !isFreezeFailure(err) || i >= tries {
+			if err != nil && isFreezeFailure(err) {
+				return fmt.Errorf("%w (after %d tries)", err, i)
+			}
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (after %d tries: %v)", err, i, ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
+	}
+}
+
+// isFreezeFailure tells a freeze that runc gave up on (retryable) from
+// other pause errors (no such container, not running: final).
+func isFreezeFailure(err error) bool {
+	return strings.Contains(err.Error(), "unable to freeze")
 }
 
 // Unpause resumes a paused container; a container that is not paused is
