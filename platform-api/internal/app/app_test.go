@@ -161,6 +161,7 @@ func TestAPlatformServesAtOnceWhileALeftoverFaultsCleanupHangs(t *testing.T) {
 	port := devstack.FreePort(t)
 	p := &platform{t: t, bin: buildPlatform(t), url: "http://127.0.0.1:" + strconv.Itoa(port),
 		env: []string{"COMPOSE_PROJECT=" + proj.Name, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn", "EXPERIMENTS_DIR=" + repoDir(t, "experiments"),
+			"K6_IMAGE=" + dockertest.PumbaImage, // present: nothing is pulled, no registry is reached
 			"PUMBA_IMAGE=" + dockertest.PumbaImage, "PUMBA_NETTOOLS_IMAGE=" + dockertest.NettoolsHangImage, "PUMBA_CLEANUP_TIMEOUT_SECONDS=2"}}
 	p.start()
 	code, f := p.post("/api/faults", `{"type":"loss","target":"analyzer-1","percent":5,"durationSeconds":2}`)
