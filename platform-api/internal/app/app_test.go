@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,6 +45,15 @@ type platform struct {
 
 func (p *platform) start() {
 	p.t.Helper()
+	// The platform pulls its job images at start-up: a test that left one
+	// at its default (grafana/k6, ghcr.io/...) would make the engine reach
+	// a public registry. Every test names its images (local, or in the
+	// test's own registry on 127.0.0.1).
+	for _, k := range []string{"K6_IMAGE=", "PUMBA_IMAGE=", "PUMBA_NETTOOLS_IMAGE="} {
+		if !slices.ContainsFunc(p.env, func(e string) bool { return strings.HasPrefix(e, k) }) {
+			p.t.Fatalf("the test must set %s to a local image: the platform would pull the default from a public registry", strings.TrimSuffix(k, "="))
+		}
+	}
 	p.cmd = exec.Command(p.bin)
 	p.cmd.Env = append(os.Environ(), p.env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
