@@ -180,20 +180,7 @@ func TestTheSeedLogStreamersTestFlowPassesAgainstOurDistributor(t *testing.T) {
 	// Mixed packet sizes: shares are by MESSAGES. test.sh runs each emitter
 	// for 3 s at 200 packets/s, concurrency 20; here a fixed 600 packets each.
 	base := distributorMetrics(t, s)
-	var wg sync.WaitGroup
-	runs := make([]*seedRun, 2)
-	for i, size := range []int{5, 20} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runs[i] = seedEmitter(t, url+"/ingest", fmt.Sprintf("emitter-%d", i+1), size, 600, 20)
-		}()
-	}
-	wg.Wait()
-	for _, r := range runs {
-		require.Zero(t, r.non2xx.Load(), "every packet of the seed's emitter answered 2xx at the first try")
-		require.Zero(t, r.failed.Load())
-	}
+	seedEmitters(t, url+"/ingest", "emitter-%d", []int{5, 20}, 20, "every packet of the seed's emitter answered 2xx at the first try")
 	mixed := distributorMetrics(t, s)
 	delta := deltaMessages(base, mixed)
 	total := delta["analyzer-1"] + delta["analyzer-2"] + delta["analyzer-3"]
@@ -221,18 +208,7 @@ func TestTheSeedLogStreamersTestFlowPassesAgainstOurDistributor(t *testing.T) {
 	// The rest share by relative weight: 5/7 ≈ 71 % and 2/7 ≈ 29 %
 	// (test.sh: two emitters of 8 and 12 messages per packet).
 	before := distributorMetrics(t, s)
-	for i, size := range []int{8, 12} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runs[i] = seedEmitter(t, url+"/ingest", fmt.Sprintf("offline-test-%d", i+1), size, 600, 25)
-		}()
-	}
-	wg.Wait()
-	for _, r := range runs {
-		require.Zero(t, r.non2xx.Load(), "the distributor keeps accepting with analyzer-2 stopped")
-		require.Zero(t, r.failed.Load())
-	}
+	seedEmitters(t, url+"/ingest", "offline-test-%d", []int{8, 12}, 25, "the distributor keeps accepting with analyzer-2 stopped")
 	after := distributorMetrics(t, s)
 	delta = deltaMessages(before, after)
 	require.Zero(t, delta["analyzer-2"], "nothing routed to the stopped analyzer")
@@ -275,4 +251,25 @@ func get(t *testing.T, url string) (*http.Response, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp, strings.TrimSpace(string(b))
+}
+
+// seedEmitters runs one seed emitter per packet size side by side, as
+// test.sh starts them (600 packets each, ids named by idFormat with 1, 2...),
+// and requires that every packet was answered 2xx.
+func seedEmitters(t *testing.T, url, idFormat string, sizes []int, concurrency int, why string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	runs := make([]*seedRun, len(sizes))
+	for i, size := range sizes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runs[i] = seedEmitter(t, url, fmt.Sprintf(idFormat, i+1), size, 600, concurrency)
+		}()
+	}
+	wg.Wait()
+	for _, r := range runs {
+		require.Zero(t, r.non2xx.Load(), why)
+		require.Zero(t, r.failed.Load())
+	}
 }
