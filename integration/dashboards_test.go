@@ -136,8 +136,9 @@ func TestDashboardQueriesParseWithPromtool(t *testing.T) {
 }
 
 // presetVars replaces the experiment runner's $__range (the experiment so
-// far) by a duration, so that a preset's queries are PromQL.
-var presetVars = strings.NewReplacer("$__range", "95s")
+// far) and $__recovery (the recovery so far) by durations, so that a
+// preset's queries are PromQL.
+var presetVars = strings.NewReplacer("$__range", "95s", "$__recovery", "40s")
 
 // Every query of every shipped preset (experiments/*.yaml) names real
 // metrics and parses with Prometheus's own parser (promtool check rules,

@@ -94,7 +94,9 @@ type Check struct {
 	// Query is PromQL returning one number (a scalar or a one-sample
 	// vector). $__range in it stands for the experiment so far (since its
 	// start, plus 10 s): judge transient events on counters with
-	// increase(x_total[$__range]), not on a sampled gauge.
+	// increase(x_total[$__range]), not on a sampled gauge. $__recovery,
+	// in after checks only, stands for the recovery so far (since every
+	// fault ended, plus 10 s): "accepted again" counted since the fault.
 	Query      string  `yaml:"query" json:"query" example:"distributor_healthy_analyzers"`
 	Comparator string  `yaml:"comparator" json:"comparator" example:">=" enums:">,>=,<,<=,==,!="`
 	Threshold  float64 `yaml:"threshold" json:"threshold" example:"3"`
@@ -208,6 +210,9 @@ func (d *Definition) Validate(maxFaultDuration float64) error {
 			c.Mode = ModeAlways
 		case c.Mode != ModeAlways && c.Mode != ModeEventually:
 			bad(field+".mode", "must be always or eventually for %s checks (recovers is for after checks)", c.Phase)
+		}
+		if c.Phase != "after" && strings.Contains(c.Query, RecoveryVar) {
+			bad(field+".query", "%s (the recovery so far) is for after checks only; use %s (the experiment so far) in %s checks", RecoveryVar, RangeVar, c.Phase)
 		}
 		if c.Abort && c.Phase == "after" {
 			bad(field+".abort", "applies to before and during checks only")

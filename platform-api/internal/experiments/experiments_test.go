@@ -597,3 +597,75 @@ func TestRangeIsTheExperimentSoFarSoShortEventsAreCounted(t *testing.T) {
 		require.Equal(t, []string{"20", "25", "30"}, windows[:3], "10 s, 15 s and 20 s into the run, plus 10 s")
 	})
 }
+
+// $__recovery is the recovery so far plus the margin: "accepted again" is
+// counted since the faults ended. Requests accepted before the fault do
+// not make it hold, as a fixed look-back of 90 s does. The fault here
+// ends at 25 s; acceptance resumes at resumeAt (never, or at 32 s).
+func TestRecoveryVarCountsOnlySinceTheFaultsEnded(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		resumeAt float64
+		passes   bool
+	}{
+		{"never accepted again", 1e9, false},
+		{"accepted again at 32 s", 32, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var windows []string
+				accepted := func(at float64) float64 { // 100/s until the fault at 10 s, then from resumeAt
+					return 100*min(at, 10) + 100*max(at-tc.resumeAt, 0)
+				}
+				increase := func(q, prefix string, at float64) float64 {
+					w := strings.TrimSuffix(strings.TrimPrefix(q, prefix), "s])")
+					var secs float64
+					_, err := fmt.Sscanf(w, "%g", &secs)
+					require.NoError(t, err)
+					return accepted(at) - accepted(max(at-secs, 0))
+				}
+				_, m, _ := newWorld(func(q string, at float64) (float64, bool) {
+					switch {
+					case strings.HasPrefix(q, "increase(accepted_total[90s"):
+						return increase(q, "increase(accepted_total[", at), true
+					case strings.HasPrefix(q, "increase(accepted_total["):
+						mu.Lock()
+						windows = append(windows, q)
+						mu.Unlock()
+						return increase(q, "increase(accepted_total[", at), true
+					}
+					return analyzerCrash(q, at)
+				})
+				d := crashDefinition()
+				d.RecoverySeconds = 20
+				d.Checks = append(d.Checks,
+					Check{Name: "fixed look-back", Query: "increase(accepted_total[90s])", Comparator: ">", Threshold: 0, Phase: "after"},
+					Check{Name: "accepted again", Query: "increase(accepted_total[$__recovery])", Comparator: ">", Threshold: 0, Phase: "after"})
+				require.NoError(t, d.Validate(600))
+				e, err := m.Start(d)
+				require.NoError(t, err)
+				m.Wait()
+				e, _ = m.Get(e.ID)
+				byName := map[string]CheckResult{}
+				for _, c := range e.Checks {
+					byName[c.Name] = c
+				}
+				require.True(t, byName["fixed look-back"].Passed, "90 s back reaches the requests accepted before the fault: it holds either way")
+				require.Equal(t, tc.passes, byName["accepted again"].Passed, "%+v", byName["accepted again"].Samples)
+				require.Equal(t, tc.passes, e.State == Passed, e.Reason)
+				mu.Lock()
+				defer mu.Unlock()
+				require.Equal(t, "increase(accepted_total[10s])", windows[0], "at the start of recovery: the margin only")
+			})
+		})
+	}
+}
+
+func TestRecoveryVarIsForAfterChecksOnly(t *testing.T) {
+	d := Definition{Name: "x", Checks: []Check{{Query: "increase(x_total[$__recovery])", Comparator: ">", Phase: "during"}}}
+	var ve *faults.ValidationError
+	require.ErrorAs(t, d.Validate(600), &ve)
+	require.Equal(t, "checks[0].query", ve.Problems[0].Field)
+	require.Contains(t, ve.Problems[0].Problem, "after checks only")
+}

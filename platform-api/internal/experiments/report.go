@@ -41,7 +41,7 @@ func Markdown(e Experiment) string {
 		}
 		p("| %s | %s | `%s` | %s %g (%s) | %s | %s |\n", c.Phase, c.Name, strings.ReplaceAll(c.Query, "|", "\\|"), c.Comparator, c.Threshold, c.Mode, result, values(c.Samples))
 	}
-	p("\nModes: *always* held at every evaluation; *eventually* held at least once; *recovers* evaluated until every after check held at one evaluation (time to recover) or the recovery window ended, judged on that last evaluation. `%s` in a query is the experiment so far (since its start, plus %.0fs).\n", RangeVar, RangeMargin.Seconds())
+	p("\nModes: *always* held at every evaluation; *eventually* held at least once; *recovers* evaluated until every after check held at one evaluation (time to recover) or the recovery window ended, judged on that last evaluation. `%s` in a query is the experiment so far (since its start, plus %.0fs); `%s` is the recovery so far (since every fault ended, plus %.0fs).\n", RangeVar, RangeMargin.Seconds(), RecoveryVar, RangeMargin.Seconds())
 	p("\n## Timeline\n\n| t (s) | event | |\n|---|---|---|\n")
 	for _, ev := range e.Timeline {
 		p("| %.1f | %s | %s |\n", ev.Seconds, ev.Kind, strings.ReplaceAll(ev.Message, "|", "\\|"))

@@ -129,6 +129,8 @@ type runner struct {
 	configs      []ConfigChange
 	applied      int
 	savedOverlay string
+	// recoveryStart is when the recovery phase began (RecoveryVar).
+	recoveryStart time.Time
 }
 
 type scheduled struct {
@@ -152,18 +154,35 @@ func (r *runner) event(kind, format string, a ...any) {
 // the compose stack) may never be sampled, its count always is.
 const RangeVar = "$__range"
 
+// RecoveryVar in an after check's query stands for the recovery so far:
+// the time since every fault ended plus RangeMargin, in whole seconds.
+// "Requests are accepted again" is then counted since the faults ended
+// (increase(x_total[$__recovery]) > 0), not over a fixed look-back that
+// also holds the requests accepted before the fault.
+const RecoveryVar = "$__recovery"
+
 // RangeMargin reaches back before the start: two scrape intervals, so the
 // window holds a sample from before the first fault (the base increase()
 // counts from) even when a fault starts at 0 s.
 const RangeMargin = 10 * time.Second
 
-// expand replaces RangeVar in q.
+// expand replaces RangeVar and RecoveryVar in q.
 func (r *runner) expand(q string) string {
-	if !strings.Contains(q, RangeVar) {
-		return q
+	span := func(since time.Time) string {
+		d := time.Since(since) + RangeMargin
+		return fmt.Sprintf("%ds", int(math.Ceil(d.Seconds())))
 	}
-	d := time.Since(r.start) + RangeMargin
-	return strings.ReplaceAll(q, RangeVar, fmt.Sprintf("%ds", int(math.Ceil(d.Seconds()))))
+	if strings.Contains(q, RangeVar) {
+		q = strings.ReplaceAll(q, RangeVar, span(r.start))
+	}
+	if strings.Contains(q, RecoveryVar) {
+		since := r.recoveryStart
+		if since.IsZero() { // only after checks may name it (Validate); never before recovery
+			since = time.Now()
+		}
+		q = strings.ReplaceAll(q, RecoveryVar, span(since))
+	}
+	return q
 }
 
 // evaluate runs check i once and records the sample.
@@ -394,6 +413,7 @@ func (r *runner) detect(ctx context.Context, firstFault time.Time) {
 // (time to recover) or the recovery window ends.
 func (r *runner) recoveryPhase(ctx context.Context) (string, string) {
 	ended := time.Now()
+	r.recoveryStart = ended
 	deadline := ended.Add(seconds(r.def.RecoverySeconds))
 	after := r.checks("after")
 	interval := seconds(r.def.IntervalSeconds)
