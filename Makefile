@@ -9,7 +9,7 @@ TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
 REGISTRY_VERSION := v3.1.2
 
-.PHONY: help build tools pull otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools pull otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-browser test-short race fuzz bench dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ test: vet fmt-check tidy-check tools ## every test, with the race detector (need
 test-no-docker: vet fmt-check tidy-check tools ## every test that needs no Docker engine (all but DOCKER_PKGS), with the race detector
 	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m $(filter-out $(DOCKER_PKGS),$(shell $(GO) list ./...))
 
+test-browser: ## Swagger UI's "Try it out" in headless Chromium against the platform's router, without Docker (needs chromium)
+	$(GO) test -tags browser -run Chromium -count=1 -v ./platform-api/internal/api/
+
 test-docker: tools ## only the tests that need a running Docker Engine: platform-api's app, docker, dockertest, faults and traffic packages
 	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m $(DOCKER_PKGS)
 
@@ -114,7 +117,7 @@ check-config: ## validate Prometheus config and rules, run the promtool rule tes
 	docker-compose -f docker-compose.yml -f e2e/docker-compose.e2e.yml config -q
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
-	@set -e; for p in ./distributor/internal/ingest/ ./internal/jsonw/ ./internal/envelope/; do \
+	@set -e; for p in ./distributor/internal/ingest/ ./internal/jsonw/ ./internal/envelope/ ./internal/httpguard/ ./platform-api/internal/api/; do \
 		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
 		echo "== $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p; done; done
 

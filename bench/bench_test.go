@@ -312,7 +312,11 @@ func TestDistributorBenchmark(t *testing.T) {
 	secs := seconds()
 	// BENCH_DISTRIBUTOR_CONFIG: a config file's YAML for the distributor,
 	// to compare settings (e.g. "kafka: {batch_timeout: 5ms}").
-	s := devstack.Start(t, bins, devstack.Options{DistributorEnv: []string{"LOG_LEVEL=error"}, AnalyzerEnv: []string{"LOG_LEVEL=error"},
+	denv := []string{"LOG_LEVEL=error"}
+	if os.Getenv("BENCH_PROFILE") != "" {
+		denv = append(denv, "PPROF=true") // /debug/pprof/ is off by default
+	}
+	s := devstack.Start(t, bins, devstack.Options{DistributorEnv: denv, AnalyzerEnv: []string{"LOG_LEVEL=error"},
 		DistributorConfig: os.Getenv("BENCH_DISTRIBUTOR_CONFIG")})
 	url := s.Distributor.URL()
 	pid := s.Distributor.Pid()

@@ -208,7 +208,7 @@ func TestReloadAppliesAGoodFileKeepsTheOldOnABadOneAndFailsNoRequest(t *testing.
 	for i, acks := range []string{"all", "1", "all", "1"} {
 		write(t, s.ConfigPath, "kafka:\n  acks: \""+acks+"\"\n  batch_size: "+string(rune('5'+i))+"0\n")
 		if i%2 == 0 {
-			resp, body := post(t, url+"/reload", "", nil, nil)
+			resp, body := post(t, url+"/reload", "application/json", nil, nil)
 			require.Equal(t, http.StatusOK, resp.StatusCode, body)
 		} else {
 			require.NoError(t, s.Distributor.Signal(syscall.SIGHUP))
@@ -219,7 +219,7 @@ func TestReloadAppliesAGoodFileKeepsTheOldOnABadOneAndFailsNoRequest(t *testing.
 	require.Equal(t, map[int]int{http.StatusAccepted: 3000}, l.statuses, "no request failed during writer rebuilds")
 
 	write(t, s.ConfigPath, "kafka:\n  acks: \"2\"\nrouting:\n  strategy: random\n")
-	resp, body := post(t, url+"/reload", "", nil, nil)
+	resp, body := post(t, url+"/reload", "application/json", nil, nil)
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	require.Contains(t, body, "kafka.acks")
 	require.Contains(t, body, "routing.strategy")
@@ -263,6 +263,7 @@ func TestConfigOverlaySetsLimitsAndWeightsUnderTrafficAndRefusesBadOnes(t *testi
 	put := func(body string) (int, string) {
 		req, err := http.NewRequest(http.MethodPut, url+"/admin/config", strings.NewReader(body))
 		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/yaml") // JSON is YAML: both shapes are sent as YAML
 		resp, err := client.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
@@ -306,6 +307,7 @@ func TestConfigOverlaySetsLimitsAndWeightsUnderTrafficAndRefusesBadOnes(t *testi
 	require.Contains(t, ov.Overlay, `"rate":5`)
 
 	req, _ := http.NewRequest(http.MethodDelete, url+"/admin/config", nil)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -155,7 +155,8 @@ func TestMalformedAndInvalidRequestsGetA4xxNamingTheProblem(t *testing.T) {
 		{"bad tenant id", "/ingest", "application/json", "", "team/../etc", `{"emitter_id":"e","packet_id":1,"messages":[{"message":"1"}]}`, 400, "X-Scope-OrgID"},
 		{"snappy bomb", "/loki/api/v1/push", "application/x-protobuf", "", "t1", string(snappyBomb()), 413, "after snappy"},
 		{"admin weight on the wrong method", "/admin/analyzers/analyzer-1/weight", "application/json", "", "", `{"weight":"x"}`, 405, "not allowed"},
-		{"admin drain of an unknown analyzer", "/admin/analyzers/nope/drain", "", "", "", "", 404, "no analyzer nope"},
+		{"admin drain of an unknown analyzer", "/admin/analyzers/nope/drain", "application/json", "", "", "", 404, "no analyzer nope"},
+		{"admin drain that is not JSON", "/admin/analyzers/analyzer-1/drain", "text/plain", "", "", "", 415, "send Content-Type: application/json"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,6 +175,7 @@ func TestMalformedAndInvalidRequestsGetA4xxNamingTheProblem(t *testing.T) {
 		})
 	}
 	req, _ := http.NewRequest(http.MethodPut, url+"/admin/analyzers/analyzer-1/weight", strings.NewReader(`{"weight":-2}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -60,6 +60,8 @@ type Deps struct {
 	MetricsHandler http.Handler
 	TracerProvider trace.TracerProvider
 	Logger         *slog.Logger
+	// Security protects the admin routes (admin.go).
+	Security Security
 }
 
 type handler struct {
@@ -139,20 +141,7 @@ func NewRouter(d Deps) http.Handler {
 	r.Get("/ready", h.ready)
 	r.Method(http.MethodGet, "/metrics", d.MetricsHandler)
 	r.Get("/metrics-json", h.metricsJSON)
-	r.Get("/configz", h.configz)
-	r.Post("/reload", h.reload)
-	r.Route("/admin/config", func(r chi.Router) {
-		r.Get("/", h.getOverlay)
-		r.Put("/", h.putOverlay)
-		r.Delete("/", h.deleteOverlay)
-	})
-	r.Mount("/debug", middleware.Profiler()) // /debug/pprof/: profile the distributor under load
-	r.Route("/admin/analyzers", func(r chi.Router) {
-		r.Get("/", h.listAnalyzers)
-		r.Put("/{id}/weight", h.setWeight)
-		r.Post("/{id}/drain", h.drain(true))
-		r.Post("/{id}/undrain", h.drain(false))
-	})
+	r.Group(h.adminRoutes)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no route " + r.Method + " " + r.URL.Path})
 	})

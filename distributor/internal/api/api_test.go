@@ -85,14 +85,20 @@ type fakeSLA struct {
 func (f *fakeSLA) Record(fault bool) { f.mu.Lock(); f.faults = append(f.faults, fault); f.mu.Unlock() }
 
 type env struct {
-	h   http.Handler
-	p   *fakePipeline
-	a   *fakeAnalyzers
-	sla *fakeSLA
-	cfg config.Config
+	h       http.Handler
+	p       *fakePipeline
+	a       *fakeAnalyzers
+	sla     *fakeSLA
+	cfg     config.Config
+	reloads int
+	overlay []byte
 }
 
 func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+	return newSecuredEnv(t, mutate, Security{})
+}
+
+func newSecuredEnv(t *testing.T, mutate func(*config.Config), sec Security) *env {
 	cfg := config.Default()
 	if mutate != nil {
 		mutate(&cfg)
@@ -104,15 +110,26 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	e.h = NewRouter(Deps{
 		Config: func() config.Config { return e.cfg }, Limiter: ratelimit.New(cfg.RateLimits()), Pipeline: e.p, Analyzers: e.a,
 		Ready: func() error { return nil }, KafkaRetry: func() time.Duration { return 3 * time.Second }, SLA: e.sla,
-		Reload: func(context.Context) error { return nil }, Metrics: inst, MetricsHandler: http.NotFoundHandler(),
-		TracerProvider: noop.NewTracerProvider(), Logger: slog.New(slog.DiscardHandler),
+		Reload: func(context.Context) error { e.reloads++; return nil }, Metrics: inst, MetricsHandler: http.NotFoundHandler(),
+		SetOverlay: func(_ context.Context, b []byte) error { e.overlay = b; return nil }, Overlay: func() []byte { return e.overlay },
+		TracerProvider: noop.NewTracerProvider(), Logger: slog.New(slog.DiscardHandler), Security: sec,
 	})
 	return e
 }
 
+// do sends a request as a well-behaved local client does: to
+// localhost:8080 with Content-Type: application/json, unless header says
+// otherwise ("Host" sets the request's Host; security_test.go sends the
+// other kinds).
 func (e *env) do(method, path string, body []byte, header ...string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, path, bytes.NewReader(body))
+	r.Host = "localhost:8080"
+	r.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" {
+			r.Host = header[i+1]
+			continue
+		}
 		r.Header.Set(header[i], header[i+1])
 	}
 	w := httptest.NewRecorder()

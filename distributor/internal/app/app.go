@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -64,6 +66,22 @@ type App struct {
 	server    *httpserver.Server
 	topicsOK  atomic.Bool
 	topicKick chan struct{}
+	security  api.Security // fixed at start-up (securityFromEnv)
+}
+
+// securityFromEnv reads the admin routes' protection: ADMIN_TOKEN,
+// ALLOWED_HOSTS and PPROF. It is not part of config.Config on purpose: the
+// run-time overlay (PUT /admin/config) must never be able to change it.
+func securityFromEnv(getenv func(string) string) (api.Security, error) {
+	s := api.Security{AdminToken: strings.TrimSpace(getenv("ADMIN_TOKEN")), AllowedHosts: getenv("ALLOWED_HOSTS")}
+	if v := strings.TrimSpace(getenv("PPROF")); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return s, fmt.Errorf("PPROF=%q: must be true or false", v)
+		}
+		s.Pprof = on
+	}
+	return s, nil
 }
 
 // New loads the configuration, builds every component and binds the
@@ -79,9 +97,14 @@ func New(o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{opts: o, log: o.Logger, topicKick: make(chan struct{}, 1)}
+	sec, err := securityFromEnv(o.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{opts: o, log: o.Logger, topicKick: make(chan struct{}, 1), security: sec}
 	a.cfg.Store(&cfg)
 	a.reloadOK.Store(true)
+	a.log.Info("admin routes", "token_required", sec.AdminToken != "", "pprof", sec.Pprof, "allowed_hosts", sec.AllowedHosts)
 
 	meter := o.Telemetry.MeterProvider.Meter("github.com/dsplab/dsplab/distributor")
 	inst, err := metrics.New(meter)
@@ -162,6 +185,7 @@ func (a *App) handler(inst *metrics.Instruments) http.Handler {
 		MetricsHandler: a.opts.Telemetry.MetricsHandler,
 		TracerProvider: a.opts.Telemetry.TracerProvider,
 		Logger:         a.log,
+		Security:       a.security,
 	})
 }
 

@@ -62,6 +62,8 @@ func (h *handler) alertWebhook(w http.ResponseWriter, r *http.Request) {
 //	@Param		since	query		string	false	"RFC 3339 time: only alerts received since"
 //	@Success	200		{object}	AlertsResponse
 //	@Failure	400		{object}	ErrorResponse
+//	@Failure	401		{object}	ErrorResponse	"PLATFORM_API_TOKEN is set and the request has not got it"
+//	@Security	BearerToken
 //	@Router		/api/alerts [get]
 func (h *handler) listAlerts(w http.ResponseWriter, r *http.Request) {
 	var since time.Time

@@ -9,17 +9,15 @@
 //	@securityDefinitions.apikey	BearerToken
 //	@in							header
 //	@name						Authorization
-//	@description				"Bearer <PLATFORM_API_TOKEN>", needed for mutating routes when the platform has a token.
+//	@description				"Bearer <PLATFORM_API_TOKEN>", needed when the platform has a token for every POST, PUT and DELETE and for the reads that disclose configuration (targets, alerts, the distributor's overlay).
 package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -27,6 +25,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dsplab/dsplab/internal/httpguard"
 	"github.com/dsplab/dsplab/internal/httpserver"
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
@@ -59,6 +58,7 @@ type Deps struct {
 	Distributor    Distributor
 	Images         Images
 	Token          string // PLATFORM_API_TOKEN; empty: no authentication
+	AllowedHosts   string // ALLOWED_HOSTS: names besides loopback, IPs and platform-api
 	MetricsHandler http.Handler
 	TracerProvider trace.TracerProvider
 	Logger         *slog.Logger
@@ -67,6 +67,14 @@ type Deps struct {
 type handler struct{ Deps }
 
 // NewRouter returns the platform's HTTP handler.
+//
+// It holds the Docker socket, so a web page in the user's browser must not
+// be able to make it act (package httpguard): every route but /health needs
+// a Host that names the platform (421 otherwise: DNS rebinding), a browser's
+// POST, PUT or DELETE from another origin is refused (403), every one of
+// them must say Content-Type: application/json (415), and with
+// PLATFORM_API_TOKEN set they need the token (401), as do the reads that
+// disclose configuration. Swagger UI, served from the same origin, passes.
 func NewRouter(d Deps) http.Handler {
 	h := &handler{d}
 	r := chi.NewRouter()
@@ -74,39 +82,17 @@ func NewRouter(d Deps) http.Handler {
 	r.Use(otelhttp.NewMiddleware("platform-api", otelhttp.WithTracerProvider(d.TracerProvider),
 		otelhttp.WithFilter(func(r *http.Request) bool { return r.URL.Path != "/metrics" && r.URL.Path != "/health" })))
 	r.Use(httpserver.NameSpansByRoute)
+	// Probes (Docker's health check, an orchestrator's) may use any name.
 	r.Get("/health", h.health)
-	r.Method(http.MethodGet, "/metrics", d.MetricsHandler)
-	r.Get("/swagger", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/swagger/index.html", http.StatusFound)
-	})
-	r.Get("/swagger/*", httpSwagger.Handler(httpSwagger.URL("/swagger/doc.json")))
-	r.Route("/api", func(r chi.Router) {
-		r.Use(h.authenticate)
-		r.Get("/status", h.status)
-		r.Get("/targets", h.listTargets)
-		r.Get("/faults", h.listFaults)
-		r.Post("/faults", h.startFault)
-		r.Post("/faults/reset", h.resetFaults)
-		r.Get("/faults/{id}", h.getFault)
-		r.Post("/faults/{id}/stop", h.stopFault)
-		r.Delete("/faults/{id}", h.stopFault)
-		r.Get("/traffic", h.listTraffic)
-		r.Post("/traffic/start", h.startTraffic)
-		r.Get("/traffic/{id}", h.getTraffic)
-		r.Post("/traffic/{id}/stop", h.stopTraffic)
-		r.Post("/alerts/webhook", h.alertWebhook)
-		r.Get("/alerts", h.listAlerts)
-		r.Get("/experiments/presets", h.listPresets)
-		r.Post("/experiments/presets/{name}/run", h.runPreset)
-		r.Get("/experiments", h.listExperiments)
-		r.Post("/experiments", h.startExperiment)
-		r.Get("/experiments/{id}", h.getExperiment)
-		r.Get("/experiments/{id}/report", h.getExperiment)
-		r.Get("/experiments/{id}/report.md", h.experimentMarkdown)
-		r.Post("/experiments/{id}/stop", h.stopExperiment)
-		r.Get("/distributor/config", h.getDistributorConfig)
-		r.Put("/distributor/config", h.setDistributorConfig)
-		r.Delete("/distributor/config", h.clearDistributorConfig)
+	r.Group(func(r chi.Router) {
+		r.Use(httpguard.NewHosts("ALLOWED_HOSTS", d.AllowedHosts, "platform-api").Check, httpguard.SameOrigin)
+		r.Method(http.MethodGet, "/metrics", d.MetricsHandler)
+		r.Get("/swagger", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/swagger/index.html", http.StatusFound)
+		})
+		r.Get("/swagger/*", httpSwagger.Handler(httpSwagger.URL("/swagger/doc.json"),
+			httpSwagger.UIConfig(map[string]string{"requestInterceptor": swaggerJSONInterceptor})))
+		r.Route("/api", h.apiRoutes)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: "no route " + r.Method + " " + r.URL.Path})
@@ -117,22 +103,61 @@ func NewRouter(d Deps) http.Handler {
 	return r
 }
 
-// authenticate requires the bearer token on mutating routes when one is
-// configured; reading stays open, as on a lab machine.
-func (h *handler) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h.Token == "" || r.Method == http.MethodGet || r.Method == http.MethodHead {
-			next.ServeHTTP(w, r)
-			return
-		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.Token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="dsplab"`)
-			writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: "this route needs Authorization: Bearer <PLATFORM_API_TOKEN>"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// swaggerJSONInterceptor makes Swagger UI's "Try it out" send Content-Type:
+// application/json on a POST or DELETE without a body (stop, reset, run a
+// preset): swagger-ui sets the type only when there is a body, and the
+// platform refuses writes without it (httpguard.JSONOnly).
+const swaggerJSONInterceptor = `(req) => {
+      const m = (req.method || "GET").toUpperCase();
+      if (m !== "GET" && m !== "HEAD" && !req.headers["Content-Type"]) { req.headers["Content-Type"] = "application/json"; }
+      return req;
+    }`
+
+func (h *handler) apiRoutes(r chi.Router) {
+	token := httpguard.Bearer(h.Token, "dsplab", "PLATFORM_API_TOKEN")
+	r.Use(writesNeed(token), httpguard.JSONOnly())
+	// Reads that disclose the stack's configuration need the token too;
+	// the others stay open, so anyone at the machine can watch a run.
+	disclosing := r.With(token)
+	r.Get("/status", h.status)
+	disclosing.Get("/targets", h.listTargets)
+	r.Get("/faults", h.listFaults)
+	r.Post("/faults", h.startFault)
+	r.Post("/faults/reset", h.resetFaults)
+	r.Get("/faults/{id}", h.getFault)
+	r.Post("/faults/{id}/stop", h.stopFault)
+	r.Delete("/faults/{id}", h.stopFault)
+	r.Get("/traffic", h.listTraffic)
+	r.Post("/traffic/start", h.startTraffic)
+	r.Get("/traffic/{id}", h.getTraffic)
+	r.Post("/traffic/{id}/stop", h.stopTraffic)
+	r.Post("/alerts/webhook", h.alertWebhook)
+	disclosing.Get("/alerts", h.listAlerts)
+	r.Get("/experiments/presets", h.listPresets)
+	r.Post("/experiments/presets/{name}/run", h.runPreset)
+	r.Get("/experiments", h.listExperiments)
+	r.Post("/experiments", h.startExperiment)
+	r.Get("/experiments/{id}", h.getExperiment)
+	r.Get("/experiments/{id}/report", h.getExperiment)
+	r.Get("/experiments/{id}/report.md", h.experimentMarkdown)
+	r.Post("/experiments/{id}/stop", h.stopExperiment)
+	disclosing.Get("/distributor/config", h.getDistributorConfig)
+	r.Put("/distributor/config", h.setDistributorConfig)
+	r.Delete("/distributor/config", h.clearDistributorConfig)
+}
+
+// writesNeed applies guard to every request but GET and HEAD.
+func writesNeed(guard func(http.Handler) http.Handler) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		guarded := guard(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
+				next.ServeHTTP(w, r)
+				return
+			}
+			guarded.ServeHTTP(w, r)
+		})
+	}
 }
 
 // ErrorResponse is every error answer.

@@ -69,9 +69,19 @@ func router(f *fakeFaults, token string) http.Handler {
 		TracerProvider: noop.NewTracerProvider(), Logger: slog.New(slog.DiscardHandler)})
 }
 
+// do sends a request as a well-behaved local client does: to
+// localhost:5050 with Content-Type: application/json, unless header says
+// otherwise ("Host" sets the request's Host; security_test.go sends the
+// other kinds).
 func do(h http.Handler, method, path, body string, header ...string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r.Host = "localhost:5050"
+	r.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" {
+			r.Host = header[i+1]
+			continue
+		}
 		r.Header.Set(header[i], header[i+1])
 	}
 	w := httptest.NewRecorder()
@@ -144,7 +154,7 @@ func TestDomainErrorsMapToStatusCodes(t *testing.T) {
 	}
 }
 
-func TestATokenProtectsMutatingRoutesOnly(t *testing.T) {
+func TestATokenProtectsMutatingRoutes(t *testing.T) {
 	h := router(&fakeFaults{}, "s3cret")
 	require.Equal(t, http.StatusOK, do(h, "GET", "/api/faults", "").Code)
 	w := do(h, "POST", "/api/faults/reset", "")

@@ -32,7 +32,9 @@ type DistributorConfigResponse struct {
 //	@Tags			distributor
 //	@Produce		json
 //	@Success		200	{object}	DistributorConfigResponse
+//	@Failure		401	{object}	ErrorResponse	"PLATFORM_API_TOKEN is set and the request has not got it"
 //	@Failure		502	{object}	ErrorResponse	"the distributor cannot be reached"
+//	@Security		BearerToken
 //	@Router			/api/distributor/config [get]
 func (h *handler) getDistributorConfig(w http.ResponseWriter, r *http.Request) {
 	ov, err := h.Distributor.Overlay(r.Context())

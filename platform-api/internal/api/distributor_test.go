@@ -34,7 +34,7 @@ func TestDistributorConfigRoutesProxyTheOverlay(t *testing.T) {
 		w.Write([]byte(`{"overlay":` + jsonString(overlay) + `}`))
 	}))
 	defer dist.Close()
-	h := NewRouter(Deps{Targets: fakeTargets{}, Faults: &fakeFaults{}, Distributor: distributor.New(dist.URL), MetricsHandler: http.NotFoundHandler()})
+	h := NewRouter(Deps{Targets: fakeTargets{}, Faults: &fakeFaults{}, Distributor: distributor.New(dist.URL, ""), MetricsHandler: http.NotFoundHandler()})
 
 	w := do(h, http.MethodPut, "/api/distributor/config", `{"limits":{"global":{"rate":100,"burst":100}}}`)
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())

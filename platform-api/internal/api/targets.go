@@ -29,7 +29,9 @@ type TargetsResponse struct {
 //	@Tags			targets
 //	@Produce		json
 //	@Success		200	{object}	TargetsResponse
+//	@Failure		401	{object}	ErrorResponse	"PLATFORM_API_TOKEN is set and the request has not got it"
 //	@Failure		500	{object}	ErrorResponse
+//	@Security		BearerToken
 //	@Router			/api/targets [get]
 func (h *handler) listTargets(w http.ResponseWriter, r *http.Request) {
 	ts, err := h.Targets.Targets(r.Context())

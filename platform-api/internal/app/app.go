@@ -32,11 +32,17 @@ import (
 type Config struct {
 	Listen  string
 	Project string // COMPOSE_PROJECT; empty: the platform's own container's project
-	Token   string // PLATFORM_API_TOKEN
-	Limits  faults.Limits
-	Pumba   faults.Pumba
-	Traffic traffic.Config
-	Grafana struct{ URL, User, Password, Token string }
+	Token   string // PLATFORM_API_TOKEN or the content of PLATFORM_API_TOKEN_FILE (token.go)
+	// AllowedHosts are names the API may be reached by besides loopback,
+	// IP literals and platform-api (ALLOWED_HOSTS, comma separated).
+	AllowedHosts string
+	// DistributorToken is the distributor's ADMIN_TOKEN, sent with every
+	// call of its admin API (DISTRIBUTOR_ADMIN_TOKEN).
+	DistributorToken string
+	Limits           faults.Limits
+	Pumba            faults.Pumba
+	Traffic          traffic.Config
+	Grafana          struct{ URL, User, Password, Token string }
 	// PrometheusURL is queried by experiment checks (PROMETHEUS_URL).
 	PrometheusURL string
 	// ExperimentsDir holds the presets (EXPERIMENTS_DIR, /experiments).
@@ -49,7 +55,8 @@ type Config struct {
 	ImageWait time.Duration
 }
 
-// ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN,
+// ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN and
+// PLATFORM_API_TOKEN_FILE, ALLOWED_HOSTS, DISTRIBUTOR_ADMIN_TOKEN,
 // MAX_FAULT_DURATION_SECONDS (600), MAX_CONCURRENT_FAULTS (10), K6_IMAGE
 // (grafana/k6:1.8.1), K6_SCRIPTS_DIR (/k6, the image's copy of k6/),
 // STACK_NETWORK (the project's network, for job containers and partition
@@ -79,7 +86,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return n
 	}
 	c := Config{
-		Listen: ":" + get("PORT", "5050"), Project: get("COMPOSE_PROJECT", ""), Token: getenv("PLATFORM_API_TOKEN"),
+		Listen: ":" + get("PORT", "5050"), Project: get("COMPOSE_PROJECT", ""),
+		AllowedHosts: getenv("ALLOWED_HOSTS"), DistributorToken: get("DISTRIBUTOR_ADMIN_TOKEN", ""),
 		Limits: faults.Limits{
 			MaxDuration:   time.Duration(positive("MAX_FAULT_DURATION_SECONDS", "600")) * time.Second,
 			MaxConcurrent: positive("MAX_CONCURRENT_FAULTS", "10"),
@@ -100,6 +108,10 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.PrometheusURL, c.ExperimentsDir = get("PROMETHEUS_URL", "http://prometheus:9090"), get("EXPERIMENTS_DIR", "/experiments")
 	c.DistributorURL = get("DISTRIBUTOR_URL", "http://distributor:8080")
 	c.ImageWait = time.Duration(positive("IMAGE_PULL_WAIT_SECONDS", "300")) * time.Second
+	var err error
+	if c.Token, err = platformToken(getenv); err != nil {
+		errs = append(errs, err)
+	}
 	c.Grafana.URL, c.Grafana.User, c.Grafana.Password, c.Grafana.Token = get("GRAFANA_URL", ""), get("GRAFANA_USER", "admin"), get("GRAFANA_PASSWORD", "admin"), getenv("GRAFANA_TOKEN")
 	return c, errors.Join(errs...)
 }
@@ -161,7 +173,7 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 		return nil, fmt.Errorf("experiment presets: %w", err)
 	}
 	alertStore := alerts.New(1000)
-	dist := distributor.New(cfg.DistributorURL)
+	dist := distributor.New(cfg.DistributorURL, cfg.DistributorToken)
 	exps := experiments.NewManager(experiments.Options{Querier: prom.New(cfg.PrometheusURL), Faults: m, Traffic: tm,
 		Alerts: alertStore, Presets: presets, Distributor: dist, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded})
 	a := &App{rt: rt, faults: m, traffic: tm, exps: exps, stop: stop, log: log}
@@ -169,13 +181,13 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 		listen = cfg.Listen
 	}
 	a.server, err = httpserver.Listen(listen, api.NewRouter(api.Deps{
-		Targets: rt, Faults: m, Traffic: tm, Alerts: alertStore, Experiments: exps, Distributor: dist, Images: rt, Token: cfg.Token, MetricsHandler: tel.MetricsHandler,
+		Targets: rt, Faults: m, Traffic: tm, Alerts: alertStore, Experiments: exps, Distributor: dist, Images: rt, Token: cfg.Token, AllowedHosts: cfg.AllowedHosts, MetricsHandler: tel.MetricsHandler,
 		TracerProvider: tel.TracerProvider, Logger: log,
 	}), httpserver.Options{Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("platform API ready", "project", rt.Project(), "addr", a.server.Addr())
+	log.Info("platform API ready", "project", rt.Project(), "addr", a.server.Addr(), "token_required", cfg.Token != "", "allowed_hosts", cfg.AllowedHosts)
 	return a, nil
 }
 

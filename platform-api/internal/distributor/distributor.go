@@ -16,13 +16,16 @@ import (
 
 // Client talks to one distributor.
 type Client struct {
-	url string
-	hc  *http.Client
+	url   string
+	token string
+	hc    *http.Client
 }
 
 // New returns a client of the distributor at url (http://distributor:8080).
-func New(url string) *Client {
-	return &Client{url: strings.TrimRight(url, "/"), hc: &http.Client{Timeout: 10 * time.Second}}
+// A token (the distributor's ADMIN_TOKEN) is sent as a bearer token with
+// every request; empty sends none.
+func New(url, token string) *Client {
+	return &Client{url: strings.TrimRight(url, "/"), token: token, hc: &http.Client{Timeout: 10 * time.Second}}
 }
 
 // URL is the distributor's base URL.
@@ -64,8 +67,16 @@ func (c *Client) do(ctx context.Context, method string, body []byte, out any) er
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/yaml")
+	// The distributor refuses a write without one of its types, body or
+	// not (its admin routes must not be drivable by a web page).
+	switch {
+	case body != nil:
+		req.Header.Set("Content-Type", "application/yaml") // a YAML or JSON document
+	case method != http.MethodGet:
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
