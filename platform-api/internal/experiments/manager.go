@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
@@ -25,6 +26,10 @@ type Manager struct {
 	maxFault  float64
 	log       *slog.Logger
 	onVerdict func(verdict string)
+	// store keeps every experiment across restarts (nil: memory only);
+	// saveFailing says the last save failed (logged once).
+	store       Store
+	saveFailing atomic.Bool
 
 	mu      sync.Mutex
 	exps    map[string]*Experiment
@@ -46,12 +51,14 @@ type Options struct {
 	Logger          *slog.Logger
 	// OnVerdict is called when an experiment ends (metrics).
 	OnVerdict func(verdict string)
+	// Store keeps experiments across restarts (optional; see Restore).
+	Store Store
 }
 
 // NewManager returns a manager.
 func NewManager(o Options) *Manager {
 	return &Manager{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, presets: o.Presets, dist: o.Distributor, maxFault: o.MaxFaultSeconds,
-		log: o.Logger, onVerdict: o.OnVerdict, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
+		log: o.Logger, onVerdict: o.OnVerdict, store: o.Store, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
 }
 
 // Presets returns the shipped experiments, sorted by name.
@@ -158,10 +165,10 @@ func copyOf(e *Experiment) Experiment {
 	return c
 }
 
+// update applies fn to e and saves the result (see updateDurable: a
+// failed save is logged there).
 func (m *Manager) update(e *Experiment, fn func(*Experiment)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	fn(e)
+	m.updateDurable(e, fn)
 }
 
 func (m *Manager) finished(verdict string) {
