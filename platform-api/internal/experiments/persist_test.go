@@ -227,7 +227,9 @@ func (s snapshottingTraffic) Start(ctx context.Context, sp traffic.Spec) (traffi
 func (s snapshottingTraffic) Stop(ctx context.Context, id string) (traffic.Job, error) {
 	return trafficWorld{s.world}.Stop(ctx, id)
 }
-func (s snapshottingTraffic) Get(id string) (traffic.Job, error) { return trafficWorld{s.world}.Get(id) }
+func (s snapshottingTraffic) Get(id string) (traffic.Job, error) {
+	return trafficWorld{s.world}.Get(id)
+}
 
 func TestAFaultOrJobMadeJustBeforeTheKillIsFoundAndUndoneThoughItsIDWasNotSaved(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -284,7 +286,7 @@ func TestAFaultOrJobMadeJustBeforeTheKillIsFoundAndUndoneThoughItsIDWasNotSaved(
 // failingStore refuses every write, as a full or read-only disk does.
 type failingStore struct{}
 
-func (failingStore) Put(string, bool, any) error             { return errors.New("no space left on device") }
+func (failingStore) Put(string, bool, any) error              { return errors.New("no space left on device") }
 func (failingStore) Each(func(key string, data []byte) error) {}
 
 func TestTheOverlayToPutBackIsOnDiskBeforeTheFirstConfigChangeOrNoChangeIsMade(t *testing.T) {
