@@ -30,6 +30,7 @@ type Manager struct {
 	// saveFailing says the last save failed (logged once).
 	store       Store
 	saveFailing atomic.Bool
+	saves       map[string]saved // by experiment id (m.mu)
 
 	mu      sync.Mutex
 	exps    map[string]*Experiment
@@ -58,7 +59,7 @@ type Options struct {
 // NewManager returns a manager.
 func NewManager(o Options) *Manager {
 	return &Manager{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, presets: o.Presets, dist: o.Distributor, maxFault: o.MaxFaultSeconds,
-		log: o.Logger, onVerdict: o.OnVerdict, store: o.Store, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
+		log: o.Logger, onVerdict: o.OnVerdict, store: o.Store, saves: map[string]saved{}, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
 }
 
 // Presets returns the shipped experiments, sorted by name.
@@ -165,10 +166,11 @@ func copyOf(e *Experiment) Experiment {
 	return c
 }
 
-// update applies fn to e and saves the result (see updateDurable: a
-// failed save is logged there).
 func (m *Manager) update(e *Experiment, fn func(*Experiment)) {
-	m.updateDurable(e, fn)
+	defer m.saveSoon(e) // after the unlock (persist.go)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fn(e)
 }
 
 func (m *Manager) finished(verdict string) {

@@ -67,22 +67,71 @@ type starting struct {
 // notJudged is the error of a check an interruption left undecided.
 const notJudged = "not judged: the experiment was interrupted"
 
+// saveEvery spaces the saves of a running experiment's samples and
+// events: a kill loses at most the last second of them (the runner
+// flushes at every tick). What allows to undo its changes, its ids and
+// its end are saved at once (updateDurable).
+const saveEvery = time.Second
+
+// saved is when an experiment was last saved, and whether it changed
+// since.
+type saved struct {
+	at    time.Time
+	dirty bool
+}
+
+// saveSoon runs after every update: with a store, e is saved unless the
+// last save of the running experiment is under saveEvery old (then the
+// next update or flush saves it). Only the goroutine running or
+// concluding e updates it, so e's saves are in order.
+func (m *Manager) saveSoon(e *Experiment) {
+	if m.store == nil {
+		return
+	}
+	m.mu.Lock()
+	if s := m.saves[e.ID]; e.State == StateRunning && time.Since(s.at) < saveEvery {
+		m.saves[e.ID] = saved{at: s.at, dirty: true}
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	m.save(e)
+}
+
+// flush saves e if an update was held back.
+func (m *Manager) flush(e *Experiment) {
+	m.mu.Lock()
+	dirty := m.saves[e.ID].dirty
+	m.mu.Unlock()
+	if dirty {
+		m.save(e)
+	}
+}
+
 // updateDurable applies fn and, with a store, returns once the result is
-// on disk (or writing it failed). Only the run goroutine of e calls it, so
-// its writes are in order.
+// on disk (or writing it failed).
 func (m *Manager) updateDurable(e *Experiment, fn func(*Experiment)) error {
 	m.mu.Lock()
 	fn(e)
-	var rec record
-	if m.store != nil {
-		rec = record{Experiment: copyOf(e), Undo: e.undo}
-		rec.Undo.FaultsStarting = slices.Clone(e.undo.FaultsStarting)
-		rec.Undo.Judged = slices.Clone(e.undo.Judged)
-	}
 	m.mu.Unlock()
+	return m.save(e)
+}
+
+// save writes e (and what undoes it) to the store.
+func (m *Manager) save(e *Experiment) error {
 	if m.store == nil {
 		return nil
 	}
+	m.mu.Lock()
+	rec := record{Experiment: copyOf(e), Undo: e.undo}
+	rec.Undo.FaultsStarting = slices.Clone(e.undo.FaultsStarting)
+	rec.Undo.Judged = slices.Clone(e.undo.Judged)
+	if e.State == StateRunning {
+		m.saves[e.ID] = saved{at: time.Now()}
+	} else {
+		delete(m.saves, e.ID)
+	}
+	m.mu.Unlock()
 	// A running experiment's alerts are collected at its end; until then
 	// they are saved with it, so an interrupted report still has them.
 	if rec.Experiment.State == StateRunning && m.alerts != nil {
@@ -165,7 +214,7 @@ func (m *Manager) conclude(e *Experiment) {
 			r.event("config-failed", "putting the distributor's overlay back: %v", err)
 			done = append(done, "the distributor's overlay NOT restored: "+err.Error())
 		} else {
-			m.update(e, func(e *Experiment) { e.undo.OverlayRestored = true })
+			m.updateDurable(e, func(e *Experiment) { e.undo.OverlayRestored = true })
 			r.event("config-restored", "the distributor's overlay from before the experiment is back")
 			done = append(done, "the distributor's overlay from before restored")
 		}
@@ -205,7 +254,7 @@ func (r *runner) concludeFaults(ctx context.Context, e Experiment, u undo) []str
 				if string(f.Type) == s.Type && (f.Target == s.Target || f.Container == s.Target) &&
 					!f.StartedAt.Before(s.At.Add(-time.Second)) && !slices.Contains(ids, f.ID) {
 					ids = append(ids, f.ID)
-					r.m.update(r.e, func(e *Experiment) { e.FaultIDs = append(e.FaultIDs, f.ID) })
+					r.m.updateDurable(r.e, func(e *Experiment) { e.FaultIDs = append(e.FaultIDs, f.ID) })
 				}
 			}
 		}
@@ -236,7 +285,7 @@ func (r *runner) concludeTraffic(ctx context.Context, e Experiment, u undo) []st
 		for _, j := range l.List() {
 			if j.TargetURL == e.Definition.Traffic.TargetURL && !j.StartedAt.Before(u.TrafficStarting.Add(-time.Second)) {
 				id = j.ID
-				r.m.update(r.e, func(e *Experiment) { e.TrafficJobID = j.ID })
+				r.m.updateDurable(r.e, func(e *Experiment) { e.TrafficJobID = j.ID })
 				break
 			}
 		}

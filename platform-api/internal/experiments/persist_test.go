@@ -335,3 +335,45 @@ func (c *checkingDist) SetOverlay(ctx context.Context, b []byte) error {
 	c.checked++
 	return c.distWorld.SetOverlay(ctx, b)
 }
+
+// countingStore counts the writes of a store.
+type countingStore struct {
+	Store
+	puts int
+}
+
+func (c *countingStore) Put(key string, final bool, v any) error {
+	c.puts++
+	return c.Store.Put(key, final, v)
+}
+
+func TestARunningExperimentIsSavedAtMostAboutOnceASecondAndCompletelyAtItsEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		w, _, as := newWorld(analyzerCrash)
+		st := &countingStore{Store: openStore(t, dir)}
+		m := NewManager(Options{Querier: w, Faults: w, Traffic: trafficWorld{w}, Alerts: as, MaxFaultSeconds: 600, Logger: slog.New(slog.DiscardHandler), Store: st})
+		d := crashDefinition()
+		d.IntervalSeconds = 0.5
+		for range 5 { // 6 during checks, each sampled every 0.5 s for 15 s
+			d.Checks = append(d.Checks, d.Checks[1])
+		}
+		start := time.Now()
+		e, err := m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		samples := 0
+		for _, c := range e.Checks {
+			samples += len(c.Samples)
+		}
+		require.Greater(t, samples, 150)
+		elapsed := time.Since(start).Seconds()
+		require.LessOrEqual(t, float64(st.puts), elapsed+10, "%d saves in %.0f s for %d samples", st.puts, elapsed, samples)
+
+		m2 := restarted(w.clone(), nil, openStore(t, dir))
+		m2.Restore()
+		got, _ := m2.Get(e.ID)
+		require.Equal(t, Markdown(e), Markdown(got), "the last save has everything")
+	})
+}

@@ -252,7 +252,7 @@ func (r *runner) phases(ctx context.Context) (string, string) {
 		if err != nil {
 			return Failed, "traffic did not start: " + err.Error()
 		}
-		r.m.update(r.e, func(e *Experiment) { e.TrafficJobID, e.undo.TrafficStarting = job.ID, nil })
+		r.m.updateDurable(r.e, func(e *Experiment) { e.TrafficJobID, e.undo.TrafficStarting = job.ID, nil })
 		r.event("traffic-started", "%s %s %g/s for %gs → %s (%s)", job.Script, job.Profile, job.RPS, t.DurationSeconds, job.TargetURL, job.ID)
 	}
 	if v, reason := r.faultPhase(ctx); v != "" {
@@ -293,7 +293,7 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 			if firstFault.IsZero() {
 				firstFault = now
 			}
-			r.m.update(r.e, func(e *Experiment) { e.FaultIDs, e.undo.FaultsStarting = append(e.FaultIDs, got.ID), nil })
+			r.m.updateDurable(r.e, func(e *Experiment) { e.FaultIDs, e.undo.FaultsStarting = append(e.FaultIDs, got.ID), nil })
 			r.event("fault-started", "%s on %s for %gs: %s (%s)", f.Type, got.Target, f.DurationSeconds, got.Command, got.ID)
 		}
 		if v, reason := r.applyConfigChanges(ctx, now); v != "" {
@@ -322,6 +322,7 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 			}
 			return "", ""
 		}
+		r.m.flush(r.e)
 		select {
 		case <-ctx.Done():
 			return Aborted, "stopped by request"
@@ -455,6 +456,7 @@ func (r *runner) recoveryPhase(ctx context.Context) (string, string) {
 			r.event("not-recovered", "after checks did not all hold within %gs", r.def.RecoverySeconds)
 			break
 		}
+		r.m.flush(r.e)
 		select {
 		case <-ctx.Done():
 			return Aborted, "stopped by request"
@@ -530,7 +532,7 @@ func (r *runner) cleanup() {
 		if err := r.m.dist.SetOverlay(ctx, []byte(r.savedOverlay)); err != nil {
 			r.event("config-failed", "putting the distributor's overlay back: %v", err)
 		} else {
-			r.m.update(r.e, func(e *Experiment) { e.undo.OverlayRestored = true })
+			r.m.updateDurable(r.e, func(e *Experiment) { e.undo.OverlayRestored = true })
 			r.event("config-restored", "the distributor's overlay from before the experiment is back")
 		}
 	}
@@ -557,6 +559,7 @@ func same(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || 
 func (r *runner) finish(verdict, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*settle)
 	defer cancel()
+	r.m.flush(r.e) // the cleanup's events, before the wait for the last counts
 	e := r.snapshot()
 	deadline := time.Now().Add(settle)
 	var job *traffic.Job
