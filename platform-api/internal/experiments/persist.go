@@ -210,7 +210,7 @@ func (m *Manager) conclude(e *Experiment) {
 	var done []string
 	done = append(done, r.concludeFaults(ctx, snap, u)...)
 	if u.OverlaySaved && !u.OverlayRestored && m.dist != nil {
-		if err := m.dist.SetOverlay(ctx, []byte(u.Overlay)); err != nil {
+		if err := r.restoreOverlay(ctx, u.Overlay); err != nil {
 			r.event("config-failed", "putting the distributor's overlay back: %v", err)
 			done = append(done, "the distributor's overlay NOT restored: "+err.Error())
 		} else {
@@ -274,6 +274,27 @@ func (r *runner) concludeFaults(ctx context.Context, e Experiment, u undo) []str
 		done = append(done, "fault "+id+" reverted")
 	}
 	return done
+}
+
+// restoreOverlay puts the overlay back, retrying for a minute: after a
+// restart of the whole stack the distributor may come up after the
+// platform.
+func (r *runner) restoreOverlay(ctx context.Context, overlay string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	wait := time.Second
+	for {
+		err := r.m.dist.SetOverlay(ctx, []byte(overlay))
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
 
 // concludeTraffic stops the experiment's traffic job if it still runs

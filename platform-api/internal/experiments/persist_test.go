@@ -377,3 +377,55 @@ func TestARunningExperimentIsSavedAtMostAboutOnceASecondAndCompletelyAtItsEnd(t 
 		require.Equal(t, Markdown(e), Markdown(got), "the last save has everything")
 	})
 }
+
+// downDist is a distributor that answers only after its first calls fail.
+type downDist struct {
+	*distWorld
+	failures int
+}
+
+func (d *downDist) SetOverlay(ctx context.Context, b []byte) error {
+	if d.failures > 0 {
+		d.failures--
+		return errors.New("distributor at http://distributor:8080: connection refused")
+	}
+	return d.distWorld.SetOverlay(ctx, b)
+}
+
+func TestTheOverlayIsPutBackOnceTheDistributorAnswersAfterARestartAndNotWhenItNeverDoes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		const before = `{"routing":{"strategy":"tenant-hash"}}`
+		w, _, as := newWorld(analyzerCrash)
+		dist := &distWorld{overlay: before}
+		m := NewManager(Options{Querier: w, Faults: w, Traffic: trafficWorld{w}, Alerts: as, Distributor: dist, MaxFaultSeconds: 600,
+			Logger: slog.New(slog.DiscardHandler), Store: openStore(t, dir)})
+		d := crashDefinition()
+		d.ConfigChanges = []ConfigChange{{AtSeconds: 1, Overlay: map[string]any{"limits": map[string]any{"global": map[string]any{"rate": 5}}}}}
+		e, err := m.Start(d)
+		require.NoError(t, err)
+		time.Sleep(5 * time.Second)
+		killed, w2 := copyDir(t, dir), w.clone()
+
+		for _, c := range []struct {
+			failures int
+			want     string
+		}{
+			{3, "the distributor's overlay from before restored"},                                                        // up after 1+2+4 s
+			{1000, "the distributor's overlay NOT restored: distributor at http://distributor:8080: connection refused"}, // never
+		} {
+			dist2 := &downDist{distWorld: &distWorld{overlay: "{}"}, failures: c.failures}
+			m2 := restarted(w2.clone(), dist2, openStore(t, copyDir(t, killed)))
+			m2.Restore()
+			m2.Wait()
+			got, _ := m2.Get(e.ID)
+			require.Equal(t, Interrupted, got.State)
+			require.Contains(t, got.Reason, c.want)
+			if c.failures < 10 {
+				require.Equal(t, []string{before}, dist2.history)
+			}
+		}
+		m.Stop(e.ID)
+		m.Wait()
+	})
+}
