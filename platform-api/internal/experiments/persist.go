@@ -177,10 +177,10 @@ func (m *Manager) Restore() {
 		}
 		m.mu.Lock()
 		m.exps[e.ID] = e
+		// Stop has nothing to cancel, as for an experiment that ended
+		// before the restart; a running one is being concluded.
+		m.cancels[e.ID] = func() {}
 		if e.State == StateRunning {
-			// Stop has nothing to cancel: the conclusion is already
-			// stopping it.
-			m.cancels[e.ID] = func() {}
 			running = append(running, e)
 		}
 		m.mu.Unlock()
