@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
 	"github.com/dsplab/dsplab/platform-api/internal/experiments"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
+	"github.com/dsplab/dsplab/platform-api/internal/records"
 	"github.com/dsplab/dsplab/platform-api/internal/traffic"
 )
 
@@ -53,6 +55,9 @@ type Config struct {
 	// ImageWait bounds how long a job waits for its image to be pulled
 	// (IMAGE_PULL_WAIT_SECONDS, 300).
 	ImageWait time.Duration
+	// StateDir holds the platform's own state across restarts (STATE_DIR;
+	// /var/lib/dsplab in compose, a volume). Empty: kept in memory only.
+	StateDir string
 }
 
 // ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN and
@@ -68,8 +73,9 @@ type Config struct {
 // MAX_TRAFFIC_JOBS (3), and GRAFANA_URL (annotations; empty: off),
 // GRAFANA_USER (admin), GRAFANA_PASSWORD (admin) or GRAFANA_TOKEN,
 // PROMETHEUS_URL (http://prometheus:9090), EXPERIMENTS_DIR (/experiments),
-// DISTRIBUTOR_URL (http://distributor:8080) and IMAGE_PULL_WAIT_SECONDS
-// (300), reporting every bad value at once.
+// DISTRIBUTOR_URL (http://distributor:8080), IMAGE_PULL_WAIT_SECONDS
+// (300) and STATE_DIR (empty: nothing kept across restarts), reporting
+// every bad value at once.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
 	get := func(k, def string) string {
@@ -112,6 +118,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.Token, err = platformToken(getenv); err != nil {
 		errs = append(errs, err)
 	}
+	c.StateDir = get("STATE_DIR", "")
 	c.Grafana.URL, c.Grafana.User, c.Grafana.Password, c.Grafana.Token = get("GRAFANA_URL", ""), get("GRAFANA_USER", "admin"), get("GRAFANA_PASSWORD", "admin"), getenv("GRAFANA_TOKEN")
 	return c, errors.Join(errs...)
 }
@@ -174,8 +181,16 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 	}
 	alertStore := alerts.New(1000)
 	dist := distributor.New(cfg.DistributorURL, cfg.DistributorToken)
-	exps := experiments.NewManager(experiments.Options{Querier: prom.New(cfg.PrometheusURL), Faults: m, Traffic: tm,
-		Alerts: alertStore, Presets: presets, Distributor: dist, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded})
+	expOpts := experiments.Options{Querier: prom.New(cfg.PrometheusURL), Faults: m, Traffic: tm,
+		Alerts: alertStore, Presets: presets, Distributor: dist, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded}
+	if err := openState(cfg.StateDir, &expOpts, meter, log); err != nil {
+		stop()
+		return nil, err
+	}
+	exps := experiments.NewManager(expOpts)
+	// After the faults and traffic jobs are known again: an experiment
+	// that was running is concluded (its faults and jobs found by id).
+	exps.Restore()
 	a := &App{rt: rt, faults: m, traffic: tm, exps: exps, stop: stop, log: log}
 	if listen == "" {
 		listen = cfg.Listen
@@ -238,7 +253,7 @@ func newFaultMetrics(m metric.Meter) (*faultMetrics, error) {
 		return nil, err
 	}
 	e, err := m.Int64Counter("platform_experiments", metric.WithDescription("Experiments ended, by verdict."))
-	for _, v := range []string{experiments.Passed, experiments.Failed, experiments.Aborted} {
+	for _, v := range []string{experiments.Passed, experiments.Failed, experiments.Aborted, experiments.Interrupted} {
 		e.Add(context.Background(), 0, metric.WithAttributes(attribute.String("verdict", v)))
 	}
 	return &faultMetrics{total: c, experiments: e}, err
@@ -277,5 +292,26 @@ func registerGauges(m metric.Meter, fm *faults.Manager, tm *traffic.Manager) err
 		o.ObserveInt64(jobs, int64(tm.Running()))
 		return nil
 	}, g, jobs)
+	return err
+}
+
+// openState opens the experiments' store under dir (nothing without a
+// dir) and exports platform_state_records_skipped_total, the records
+// found unreadable at start-up (skipped, logged and set aside).
+func openState(dir string, o *experiments.Options, meter metric.Meter, log *slog.Logger) error {
+	if dir == "" {
+		log.Warn("STATE_DIR is not set: experiments and their reports are kept in memory only, and a restart loses them")
+		return nil
+	}
+	st, err := records.Open(filepath.Join(dir, "experiments"), records.Options{KeepFinal: experiments.KeepFinished, Logger: log})
+	if err != nil {
+		return err
+	}
+	o.Store = st
+	_, err = meter.Int64ObservableCounter("platform_state_records_skipped", metric.WithDescription("Records of the state directory found unreadable at start-up: skipped, logged and kept aside as *.corrupt."),
+		metric.WithInt64Callback(func(_ context.Context, ob metric.Int64Observer) error {
+			ob.Observe(st.Skipped())
+			return nil
+		}))
 	return err
 }

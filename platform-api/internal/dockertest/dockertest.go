@@ -67,12 +67,18 @@ type Project struct {
 
 // NewProject returns an empty project with a unique name, cleaned up at the
 // end of the test (its containers, and job containers labelled for it).
+// The name starts with $DOCKERTEST_PREFIX (dsplabtest): several people's
+// tests on one engine can each tell their own containers apart.
 func NewProject(t testing.TB) *Project {
 	t.Helper()
 	BuildImage(t)
 	b := make([]byte, 4)
 	rand.Read(b)
-	p := &Project{Name: "dsplabtest-" + hex.EncodeToString(b), t: t}
+	prefix := os.Getenv("DOCKERTEST_PREFIX")
+	if prefix == "" {
+		prefix = "dsplabtest"
+	}
+	p := &Project{Name: prefix + "-" + hex.EncodeToString(b), t: t}
 	p.Network = p.Name + "_dsplab"
 	t.Cleanup(p.removeAll)
 	if out, err := exec.Command("docker", "network", "create", "--label", "com.docker.compose.project="+p.Name, p.Network).CombinedOutput(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
@@ -25,6 +26,11 @@ type Manager struct {
 	maxFault  float64
 	log       *slog.Logger
 	onVerdict func(verdict string)
+	// store keeps every experiment across restarts (nil: memory only);
+	// saveFailing says the last save failed (logged once).
+	store       Store
+	saveFailing atomic.Bool
+	saves       map[string]saved // by experiment id (m.mu)
 
 	mu      sync.Mutex
 	exps    map[string]*Experiment
@@ -46,12 +52,14 @@ type Options struct {
 	Logger          *slog.Logger
 	// OnVerdict is called when an experiment ends (metrics).
 	OnVerdict func(verdict string)
+	// Store keeps experiments across restarts (optional; see Restore).
+	Store Store
 }
 
 // NewManager returns a manager.
 func NewManager(o Options) *Manager {
 	return &Manager{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, presets: o.Presets, dist: o.Distributor, maxFault: o.MaxFaultSeconds,
-		log: o.Logger, onVerdict: o.OnVerdict, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
+		log: o.Logger, onVerdict: o.OnVerdict, store: o.Store, saves: map[string]saved{}, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
 }
 
 // Presets returns the shipped experiments, sorted by name.
@@ -159,6 +167,7 @@ func copyOf(e *Experiment) Experiment {
 }
 
 func (m *Manager) update(e *Experiment, fn func(*Experiment)) {
+	defer m.saveSoon(e) // after the unlock (persist.go)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	fn(e)

@@ -33,7 +33,10 @@ func Markdown(e Experiment) string {
 	p("\n## Checks\n\n| phase | check | query | expected | result | values |\n|---|---|---|---|---|---|\n")
 	for _, c := range e.Checks {
 		result := "✅ passed"
-		if !c.Passed {
+		switch {
+		case c.Error == notJudged:
+			result = "— " + notJudged
+		case !c.Passed:
 			result = "❌ failed"
 			if c.Error != "" {
 				result += " (" + c.Error + ")"

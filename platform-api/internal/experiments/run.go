@@ -68,7 +68,7 @@ var ledgerCounters = map[string]string{
 type Experiment struct {
 	ID                   string         `json:"id" example:"x-1a2b3c4d5e6f"`
 	Name                 string         `json:"name"`
-	State                string         `json:"state" example:"passed" enums:"running,passed,failed,aborted"`
+	State                string         `json:"state" example:"passed" enums:"running,passed,failed,aborted,interrupted"`
 	Reason               string         `json:"reason,omitempty"`
 	StartedAt            time.Time      `json:"startedAt"`
 	EndedAt              *time.Time     `json:"endedAt,omitempty"`
@@ -82,6 +82,8 @@ type Experiment struct {
 	Ledger               Ledger         `json:"ledger"`
 	TrafficJobID         string         `json:"trafficJobId,omitempty"`
 	FaultIDs             []string       `json:"faultIds"`
+
+	undo undo // saved with it, for a restarted platform (persist.go)
 }
 
 // Querier evaluates PromQL (Prometheus, or a fake in tests).
@@ -244,11 +246,13 @@ func (r *runner) phases(ctx context.Context) (string, string) {
 	}
 	r.setPassed("before")
 	if t := r.def.Traffic; t != nil {
+		asked := time.Now().UTC()
+		r.m.updateDurable(r.e, func(e *Experiment) { e.undo.TrafficStarting = &asked })
 		job, err := r.m.traffic.Start(ctx, traffic.Spec{TargetURL: t.TargetURL, RPS: t.RPS, Duration: seconds(t.DurationSeconds), Script: t.Script, Profile: t.Profile, Params: t.Params})
 		if err != nil {
 			return Failed, "traffic did not start: " + err.Error()
 		}
-		r.m.update(r.e, func(e *Experiment) { e.TrafficJobID = job.ID })
+		r.m.updateDurable(r.e, func(e *Experiment) { e.TrafficJobID, e.undo.TrafficStarting = job.ID, nil })
 		r.event("traffic-started", "%s %s %g/s for %gs → %s (%s)", job.Script, job.Profile, job.RPS, t.DurationSeconds, job.TargetURL, job.ID)
 	}
 	if v, reason := r.faultPhase(ctx); v != "" {
@@ -276,8 +280,12 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 				continue
 			}
 			f.started = true
+			r.m.updateDurable(r.e, func(e *Experiment) {
+				e.undo.FaultsStarting = append(e.undo.FaultsStarting, starting{Type: f.Type, Target: f.Target, At: now.UTC()})
+			})
 			got, err := r.m.faults.Start(ctx, f.Spec())
 			if err != nil {
+				r.m.update(r.e, func(e *Experiment) { e.undo.FaultsStarting = nil })
 				r.event("fault-failed", "%s on %s: %v", f.Type, f.Target, err)
 				return Failed, fmt.Sprintf("fault %s on %s did not start: %v", f.Type, f.Target, err)
 			}
@@ -285,7 +293,7 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 			if firstFault.IsZero() {
 				firstFault = now
 			}
-			r.m.update(r.e, func(e *Experiment) { e.FaultIDs = append(e.FaultIDs, got.ID) })
+			r.m.updateDurable(r.e, func(e *Experiment) { e.FaultIDs, e.undo.FaultsStarting = append(e.FaultIDs, got.ID), nil })
 			r.event("fault-started", "%s on %s for %gs: %s (%s)", f.Type, got.Target, f.DurationSeconds, got.Command, got.ID)
 		}
 		if v, reason := r.applyConfigChanges(ctx, now); v != "" {
@@ -314,6 +322,7 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 			}
 			return "", ""
 		}
+		r.m.flush(r.e)
 		select {
 		case <-ctx.Done():
 			return Aborted, "stopped by request"
@@ -336,6 +345,12 @@ func (r *runner) applyConfigChanges(ctx context.Context, now time.Time) (string,
 				return Failed, "config change: " + err.Error()
 			}
 			r.savedOverlay = prev
+			// On disk before the first change: a platform killed after
+			// it still knows what to put back.
+			if err := r.m.updateDurable(r.e, func(e *Experiment) { e.undo.OverlaySaved, e.undo.Overlay = true, prev }); err != nil {
+				r.event("config-failed", "saving the distributor's overlay before changing it: %v", err)
+				return Failed, "config change not made: the overlay to put back could not be saved: " + err.Error()
+			}
 		}
 		var body []byte
 		if !c.Clear {
@@ -441,6 +456,7 @@ func (r *runner) recoveryPhase(ctx context.Context) (string, string) {
 			r.event("not-recovered", "after checks did not all hold within %gs", r.def.RecoverySeconds)
 			break
 		}
+		r.m.flush(r.e)
 		select {
 		case <-ctx.Done():
 			return Aborted, "stopped by request"
@@ -463,6 +479,7 @@ func (r *runner) recoveryPhase(ctx context.Context) (string, string) {
 // setPassed decides the checks of a phase from their samples.
 func (r *runner) setPassed(phase string) {
 	r.m.update(r.e, func(e *Experiment) {
+		e.undo.Judged = append(e.undo.Judged, phase)
 		for i := range e.Checks {
 			c := &e.Checks[i]
 			if c.Phase != phase {
@@ -515,6 +532,7 @@ func (r *runner) cleanup() {
 		if err := r.m.dist.SetOverlay(ctx, []byte(r.savedOverlay)); err != nil {
 			r.event("config-failed", "putting the distributor's overlay back: %v", err)
 		} else {
+			r.m.updateDurable(r.e, func(e *Experiment) { e.undo.OverlayRestored = true })
 			r.event("config-restored", "the distributor's overlay from before the experiment is back")
 		}
 	}
@@ -541,6 +559,7 @@ func same(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || 
 func (r *runner) finish(verdict, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*settle)
 	defer cancel()
+	r.m.flush(r.e) // the cleanup's events, before the wait for the last counts
 	e := r.snapshot()
 	deadline := time.Now().Add(settle)
 	var job *traffic.Job
