@@ -17,6 +17,11 @@ const docTemplate = `{
     "paths": {
         "/api/alerts": {
             "get": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
                 "produces": [
                     "application/json"
                 ],
@@ -41,6 +46,12 @@ const docTemplate = `{
                     },
                     "400": {
                         "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "401": {
+                        "description": "PLATFORM_API_TOKEN is set and the request has not got it",
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }
@@ -95,6 +106,11 @@ const docTemplate = `{
         },
         "/api/distributor/config": {
             "get": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
                 "description": "What PUT set on top of the distributor's file and environment (its effective config is at the distributor's GET /configz).",
                 "produces": [
                     "application/json"
@@ -108,6 +124,12 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.DistributorConfigResponse"
+                        }
+                    },
+                    "401": {
+                        "description": "PLATFORM_API_TOKEN is set and the request has not got it",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
                         }
                     },
                     "502": {
@@ -762,6 +784,11 @@ const docTemplate = `{
         },
         "/api/targets": {
             "get": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
                 "description": "Every container of the platform's compose project: compose service, state, health, IPs and role. Services with role infra can only be targeted with allowInfra.",
                 "produces": [
                     "application/json"
@@ -775,6 +802,12 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.TargetsResponse"
+                        }
+                    },
+                    "401": {
+                        "description": "PLATFORM_API_TOKEN is set and the request has not got it",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
                         }
                     },
                     "500": {
@@ -1814,7 +1847,8 @@ const docTemplate = `{
                         "running",
                         "passed",
                         "failed",
-                        "aborted"
+                        "aborted",
+                        "interrupted"
                     ],
                     "example": "passed"
                 },
@@ -1973,7 +2007,7 @@ const docTemplate = `{
     },
     "securityDefinitions": {
         "BearerToken": {
-            "description": "\"Bearer \u003cPLATFORM_API_TOKEN\u003e\", needed for mutating routes when the platform has a token.",
+            "description": "\"Bearer \u003cPLATFORM_API_TOKEN\u003e\", needed when the platform has a token for every POST, PUT and DELETE and for the reads that disclose configuration (targets, alerts, the distributor's overlay).",
             "type": "apiKey",
             "name": "Authorization",
             "in": "header"
