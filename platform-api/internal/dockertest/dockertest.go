@@ -67,12 +67,18 @@ type Project struct {
 
 // NewProject returns an empty project with a unique name, cleaned up at the
 // end of the test (its containers, and job containers labelled for it).
+// The name starts with $DOCKERTEST_PREFIX (dsplabtest): several people's
+// tests on one engine can each tell their own containers apart.
 func NewProject(t testing.TB) *Project {
 	t.Helper()
 	BuildImage(t)
 	b := make([]byte, 4)
 	rand.Read(b)
-	p := &Project{Name: "dsplabtest-" + hex.EncodeToString(b), t: t}
+	prefix := os.Getenv("DOCKERTEST_PREFIX")
+	if prefix == "" {
+		prefix = "dsplabtest"
+	}
+	p := &Project{Name: prefix + "-" + hex.EncodeToString(b), t: t}
 	p.Network = p.Name + "_dsplab"
 	t.Cleanup(p.removeAll)
 	if out, err := exec.Command("docker", "network", "create", "--label", "com.docker.compose.project="+p.Name, p.Network).CombinedOutput(); err != nil {
@@ -85,11 +91,19 @@ func NewProject(t testing.TB) *Project {
 // names them) with the role label.
 func (p *Project) Run(service, role string) string {
 	p.t.Helper()
+	return p.RunWith(service, role)
+}
+
+// RunWith is Run with more docker run options (e.g. --stop-signal).
+func (p *Project) RunWith(service, role string, options ...string) string {
+	p.t.Helper()
 	name := p.Name + "-" + service + "-1"
-	out, err := exec.Command("docker", "run", "-d", "--name", name, "--network", p.Network, "--network-alias", service,
-		"--label", "com.docker.compose.project="+p.Name, "--label", "com.docker.compose.service="+service,
-		"--label", "dsplab.role="+role, "-e", "PORT=9001", "-e", "ANALYZER_ID="+service,
-		"-e", "KAFKA_BROKERS=127.0.0.1:1", "-e", "LOG_LEVEL=error", Image).CombinedOutput()
+	args := []string{"run", "-d", "--name", name, "--network", p.Network, "--network-alias", service,
+		"--label", "com.docker.compose.project=" + p.Name, "--label", "com.docker.compose.service=" + service,
+		"--label", "dsplab.role=" + role, "-e", "PORT=9001", "-e", "ANALYZER_ID=" + service,
+		"-e", "KAFKA_BROKERS=127.0.0.1:1", "-e", "LOG_LEVEL=error"}
+	args = append(append(args, options...), Image)
+	out, err := exec.Command("docker", args...).CombinedOutput()
 	if err != nil {
 		p.t.Fatalf("docker run %s: %v\n%s", name, err, out)
 	}
