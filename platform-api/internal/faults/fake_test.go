@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
@@ -19,6 +20,7 @@ type fakeRuntime struct {
 	down    bool // the engine refuses every change (Find still answers)
 	calls   []string
 	delay   time.Duration // each state change takes this long
+	waits   atomic.Int64  // Wait calls under way (Pumba watchers)
 }
 
 var errEngineDown = errors.New("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
@@ -111,6 +113,8 @@ func (r *fakeRuntime) CreateJob(_ context.Context, j docker.JobSpec) (string, er
 	return j.Name, r.do("create job", j.Name, nil)
 }
 func (r *fakeRuntime) Wait(ctx context.Context, _ string) (int64, error) {
+	r.waits.Add(1)
+	defer r.waits.Add(-1)
 	<-ctx.Done()
 	return -1, ctx.Err()
 }

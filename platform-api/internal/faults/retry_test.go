@@ -85,3 +85,16 @@ func TestCloseEndsTheRetriesAndKeepsTheMarker(t *testing.T) {
 		require.Len(t, rt.markers, 1)
 	})
 }
+
+// Close waits for what the manager started: a network fault's Pumba
+// watcher (which waits for its job to exit) ends with it, instead of
+// outliving the manager until the job's time is up.
+func TestCloseEndsThePumbaWatchers(t *testing.T) {
+	rt := newFakeRuntime("analyzer-1")
+	m := New(rt, Limits{MaxDuration: time.Hour, MaxConcurrent: 10}, Pumba{Image: "pumba", NettoolsImage: "nettools"}, slog.New(slog.DiscardHandler))
+	_, err := m.Start(context.Background(), Spec{Type: Loss, Target: "analyzer-1", Percent: 10, Duration: time.Hour})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return rt.waits.Load() == 1 }, 5*time.Second, 10*time.Millisecond, "the watcher waits for the job")
+	m.Close()
+	require.Zero(t, rt.waits.Load(), "Close returned with the watcher still waiting")
+}
