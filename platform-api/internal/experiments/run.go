@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"sort"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
