@@ -27,15 +27,26 @@ type Grafana struct {
 	client   *http.Client
 	log      *slog.Logger
 	mu       sync.Mutex
-	ids      map[string]int64 // fault/job id → annotation id
+	regions  map[string]*region // fault/job id → its annotation
 	wg       sync.WaitGroup
+}
+
+// region is an annotation being posted: done is closed when Grafana has
+// answered the POST, with the annotation's id (0 if it failed).
+type region struct {
+	done chan struct{}
+	id   int64
 }
 
 // New returns an annotator for the Grafana at url.
 func New(url, user, password, token string, log *slog.Logger) *Grafana {
 	return &Grafana{URL: strings.TrimSuffix(url, "/"), User: user, Password: password, Token: token,
-		client: &http.Client{Timeout: 3 * time.Second}, log: log, ids: map[string]int64{}}
+		client: &http.Client{Timeout: callTimeout}, log: log, regions: map[string]*region{}}
 }
+
+// callTimeout bounds each call to Grafana: a region's end waits at most
+// two of them (its start's POST, then the PATCH), so Wait is bounded.
+const callTimeout = 3 * time.Second
 
 type annotation struct {
 	Time    int64    `json:"time"`
@@ -52,7 +63,7 @@ func (g *Grafana) FaultStarted(f faults.Fault) {
 		end = *f.EndsAt
 	}
 	g.start(f.ID, annotation{Time: f.StartedAt.UnixMilli(), TimeEnd: end.UnixMilli(),
-		Tags: []string{"dsplab", "fault", f.Type, f.Target}, Text: fmt.Sprintf("fault %s on %s (%s): %s", f.Type, f.Target, f.ID, f.Command)})
+		Tags: []string{"dsplab", "fault", string(f.Type), f.Target}, Text: fmt.Sprintf("fault %s on %s (%s): %s", f.Type, f.Target, f.ID, f.Command)})
 }
 
 // FaultEnded implements faults.Observer: the region ends when the fault
@@ -80,9 +91,14 @@ func (g *Grafana) start(key string, a annotation) {
 	if g.URL == "" {
 		return
 	}
+	r := &region{done: make(chan struct{})}
+	g.mu.Lock()
+	g.regions[key] = r
+	g.mu.Unlock()
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
+		defer close(r.done)
 		var res struct {
 			ID int64 `json:"id"`
 		}
@@ -90,44 +106,41 @@ func (g *Grafana) start(key string, a annotation) {
 			g.log.Warn("grafana annotation (best effort)", "err", err)
 			return
 		}
-		g.mu.Lock()
-		g.ids[key] = res.ID
-		g.mu.Unlock()
+		r.id = res.ID
 	}()
 }
 
+// end closes the region of key once its start has been answered (the POST
+// may still be in flight: the end waits for it, bounded by callTimeout,
+// instead of polling). A region whose start failed, or was never seen
+// (a fault taken over after a restart), has nothing to end.
 func (g *Grafana) end(key string, at time.Time, text string) {
 	if g.URL == "" {
+		return
+	}
+	g.mu.Lock()
+	r := g.regions[key]
+	delete(g.regions, key)
+	g.mu.Unlock()
+	if r == nil {
 		return
 	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		// The start may still be in flight: wait a little for its id.
-		var id int64
-		for i := 0; i < 20 && id == 0; i++ {
-			g.mu.Lock()
-			id = g.ids[key]
-			g.mu.Unlock()
-			if id == 0 {
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-		if id == 0 {
+		<-r.done
+		if r.id == 0 {
 			return
 		}
-		if err := g.do(http.MethodPatch, fmt.Sprintf("/api/annotations/%d", id), map[string]any{"timeEnd": at.UnixMilli(), "text": text}, nil); err != nil {
+		if err := g.do(http.MethodPatch, fmt.Sprintf("/api/annotations/%d", r.id), map[string]any{"timeEnd": at.UnixMilli(), "text": text}, nil); err != nil {
 			g.log.Warn("grafana annotation end (best effort)", "err", err)
 		}
-		g.mu.Lock()
-		delete(g.ids, key)
-		g.mu.Unlock()
 	}()
 }
 
 func (g *Grafana) do(method, path string, body, out any) error {
 	b, _ := json.Marshal(body)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, g.URL+path, bytes.NewReader(b))
 	if err != nil {
@@ -154,5 +167,7 @@ func (g *Grafana) do(method, path string, body, out any) error {
 	return nil
 }
 
-// Wait waits for calls in flight (tests, shutdown).
+// Wait waits for the calls in flight (tests, shutdown): at most two calls'
+// timeouts, since each call is bounded and an end waits only for its own
+// start.
 func (g *Grafana) Wait() { g.wg.Wait() }

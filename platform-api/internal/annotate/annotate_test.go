@@ -64,3 +64,32 @@ func TestAGrafanaOutageIsOnlyLogged(t *testing.T) {
 	}
 	g.Wait()
 }
+
+// A region's end waits for its start's answer, however long Grafana takes
+// within its timeout: it used to poll for the annotation's id for 2 s and
+// drop the end after that. Wait returns once both calls are done.
+func TestARegionsEndWaitsForItsSlowStart(t *testing.T) {
+	var mu sync.Mutex
+	var calls []string
+	grafana := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			time.Sleep(2500 * time.Millisecond) // a slow Grafana, under the 3 s call timeout
+		}
+		mu.Lock()
+		calls = append(calls, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		io.WriteString(w, `{"id":7}`)
+	}))
+	defer grafana.Close()
+	g := New(grafana.URL, "admin", "admin", "", slog.New(slog.DiscardHandler))
+	start := time.Now()
+	ends := start.Add(time.Minute)
+	f := faults.Fault{ID: "f-1", Type: "pause", Target: "analyzer-1", StartedAt: start, EndsAt: &ends}
+	g.FaultStarted(f)
+	f.EndedAt = &start
+	g.FaultEnded(f) // at once: the POST is in flight
+	g.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"POST /api/annotations", "PATCH /api/annotations/7"}, calls)
+}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/dsplab/dsplab/platform-api/internal/alerts"
-	"github.com/dsplab/dsplab/platform-api/internal/faults"
+	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 )
 
 // Alerts stores what Alertmanager sends.
@@ -44,11 +44,11 @@ func (h *handler) alertWebhook(w http.ResponseWriter, r *http.Request) {
 	var n alerts.Notification
 	// Lenient on unknown fields: Alertmanager adds fields across versions.
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&n); err != nil {
-		h.writeError(w, r, &faults.ValidationError{Problems: []faults.Problem{{Field: "body", Problem: "not an Alertmanager webhook notification: " + err.Error()}}})
+		h.writeError(w, r, apierr.Invalid("alert notification", "body", "not an Alertmanager webhook notification: %v", err))
 		return
 	}
 	if n.Alerts == nil {
-		h.writeError(w, r, &faults.ValidationError{Problems: []faults.Problem{{Field: "alerts", Problem: "is required"}}})
+		h.writeError(w, r, apierr.Invalid("alert notification", "alerts", "is required"))
 		return
 	}
 	writeJSON(w, http.StatusOK, WebhookResponse{Received: h.Alerts.Add(n, time.Now().UTC())})
@@ -70,7 +70,7 @@ func (h *handler) listAlerts(w http.ResponseWriter, r *http.Request) {
 	if s := r.URL.Query().Get("since"); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
-			h.writeError(w, r, &faults.ValidationError{Problems: []faults.Problem{{Field: "since", Problem: "must be an RFC 3339 time"}}})
+			h.writeError(w, r, apierr.Invalid("request", "since", "must be an RFC 3339 time"))
 			return
 		}
 		since = t

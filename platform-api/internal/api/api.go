@@ -27,6 +27,7 @@ import (
 
 	"github.com/dsplab/dsplab/internal/httpguard"
 	"github.com/dsplab/dsplab/internal/httpserver"
+	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
 
@@ -163,7 +164,7 @@ func writesNeed(guard func(http.Handler) http.Handler) func(http.Handler) http.H
 // ErrorResponse is every error answer.
 type ErrorResponse struct {
 	Error    string           `json:"error" example:"invalid fault"`
-	Problems []faults.Problem `json:"problems,omitempty"`
+	Problems []apierr.Problem `json:"problems,omitempty"`
 }
 
 // writeJSON answers v as JSON; what cannot be encoded is a 500 that says
@@ -179,25 +180,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// writeError maps domain errors to status codes.
+// writeError answers an error with the status it carries (apierr.Status:
+// the domain packages' errors say their HTTP meaning once).
 func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var ve *faults.ValidationError
+	var ve *apierr.ValidationError
 	var ie *docker.ImageError
-	status := http.StatusInternalServerError
+	status := apierr.Status(err)
 	body := ErrorResponse{Error: err.Error()}
 	switch {
 	case errors.As(err, &ve):
 		status, body.Error, body.Problems = http.StatusBadRequest, "invalid request", ve.Problems
-	case errors.Is(err, faults.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, faults.ErrConflict):
-		status = http.StatusConflict
-	case errors.Is(err, faults.ErrInfra):
-		status = http.StatusForbidden
-	case errors.Is(err, faults.ErrTooMany):
-		status = http.StatusTooManyRequests
-	case errors.Is(err, faults.ErrNotImplemented):
-		status = http.StatusNotImplemented
 	case errors.As(err, &ie):
 		// A job image that could not be pulled: the message names it and
 		// the cause, without the layers of context around it.

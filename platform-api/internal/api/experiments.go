@@ -5,8 +5,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/experiments"
-	"github.com/dsplab/dsplab/platform-api/internal/faults"
 )
 
 // Experiments runs declarative experiments.
@@ -70,7 +70,7 @@ func (h *handler) startExperiment(w http.ResponseWriter, r *http.Request) {
 	var d experiments.Definition
 	switch {
 	case req.Preset != "" && req.Definition != nil:
-		h.writeError(w, r, &faults.ValidationError{Problems: []faults.Problem{{Field: "preset", Problem: "give a preset or a definition, not both"}}})
+		h.writeError(w, r, apierr.Invalid("experiment", "preset", "give a preset or a definition, not both"))
 		return
 	case req.Preset != "":
 		p, err := h.Experiments.Preset(req.Preset)
@@ -82,7 +82,7 @@ func (h *handler) startExperiment(w http.ResponseWriter, r *http.Request) {
 	case req.Definition != nil:
 		d = *req.Definition
 	default:
-		h.writeError(w, r, &faults.ValidationError{Problems: []faults.Problem{{Field: "preset", Problem: "give a preset name or a definition"}}})
+		h.writeError(w, r, apierr.Invalid("experiment", "preset", "give a preset name or a definition"))
 		return
 	}
 	h.runExperiment(w, r, d)

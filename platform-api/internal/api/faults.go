@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
 )
 
@@ -56,14 +56,22 @@ type FaultResponse struct {
 	ContainerID string            `json:"containerId"`
 	Peer        string            `json:"peer,omitempty" example:"kafka"`
 	Params      map[string]string `json:"params,omitempty"`
-	State       string            `json:"state" example:"active" enums:"active,reverting,reverted,completed,failed"`
+	// State: reverting while the revert is under way, or failed and
+	// retried with backoff (revertAttempts, error and nextRevertAt).
+	State string `json:"state" example:"active" enums:"active,reverting,reverted,completed,failed"`
 	// Command is the equivalent docker or Pumba command line.
 	Command   string     `json:"command" example:"docker pause dsplab-analyzer-2-1"`
 	StartedAt time.Time  `json:"startedAt"`
 	EndsAt    *time.Time `json:"endsAt,omitempty"`
 	EndedAt   *time.Time `json:"endedAt,omitempty"`
 	EndReason string     `json:"endReason,omitempty" example:"duration elapsed"`
-	Error     string     `json:"error,omitempty"`
+	// Error is why the fault failed, or while it is reverting, why the
+	// last revert attempt failed.
+	Error string `json:"error,omitempty"`
+	// RevertAttempts counts the tries of the revert so far.
+	RevertAttempts int `json:"revertAttempts,omitempty" example:"1"`
+	// NextRevertAt is when a revert that failed is tried again.
+	NextRevertAt *time.Time `json:"nextRevertAt,omitempty"`
 	// Cleanup is the removal of rules a network fault may have left
 	// behind (after a platform restart, or when Pumba failed): pending,
 	// done, or failed with what could not be removed.
@@ -76,9 +84,9 @@ type FaultsResponse struct {
 }
 
 func toResponse(f faults.Fault) FaultResponse {
-	return FaultResponse{ID: f.ID, Type: f.Type, Target: f.Target, Container: f.Container, ContainerID: f.ContainerID, Peer: f.Peer,
+	return FaultResponse{ID: f.ID, Type: string(f.Type), Target: f.Target, Container: f.Container, ContainerID: f.ContainerID, Peer: f.Peer,
 		Params: f.Params, State: f.State, Command: f.Command, StartedAt: f.StartedAt, EndsAt: f.EndsAt, EndedAt: f.EndedAt,
-		EndReason: f.EndReason, Error: f.Error, Cleanup: f.Cleanup}
+		EndReason: f.EndReason, Error: f.Error, RevertAttempts: f.RevertAttempts, NextRevertAt: f.NextRevertAt, Cleanup: f.Cleanup}
 }
 
 // decodeStrict decodes one JSON object, rejecting unknown fields, and names
@@ -86,7 +94,7 @@ func toResponse(f faults.Fault) FaultResponse {
 func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
-		return &faults.ValidationError{Problems: []faults.Problem{{Field: "body", Problem: err.Error()}}}
+		return apierr.Invalid("request", "body", "%s", err.Error())
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -95,13 +103,13 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &te):
-			return &faults.ValidationError{Problems: []faults.Problem{{Field: te.Field, Problem: fmt.Sprintf("must be a %s, not a JSON %s", te.Type, te.Value)}}}
+			return apierr.Invalid("request", te.Field, "must be a %s, not a JSON %s", te.Type, te.Value)
 		case errors.As(err, &se):
-			return &faults.ValidationError{Problems: []faults.Problem{{Field: "body", Problem: fmt.Sprintf("not JSON at byte %d: %v", se.Offset, err)}}}
+			return apierr.Invalid("request", "body", "not JSON at byte %d: %v", se.Offset, err)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return &faults.ValidationError{Problems: []faults.Problem{{Field: strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), Problem: "is not a known field"}}}
+			return apierr.Invalid("request", strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "is not a known field")
 		}
-		return &faults.ValidationError{Problems: []faults.Problem{{Field: "body", Problem: err.Error()}}}
+		return apierr.Invalid("request", "body", "%s", err.Error())
 	}
 	return nil
 }
@@ -132,7 +140,7 @@ func (h *handler) startFault(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	spec := faults.Spec{Type: req.Type, Target: req.Target, Duration: time.Duration(req.DurationSeconds * float64(time.Second)),
+	spec := faults.Spec{Type: faults.Type(req.Type), Target: req.Target, Duration: time.Duration(req.DurationSeconds * float64(time.Second)),
 		Signal: req.Signal, CPUs: req.CPUs, MemoryMB: req.MemoryMB, AllowInfra: req.AllowInfra,
 		DelayMs: req.DelayMs, JitterMs: req.JitterMs, Correlation: req.Correlation, Distribution: req.Distribution,
 		Percent: req.Percent, Rate: req.Rate, Peer: req.Peer}
@@ -186,18 +194,20 @@ func (h *handler) getFault(w http.ResponseWriter, r *http.Request) {
 
 // stopFault godoc
 //
-//	@Summary	Stop a fault early (revert it now)
-//	@Tags		faults
-//	@Produce	json
-//	@Param		id	path		string	true	"fault id"
-//	@Success	200	{object}	FaultResponse
-//	@Failure	404	{object}	ErrorResponse
-//	@Security	BearerToken
-//	@Router		/api/faults/{id}/stop [post]
-//	@Router		/api/faults/{id} [delete]
+//	@Summary		Stop a fault early (revert it now)
+//	@Description	Reverts the fault now and answers its record. A fault already ended answers its record as it is. When the engine refuses the revert, the answer is 502 naming the failure: the fault stays reverting (it still holds its container) and is retried with backoff, as GET shows (revertAttempts, error, nextRevertAt); stopping it again tries again at once.
+//	@Tags			faults
+//	@Produce		json
+//	@Param			id	path		string	true	"fault id"
+//	@Success		200	{object}	FaultResponse
+//	@Failure		404	{object}	ErrorResponse
+//	@Failure		502	{object}	ErrorResponse	"the revert failed; it is retried in the background"
+//	@Security		BearerToken
+//	@Router			/api/faults/{id}/stop [post]
+//	@Router			/api/faults/{id} [delete]
 func (h *handler) stopFault(w http.ResponseWriter, r *http.Request) {
 	f, err := h.Faults.StopFault(r.Context(), chi.URLParam(r, "id"))
-	if err != nil && f.ID == "" {
+	if err != nil {
 		h.writeError(w, r, err)
 		return
 	}
@@ -210,7 +220,7 @@ func (h *handler) stopFault(w http.ResponseWriter, r *http.Request) {
 //	@Tags		faults
 //	@Produce	json
 //	@Success	200	{object}	FaultsResponse
-//	@Failure	500	{object}	ErrorResponse	"some faults could not be reverted"
+//	@Failure	502	{object}	ErrorResponse	"some faults could not be reverted: they stay reverting and are retried in the background"
 //	@Security	BearerToken
 //	@Router		/api/faults/reset [post]
 func (h *handler) resetFaults(w http.ResponseWriter, r *http.Request) {

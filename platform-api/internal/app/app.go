@@ -129,6 +129,7 @@ type App struct {
 	faults  *faults.Manager
 	traffic *traffic.Manager
 	exps    *experiments.Manager
+	grafana *annotate.Grafana
 	stop    context.CancelFunc
 	server  *httpserver.Server
 	log     *slog.Logger
@@ -191,7 +192,7 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 	// After the faults and traffic jobs are known again: an experiment
 	// that was running is concluded (its faults and jobs found by id).
 	exps.Restore()
-	a := &App{rt: rt, faults: m, traffic: tm, exps: exps, stop: stop, log: log}
+	a := &App{rt: rt, faults: m, traffic: tm, exps: exps, grafana: grafana, stop: stop, log: log}
 	if listen == "" {
 		listen = cfg.Listen
 	}
@@ -212,12 +213,18 @@ func (a *App) Addr() string { return a.server.Addr() }
 // Run serves until ctx ends. On a graceful stop every active fault is
 // reverted, since nobody would be left to revert it on time; after a
 // kill -9 the markers remain and the next start reconciles them.
+//
+// The stop is in order and every step is bounded: running experiments are
+// aborted (each reverts its faults and stops its traffic) and waited for,
+// the faults still active are reverted (60 s), the fault manager's timers,
+// watchers and retries are stopped and waited for, the traffic watchers
+// end (their jobs keep running in their containers: the next start
+// watches them again), and the Grafana annotations in flight, among them
+// the ends of the faults just reverted, are sent (each call 3 s).
 func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.server.Run(gctx) })
 	err := g.Wait()
-	// Running experiments are aborted: each reverts its faults and stops
-	// its traffic.
 	for _, e := range a.exps.List() {
 		if e.State == experiments.StateRunning {
 			a.exps.Stop(e.ID)
@@ -232,10 +239,9 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Info("reverted active faults on shutdown", "count", len(reverted))
 	}
 	a.faults.Close()
-	// Traffic jobs keep running in their containers; the next start
-	// watches them again.
 	a.stop()
 	a.traffic.Wait()
+	a.grafana.Wait()
 	a.rt.Close()
 	return err
 }
@@ -264,7 +270,7 @@ func (f *faultMetrics) experimentEnded(verdict string) {
 }
 
 func (f *faultMetrics) FaultStarted(x faults.Fault) {
-	f.total.Add(context.Background(), 1, metric.WithAttributes(attribute.String("type", x.Type), attribute.String("target", x.Target)))
+	f.total.Add(context.Background(), 1, metric.WithAttributes(attribute.String("type", string(x.Type)), attribute.String("target", x.Target)))
 }
 
 func (f *faultMetrics) FaultEnded(faults.Fault) {}

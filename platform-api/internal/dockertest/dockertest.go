@@ -91,11 +91,19 @@ func NewProject(t testing.TB) *Project {
 // names them) with the role label.
 func (p *Project) Run(service, role string) string {
 	p.t.Helper()
+	return p.RunWith(service, role)
+}
+
+// RunWith is Run with more docker run options (e.g. --stop-signal).
+func (p *Project) RunWith(service, role string, options ...string) string {
+	p.t.Helper()
 	name := p.Name + "-" + service + "-1"
-	out, err := exec.Command("docker", "run", "-d", "--name", name, "--network", p.Network, "--network-alias", service,
-		"--label", "com.docker.compose.project="+p.Name, "--label", "com.docker.compose.service="+service,
-		"--label", "dsplab.role="+role, "-e", "PORT=9001", "-e", "ANALYZER_ID="+service,
-		"-e", "KAFKA_BROKERS=127.0.0.1:1", "-e", "LOG_LEVEL=error", Image).CombinedOutput()
+	args := []string{"run", "-d", "--name", name, "--network", p.Network, "--network-alias", service,
+		"--label", "com.docker.compose.project=" + p.Name, "--label", "com.docker.compose.service=" + service,
+		"--label", "dsplab.role=" + role, "-e", "PORT=9001", "-e", "ANALYZER_ID=" + service,
+		"-e", "KAFKA_BROKERS=127.0.0.1:1", "-e", "LOG_LEVEL=error"}
+	args = append(append(args, options...), Image)
+	out, err := exec.Command("docker", args...).CombinedOutput()
 	if err != nil {
 		p.t.Fatalf("docker run %s: %v\n%s", name, err, out)
 	}

@@ -6,6 +6,7 @@
 package experiments
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
 )
 
@@ -79,7 +81,7 @@ type ScheduledFault struct {
 
 // Spec converts to a fault request.
 func (f ScheduledFault) Spec() faults.Spec {
-	return faults.Spec{Type: f.Type, Target: f.Target, Duration: seconds(f.DurationSeconds), Signal: f.Signal, CPUs: f.CPUs,
+	return faults.Spec{Type: faults.Type(f.Type), Target: f.Target, Duration: seconds(f.DurationSeconds), Signal: f.Signal, CPUs: f.CPUs,
 		MemoryMB: f.MemoryMB, AllowInfra: f.AllowInfra, DelayMs: f.DelayMs, JitterMs: f.JitterMs, Correlation: f.Correlation,
 		Distribution: f.Distribution, Percent: f.Percent, Rate: f.Rate, Peer: f.Peer}
 }
@@ -149,10 +151,8 @@ func (c Check) holds(v float64) bool {
 
 // Validate fills defaults and lists every problem.
 func (d *Definition) Validate(maxFaultDuration float64) error {
-	var ps []faults.Problem
-	bad := func(f, format string, a ...any) {
-		ps = append(ps, faults.Problem{Field: f, Problem: fmt.Sprintf(format, a...)})
-	}
+	var p apierr.Problems
+	bad := p.Add
 	if strings.TrimSpace(d.Name) == "" {
 		bad("name", "is required")
 	}
@@ -168,8 +168,13 @@ func (d *Definition) Validate(maxFaultDuration float64) error {
 	if d.DetectQuery == "" {
 		d.DetectQuery = "(min(distributor_analyzer_up) < 1) or (distributor_health_up < 1)"
 	}
-	if d.Traffic != nil && (d.Traffic.TargetURL == "" || !(d.Traffic.RPS > 0) || !(d.Traffic.DurationSeconds > 0)) {
-		bad("traffic", "needs targetUrl, rps > 0 and durationSeconds > 0")
+	if t := d.Traffic; t != nil {
+		if t.TargetURL == "" || !(t.RPS > 0) {
+			bad("traffic", "needs targetUrl and rps > 0")
+		}
+		// The traffic manager bounds it at start; the rule is the same
+		// as for POST /api/traffic/start.
+		p.Duration("traffic.durationSeconds", seconds(t.DurationSeconds), 0)
 	}
 	for i, f := range d.Faults {
 		field := fmt.Sprintf("faults[%d]", i)
@@ -178,8 +183,10 @@ func (d *Definition) Validate(maxFaultDuration float64) error {
 		}
 		s := f.Spec()
 		if err := s.Validate(faults.Limits{MaxDuration: seconds(maxFaultDuration)}, 1<<10); err != nil {
-			for _, p := range err.(*faults.ValidationError).Problems {
-				bad(field+"."+p.Field, "%s", p.Problem)
+			var ve *apierr.ValidationError
+			errors.As(err, &ve)
+			for _, fp := range ve.Problems {
+				bad(field+"."+fp.Field, "%s", fp.Problem)
 			}
 		}
 	}
@@ -224,10 +231,7 @@ func (d *Definition) Validate(maxFaultDuration float64) error {
 			bad(field+".abort", "applies to before and during checks only")
 		}
 	}
-	if len(ps) > 0 {
-		return &faults.ValidationError{Problems: ps}
-	}
-	return nil
+	return p.Err("experiment")
 }
 
 // LoadPresets reads every *.yaml of dir as a Definition, strictly.

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dsplab/dsplab/platform-api/internal/alerts"
+	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
 	"github.com/dsplab/dsplab/platform-api/internal/traffic"
 )
@@ -33,6 +34,7 @@ type world struct {
 	faults  map[string]*faults.Fault
 	stopped []string
 	jobs    map[string]*traffic.Job
+	stopErr error // the engine refuses reverts
 }
 
 func (w *world) since() float64 { return time.Since(w.start).Seconds() }
@@ -53,7 +55,7 @@ func (w *world) Start(_ context.Context, s faults.Spec) (faults.Fault, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	end := time.Now().Add(s.Duration)
-	f := &faults.Fault{ID: "f-" + s.Target, Type: s.Type, Target: s.Target, State: faults.StateActive, StartedAt: time.Now(), EndsAt: &end, Command: "docker " + s.Type}
+	f := &faults.Fault{ID: "f-" + s.Target, Type: s.Type, Target: s.Target, State: faults.StateActive, StartedAt: time.Now(), EndsAt: &end, Command: "docker " + string(s.Type)}
 	w.faults[f.ID] = f
 	return *f, nil
 }
@@ -61,6 +63,10 @@ func (w *world) Start(_ context.Context, s faults.Spec) (faults.Fault, error) {
 func (w *world) StopFault(_ context.Context, id string) (faults.Fault, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.stopErr != nil {
+		w.faults[id].State = faults.StateReverting
+		return *w.faults[id], w.stopErr
+	}
 	w.faults[id].State = faults.StateReverted
 	w.stopped = append(w.stopped, id)
 	return *w.faults[id], nil
@@ -261,7 +267,7 @@ func TestDefinitionsListEveryProblem(t *testing.T) {
 	d := Definition{Faults: []ScheduledFault{{AtSeconds: -1, Type: "explode"}}, Checks: []Check{{Comparator: "~", Phase: "later"}},
 		Traffic: &Traffic{}, IntervalSeconds: 0.1}
 	err := d.Validate(600)
-	var ve *faults.ValidationError
+	var ve *apierr.ValidationError
 	require.ErrorAs(t, err, &ve)
 	fields := map[string]bool{}
 	for _, p := range ve.Problems {
@@ -535,7 +541,7 @@ func TestAnAfterCheckWithAnotherModeIsRefusedAndRecoversOnlyFitsAfter(t *testing
 	} {
 		d := Definition{Name: "x", Checks: []Check{{Query: "up", Comparator: ">", Phase: tc.phase, Mode: tc.mode}}}
 		err := d.Validate(600)
-		var ve *faults.ValidationError
+		var ve *apierr.ValidationError
 		require.ErrorAs(t, err, &ve, "%s/%s", tc.phase, tc.mode)
 		require.Equal(t, "checks[0].mode", ve.Problems[0].Field)
 		require.Contains(t, ve.Problems[0].Problem, tc.problem)
@@ -664,7 +670,7 @@ func TestRecoveryVarCountsOnlySinceTheFaultsEnded(t *testing.T) {
 
 func TestRecoveryVarIsForAfterChecksOnly(t *testing.T) {
 	d := Definition{Name: "x", Checks: []Check{{Query: "increase(x_total[$__recovery])", Comparator: ">", Phase: "during"}}}
-	var ve *faults.ValidationError
+	var ve *apierr.ValidationError
 	require.ErrorAs(t, d.Validate(600), &ve)
 	require.Equal(t, "checks[0].query", ve.Problems[0].Field)
 	require.Contains(t, ve.Problems[0].Problem, "after checks only")

@@ -2,8 +2,6 @@ package experiments
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -12,10 +10,19 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dsplab/dsplab/platform-api/internal/faults"
+	"github.com/dsplab/dsplab/platform-api/internal/apierr"
+	"github.com/dsplab/dsplab/platform-api/internal/ids"
 )
 
-// Manager runs experiments. It is safe for concurrent use.
+// Manager runs experiments, one at a time, and remembers the last
+// MaxFinished that ended. It is safe for concurrent use.
+//
+// One at a time: an experiment's verdict is judged on the whole stack's
+// metrics, its ledger counts every packet, and its config changes replace
+// the distributor's one overlay and put back the one from before at the
+// end. Two at once would judge each other's faults, count each other's
+// traffic, and restore each other's overlays out of order (the second to
+// end putting back the first one's overlay for good).
 type Manager struct {
 	q         Querier
 	faults    FaultStarter
@@ -76,20 +83,23 @@ func (m *Manager) Presets() []Definition {
 func (m *Manager) Preset(name string) (Definition, error) {
 	d, ok := m.presets[name]
 	if !ok {
-		return Definition{}, fmt.Errorf("%w: no preset %q (GET /api/experiments/presets lists them)", faults.ErrNotFound, name)
+		return Definition{}, fmt.Errorf("%w: no preset %q (GET /api/experiments/presets lists them)", apierr.ErrNotFound, name)
 	}
 	return d, nil
 }
 
+// MaxFinished is how many ended experiments are remembered (with their
+// reports); older ones are forgotten.
+const MaxFinished = 100
+
 // Start validates d and runs it in the background, under the platform's
-// own context: it outlives the request that started it.
+// own context: it outlives the request that started it. While another
+// experiment runs it is refused (apierr.ErrTooMany).
 func (m *Manager) Start(d Definition) (Experiment, error) {
 	if err := d.Validate(m.maxFault); err != nil {
 		return Experiment{}, err
 	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	e := &Experiment{ID: "x-" + hex.EncodeToString(b), Name: d.Name, State: StateRunning, StartedAt: time.Now().UTC(), Definition: d,
+	e := &Experiment{ID: ids.New(ids.Experiment), Name: d.Name, State: StateRunning, StartedAt: time.Now().UTC(), Definition: d,
 		Timeline: []Event{}, FaultIDs: []string{}, Alerts: nil}
 	for _, c := range d.Checks {
 		e.Checks = append(e.Checks, CheckResult{Check: c, Samples: []Sample{}})
@@ -103,7 +113,16 @@ func (m *Manager) Start(d Definition) (Experiment, error) {
 	sort.SliceStable(r.configs, func(i, j int) bool { return r.configs[i].AtSeconds < r.configs[j].AtSeconds })
 	ctx, cancel := context.WithCancel(context.Background())
 	m.mu.Lock()
+	for _, x := range m.exps {
+		if x.State == StateRunning {
+			m.mu.Unlock()
+			cancel()
+			return Experiment{}, fmt.Errorf("%w: experiment %s (%s) is running, and experiments run one at a time (their faults, traffic and config overlays would interfere); stop it or wait for its verdict",
+				apierr.ErrTooMany, x.ID, x.Name)
+		}
+	}
 	m.exps[e.ID], m.cancels[e.ID] = e, cancel
+	m.trim()
 	out := *e
 	m.mu.Unlock()
 	m.wg.Add(1)
@@ -123,7 +142,7 @@ func (m *Manager) Stop(id string) (Experiment, error) {
 	cancel, ok := m.cancels[id]
 	m.mu.Unlock()
 	if !ok {
-		return Experiment{}, fmt.Errorf("%w: experiment %s", faults.ErrNotFound, id)
+		return Experiment{}, fmt.Errorf("%w: experiment %s", apierr.ErrNotFound, id)
 	}
 	cancel()
 	return m.Get(id)
@@ -135,7 +154,7 @@ func (m *Manager) Get(id string) (Experiment, error) {
 	defer m.mu.Unlock()
 	e, ok := m.exps[id]
 	if !ok {
-		return Experiment{}, fmt.Errorf("%w: experiment %s", faults.ErrNotFound, id)
+		return Experiment{}, fmt.Errorf("%w: experiment %s", apierr.ErrNotFound, id)
 	}
 	return copyOf(e), nil
 }
@@ -173,7 +192,29 @@ func (m *Manager) update(e *Experiment, fn func(*Experiment)) {
 	fn(e)
 }
 
+// trim forgets the oldest ended experiments beyond MaxFinished (m.mu
+// held).
+func (m *Manager) trim() {
+	var ended []*Experiment
+	for _, e := range m.exps {
+		if e.State != StateRunning {
+			ended = append(ended, e)
+		}
+	}
+	if len(ended) <= MaxFinished {
+		return
+	}
+	sort.Slice(ended, func(i, j int) bool { return ended[i].StartedAt.Before(ended[j].StartedAt) })
+	for _, e := range ended[:len(ended)-MaxFinished] {
+		delete(m.exps, e.ID)
+		delete(m.cancels, e.ID)
+	}
+}
+
 func (m *Manager) finished(verdict string) {
+	m.mu.Lock()
+	m.trim()
+	m.mu.Unlock()
 	if m.onVerdict != nil {
 		m.onVerdict(verdict)
 	}

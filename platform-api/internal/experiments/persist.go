@@ -19,8 +19,9 @@ import (
 const Interrupted = "interrupted"
 
 // KeepFinished is how many ended experiments the state directory keeps
-// (with their reports); older ones are deleted.
-const KeepFinished = 100
+// (with their reports); older ones are deleted. The same number as in
+// memory (MaxFinished): what a restart brings back is what was listed.
+const KeepFinished = MaxFinished
 
 // Store keeps experiment records across restarts (records.Store).
 type Store interface {

@@ -390,7 +390,7 @@ func (r *runner) activeFaults() (active, pending int) {
 		if f.id == "" {
 			continue
 		}
-		if got, err := r.m.faults.Get(f.id); err == nil && (got.State == faults.StateActive || got.State == "reverting") {
+		if got, err := r.m.faults.Get(f.id); err == nil && (got.State == faults.StateActive || got.State == faults.StateReverting) {
 			active++
 		}
 	}
@@ -523,9 +523,19 @@ func (r *runner) cleanup() {
 		if f.id == "" {
 			continue
 		}
-		if got, err := r.m.faults.Get(f.id); err == nil && got.State == faults.StateActive {
-			r.m.faults.StopFault(ctx, f.id)
+		got, err := r.m.faults.Get(f.id)
+		if err != nil || (got.State != faults.StateActive && got.State != faults.StateReverting) {
+			continue
+		}
+		// Say what happened: a revert the engine refused is not reverted
+		// (the fault manager keeps retrying it).
+		switch got, err := r.m.faults.StopFault(ctx, f.id); {
+		case err != nil:
+			r.event("fault-stop-failed", "%s on %s (%s) not reverted: %v", f.Type, f.Target, f.id, err)
+		case got.State == faults.StateReverted:
 			r.event("fault-stopped", "%s on %s reverted by the experiment", f.Type, f.Target)
+		default:
+			r.event("fault-stopped", "%s on %s stopped by the experiment: %s", f.Type, f.Target, got.State)
 		}
 	}
 	if r.applied > 0 {
@@ -541,8 +551,11 @@ func (r *runner) cleanup() {
 		return
 	}
 	if j, err := r.m.traffic.Get(e.TrafficJobID); err == nil && j.State == traffic.StateRunning {
-		r.m.traffic.Stop(ctx, e.TrafficJobID)
-		r.event("traffic-stopped", "traffic job %s stopped at the end of the experiment", e.TrafficJobID)
+		if _, err := r.m.traffic.Stop(ctx, e.TrafficJobID); err != nil {
+			r.event("traffic-stop-failed", "traffic job %s not stopped: %v", e.TrafficJobID, err)
+		} else {
+			r.event("traffic-stopped", "traffic job %s stopped at the end of the experiment", e.TrafficJobID)
+		}
 	}
 }
 

@@ -35,7 +35,7 @@ func (m *Manager) reconcileNetwork(f *Fault) {
 	const reason = "expired while the platform was down"
 	ctx, cancel := context.WithTimeout(m.bg, m.revertT)
 	defer cancel()
-	if err := m.revertNetwork(ctx, f); err != nil && !errors.Is(err, docker.ErrNotFound) {
+	if err := m.stopPumba(ctx, f); err != nil && !errors.Is(err, docker.ErrNotFound) {
 		m.log.Warn("stop expired pumba job", "fault", f.ID, "err", err)
 	}
 	if err := m.cleanupNetwork(m.bg, f); err != nil {
@@ -45,7 +45,7 @@ func (m *Manager) reconcileNetwork(f *Fault) {
 	}
 	rctx, rcancel := context.WithTimeout(m.bg, m.revertT)
 	defer rcancel()
-	if err := m.rt.Remove(rctx, f.markerID); err != nil {
+	if err := m.rt.Remove(rctx, f.marker); err != nil {
 		m.finish(f, StateFailed, reason, err)
 		return
 	}
@@ -61,14 +61,12 @@ func (m *Manager) cleanupNetwork(ctx context.Context, f *Fault) error {
 	if m.pumba.NettoolsImage == "" {
 		return nil
 	}
-	m.setCleanup(f, "pending")
-	cmds := [][]string{{"tc", "qdisc", "del", "dev", "eth0", "root"}}
-	if f.Type == Partition {
-		cmds = nil
-		for _, src := range f.sources {
-			cmds = append(cmds, append([]string{"iptables"}, partitionRule("-D", src)...))
-		}
+	n, ok := f.fam.(network)
+	if !ok {
+		return nil
 	}
+	m.setCleanup(f, "pending")
+	cmds := n.leftovers(f)
 	var errs []error
 	for _, id := range []string{f.ContainerID, f.PeerID} {
 		if id == "" {

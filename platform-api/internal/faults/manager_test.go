@@ -50,7 +50,7 @@ func TestStateFaultsApplyAndRevertAfterTheirDuration(t *testing.T) {
 		{Spec{Type: Stop, Target: "analyzer-2", Duration: 2 * time.Second}, "exited", "docker stop " + name(p, "analyzer-2")},
 		{Spec{Type: Kill, Target: "analyzer-1", Duration: 2 * time.Second}, "exited", "docker kill --signal SIGKILL " + name(p, "analyzer-1")},
 	} {
-		t.Run(tc.spec.Type, func(t *testing.T) {
+		t.Run(string(tc.spec.Type), func(t *testing.T) {
 			f, err := m.Start(t.Context(), tc.spec)
 			require.NoError(t, err)
 			require.Equal(t, StateActive, f.State)

@@ -11,8 +11,6 @@ package traffic
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,8 +24,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
-	"github.com/dsplab/dsplab/platform-api/internal/faults"
+	"github.com/dsplab/dsplab/platform-api/internal/ids"
 )
 
 // Scripts and profiles the platform offers (k6/).
@@ -124,16 +123,19 @@ type Observer interface {
 	JobEnded(j Job)
 }
 
-// Manager is safe for concurrent use.
+// Manager is safe for concurrent use. A job being started holds a slot
+// (starting) from the cap check, under the lock, until it runs or fails:
+// concurrent starts never exceed MaxJobs.
 type Manager struct {
-	obs  []Observer
-	rt   Runtime
-	cfg  Config
-	log  *slog.Logger
-	ctx  context.Context // the platform's root context: jobs outlive requests
-	mu   sync.Mutex
-	jobs map[string]*Job
-	wg   sync.WaitGroup
+	obs      []Observer
+	rt       Runtime
+	cfg      Config
+	log      *slog.Logger
+	ctx      context.Context // the platform's root context: jobs outlive requests
+	mu       sync.Mutex
+	jobs     map[string]*Job
+	starting int
+	wg       sync.WaitGroup
 }
 
 const (
@@ -160,10 +162,8 @@ func New(ctx context.Context, rt Runtime, cfg Config, log *slog.Logger, obs ...O
 
 // validate fills defaults and returns every problem of s.
 func (m *Manager) validate(s *Spec) error {
-	var ps []faults.Problem
-	bad := func(f, format string, a ...any) {
-		ps = append(ps, faults.Problem{Field: f, Problem: fmt.Sprintf(format, a...)})
-	}
+	var p apierr.Problems
+	bad := p.Add
 	if s.Script == "" {
 		s.Script = "ingest-packets"
 	}
@@ -186,9 +186,7 @@ func (m *Manager) validate(s *Spec) error {
 	if !(s.RPS > 0) || s.RPS > m.cfg.MaxRPS {
 		bad("rps", "must be above 0 and at most %g", m.cfg.MaxRPS)
 	}
-	if s.Duration <= 0 || s.Duration > m.cfg.MaxDuration {
-		bad("durationSeconds", "must be above 0 and at most %d", int(m.cfg.MaxDuration.Seconds()))
-	}
+	p.Duration("durationSeconds", s.Duration, m.cfg.MaxDuration)
 	if !slices.Contains(Scripts, s.Script) {
 		bad("script", "%q is not one of %s", s.Script, strings.Join(Scripts, ", "))
 	}
@@ -210,16 +208,7 @@ func (m *Manager) validate(s *Spec) error {
 			bad("params."+k, "is longer than 1024 characters")
 		}
 	}
-	if len(ps) > 0 {
-		return &faults.ValidationError{Problems: ps}
-	}
-	return nil
-}
-
-func newID() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return "t-" + hex.EncodeToString(b)
+	return p.Err("traffic job")
 }
 
 // Start validates s and starts the k6 job; it returns once the container
@@ -228,52 +217,79 @@ func (m *Manager) Start(ctx context.Context, s Spec) (Job, error) {
 	if err := m.validate(&s); err != nil {
 		return Job{}, err
 	}
+	if err := m.reserve(); err != nil {
+		return Job{}, err
+	}
+	j, err := m.create(ctx, s)
 	m.mu.Lock()
-	running := 0
-	for _, j := range m.jobs {
-		if j.State == StateRunning {
-			running++
-		}
+	m.starting--
+	if err == nil {
+		m.jobs[j.ID] = j
 	}
-	m.mu.Unlock()
-	if running >= m.cfg.MaxJobs {
-		return Job{}, fmt.Errorf("%w: %d traffic jobs running, the cap is %d", faults.ErrTooMany, running, m.cfg.MaxJobs)
-	}
-	// The k6 image first: a pull may take minutes, and the job's clock
-	// starts after it.
-	if err := m.rt.EnsureImages(ctx, m.cfg.Image); err != nil {
-		return Job{}, err
-	}
-	net, err := m.rt.ProjectNetwork(ctx, m.cfg.Network)
-	if err != nil {
-		return Job{}, err
-	}
-	j := &Job{ID: newID(), Script: s.Script, Profile: s.Profile, TargetURL: s.TargetURL, RPS: s.RPS, Duration: s.Duration,
-		Params: s.Params, State: StateRunning, StartedAt: time.Now().UTC()}
-	spec := m.jobSpec(j, net)
-	j.Command = "k6 " + strings.Join(spec.Cmd, " ")
-	id, err := m.rt.CreateJob(ctx, spec)
-	if err != nil {
-		return Job{}, err
-	}
-	j.ContainerID = id
-	if err := m.rt.CopyDir(ctx, id, m.cfg.ScriptsDir, scriptsPath); err == nil {
-		err = m.rt.Start(ctx, id)
-	}
-	if err != nil {
-		m.rt.Remove(context.WithoutCancel(ctx), id)
-		return Job{}, fmt.Errorf("start k6 job: %w", err)
-	}
-	m.mu.Lock()
-	m.jobs[j.ID] = j
 	out := *j
 	m.mu.Unlock()
+	if err != nil {
+		return Job{}, err
+	}
 	m.log.InfoContext(ctx, "traffic job started", "id", j.ID, "script", j.Script, "profile", j.Profile, "rps", j.RPS, "duration", j.Duration, "target", j.TargetURL)
 	for _, o := range m.obs {
 		o.JobStarted(out)
 	}
 	m.watch(j)
 	return out, nil
+}
+
+// reserve takes a slot under the cap for a job about to be created.
+func (m *Manager) reserve() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	running := m.starting
+	for _, j := range m.jobs {
+		if j.State == StateRunning {
+			running++
+		}
+	}
+	if running >= m.cfg.MaxJobs {
+		return fmt.Errorf("%w: %d traffic jobs running, the cap is %d", apierr.ErrTooMany, running, m.cfg.MaxJobs)
+	}
+	m.starting++
+	return nil
+}
+
+// create makes and starts the job's container; nothing is left behind
+// when it fails.
+func (m *Manager) create(ctx context.Context, s Spec) (*Job, error) {
+	// The k6 image first: a pull may take minutes, and the job's clock
+	// starts after it.
+	j := &Job{}
+	if err := m.rt.EnsureImages(ctx, m.cfg.Image); err != nil {
+		return j, err
+	}
+	net, err := m.rt.ProjectNetwork(ctx, m.cfg.Network)
+	if err != nil {
+		return j, err
+	}
+	*j = Job{ID: ids.New(ids.Traffic), Script: s.Script, Profile: s.Profile, TargetURL: s.TargetURL, RPS: s.RPS, Duration: s.Duration,
+		Params: s.Params, State: StateRunning, StartedAt: time.Now().UTC()}
+	spec := m.jobSpec(j, net)
+	j.Command = "k6 " + strings.Join(spec.Cmd, " ")
+	id, err := m.rt.CreateJob(ctx, spec)
+	if err != nil {
+		return j, err
+	}
+	j.ContainerID = id
+	if err := m.rt.CopyDir(ctx, id, m.cfg.ScriptsDir, scriptsPath); err == nil {
+		err = m.rt.Start(ctx, id)
+	}
+	if err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if rerr := m.rt.Remove(rctx, id); rerr != nil {
+			m.log.Error("remove the container of a k6 job that did not start", "id", j.ID, "err", rerr)
+		}
+		return j, fmt.Errorf("start k6 job: %w", err)
+	}
+	return j, nil
 }
 
 func (m *Manager) jobSpec(j *Job, net string) docker.JobSpec {
@@ -395,7 +411,7 @@ func (m *Manager) Stop(ctx context.Context, id string) (Job, error) {
 	}
 	m.mu.Unlock()
 	if !ok {
-		return Job{}, fmt.Errorf("%w: traffic job %s", faults.ErrNotFound, id)
+		return Job{}, fmt.Errorf("%w: traffic job %s", apierr.ErrNotFound, id)
 	}
 	if err := m.rt.Stop(ctx, j.ContainerID, 30*time.Second); err != nil && !errors.Is(err, docker.ErrNotFound) {
 		return Job{}, err
@@ -409,7 +425,7 @@ func (m *Manager) Get(id string) (Job, error) {
 	defer m.mu.Unlock()
 	j, ok := m.jobs[id]
 	if !ok {
-		return Job{}, fmt.Errorf("%w: traffic job %s", faults.ErrNotFound, id)
+		return Job{}, fmt.Errorf("%w: traffic job %s", apierr.ErrNotFound, id)
 	}
 	return *j, nil
 }

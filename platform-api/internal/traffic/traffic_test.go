@@ -12,9 +12,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
 	"github.com/dsplab/dsplab/platform-api/internal/dockertest"
-	"github.com/dsplab/dsplab/platform-api/internal/faults"
 )
 
 // These tests run real k6 job containers on the real Docker engine, from a
@@ -117,7 +117,7 @@ func TestInvalidJobsListEveryProblem(t *testing.T) {
 	m := New(context.Background(), nil, Config{MaxRPS: 100, MaxDuration: time.Minute, MaxJobs: 1}, slog.New(slog.DiscardHandler))
 	_, err := m.Start(t.Context(), Spec{TargetURL: "ftp://x", RPS: 1000, Duration: time.Hour, Script: "nope", Profile: "wavy",
 		Params: map[string]string{"lower": "1", "RATE": "5", "RAMP_TO": "10"}})
-	var ve *faults.ValidationError
+	var ve *apierr.ValidationError
 	require.ErrorAs(t, err, &ve)
 	fields := map[string]bool{}
 	for _, p := range ve.Problems {
