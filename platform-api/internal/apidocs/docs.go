@@ -643,8 +643,8 @@ const docTemplate = `{
                             "$ref": "#/definitions/api.FaultsResponse"
                         }
                     },
-                    "500": {
-                        "description": "some faults could not be reverted",
+                    "502": {
+                        "description": "some faults could not be reverted: they stay reverting and are retried in the background",
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }
@@ -691,6 +691,7 @@ const docTemplate = `{
                         "BearerToken": []
                     }
                 ],
+                "description": "Reverts the fault now and answers its record. A fault already ended answers its record as it is. When the engine refuses the revert, the answer is 502 naming the failure: the fault stays reverting (it still holds its container) and is retried with backoff, as GET shows (revertAttempts, error, nextRevertAt); stopping it again tries again at once.",
                 "produces": [
                     "application/json"
                 ],
@@ -719,6 +720,12 @@ const docTemplate = `{
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }
+                    },
+                    "502": {
+                        "description": "the revert failed; it is retried in the background",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
                     }
                 }
             }
@@ -730,6 +737,7 @@ const docTemplate = `{
                         "BearerToken": []
                     }
                 ],
+                "description": "Reverts the fault now and answers its record. A fault already ended answers its record as it is. When the engine refuses the revert, the answer is 502 naming the failure: the fault stays reverting (it still holds its container) and is retried with backoff, as GET shows (revertAttempts, error, nextRevertAt); stopping it again tries again at once.",
                 "produces": [
                     "application/json"
                 ],
@@ -755,6 +763,12 @@ const docTemplate = `{
                     },
                     "404": {
                         "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "502": {
+                        "description": "the revert failed; it is retried in the background",
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }
@@ -1125,7 +1139,7 @@ const docTemplate = `{
                 "problems": {
                     "type": "array",
                     "items": {
-                        "$ref": "#/definitions/faults.Problem"
+                        "$ref": "#/definitions/apierr.Problem"
                     }
                 }
             }
@@ -1279,11 +1293,16 @@ const docTemplate = `{
                     "type": "string"
                 },
                 "error": {
+                    "description": "Error is why the fault failed, or while it is reverting, why the\nlast revert attempt failed.",
                     "type": "string"
                 },
                 "id": {
                     "type": "string",
                     "example": "f-1a2b3c4d5e6f"
+                },
+                "nextRevertAt": {
+                    "description": "NextRevertAt is when a revert that failed is tried again.",
+                    "type": "string"
                 },
                 "params": {
                     "type": "object",
@@ -1295,10 +1314,16 @@ const docTemplate = `{
                     "type": "string",
                     "example": "kafka"
                 },
+                "revertAttempts": {
+                    "description": "RevertAttempts counts the tries of the revert so far.",
+                    "type": "integer",
+                    "example": 1
+                },
                 "startedAt": {
                     "type": "string"
                 },
                 "state": {
+                    "description": "State: reverting while the revert is under way, or failed and\nretried with backoff (revertAttempts, error and nextRevertAt).",
                     "type": "string",
                     "enum": [
                         "active",
@@ -1574,6 +1599,17 @@ const docTemplate = `{
                 "received": {
                     "type": "integer",
                     "example": 2
+                }
+            }
+        },
+        "apierr.Problem": {
+            "type": "object",
+            "properties": {
+                "field": {
+                    "type": "string"
+                },
+                "problem": {
+                    "type": "string"
                 }
             }
         },
@@ -1990,17 +2026,6 @@ const docTemplate = `{
                 "targetUrl": {
                     "type": "string",
                     "example": "http://distributor:8080"
-                }
-            }
-        },
-        "faults.Problem": {
-            "type": "object",
-            "properties": {
-                "field": {
-                    "type": "string"
-                },
-                "problem": {
-                    "type": "string"
                 }
             }
         }
