@@ -23,7 +23,9 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/dsplab/dsplab/distributor/internal/config"
@@ -37,6 +39,7 @@ type stack struct {
 	brokers   []string
 	analyzers []*httptest.Server
 	path      string // the config file
+	metrics   *sdkmetric.ManualReader
 }
 
 // healthy is an analyzer as the distributor sees it: GET /health, 200.
@@ -60,7 +63,8 @@ func startStack(t *testing.T, extra string) *stack {
 	file := fmt.Sprintf("kafka:\n  brokers: [%q]\n  request_timeout: 3s\n  write_timeout: 1s\nanalyzers:\n  - {id: analyzer-1, url: %q, weight: 0.5}\n  - {id: analyzer-2, url: %q, weight: 0.5}\nhealth: {interval: 200ms, timeout: 100ms}\n%s",
 		s.brokers[0], s.analyzers[0].URL, s.analyzers[1].URL, extra)
 	require.NoError(t, os.WriteFile(s.path, []byte(file), 0o644))
-	tel := &telemetry.Providers{TracerProvider: noop.NewTracerProvider(), MeterProvider: sdkmetric.NewMeterProvider(), MetricsHandler: http.NotFoundHandler()}
+	s.metrics = sdkmetric.NewManualReader()
+	tel := &telemetry.Providers{TracerProvider: noop.NewTracerProvider(), MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(s.metrics)), MetricsHandler: http.NotFoundHandler()}
 	s.app, err = New(Options{ConfigPath: s.path, Getenv: func(string) string { return "" }, Listen: "127.0.0.1:0", Telemetry: tel, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -239,3 +243,29 @@ func TestSecretsAreRedactedInEveryGETAndKeptWhenTheOverlayIsSetBack(t *testing.T
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// counter reads the value of an int64 counter's series with exactly attrs.
+func (s *stack) counter(t *testing.T, name string, attrs map[string]string) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, s.metrics.Collect(context.Background(), &rm))
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if m.Name != name || !ok {
+				continue
+			}
+			for _, dp := range sum.DataPoints {
+				match := dp.Attributes.Len() == len(attrs)
+				for k, v := range attrs {
+					got, ok := dp.Attributes.Value(attribute.Key(k))
+					match = match && ok && got.AsString() == v
+				}
+				if match {
+					return dp.Value
+				}
+			}
+		}
+	}
+	return 0
+}

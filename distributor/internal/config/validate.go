@@ -80,8 +80,8 @@ func (c Config) Validate() error {
 	if c.Limits.BodyReadTimeout < 100*time.Millisecond {
 		bad("limits.body_read_timeout", "must be at least 100ms, is %s", c.Limits.BodyReadTimeout)
 	}
-	if c.Limits.MaxBytesInFlight < int64(c.Limits.MaxBodyBytes) && c.Limits.MaxBodyBytes > 0 {
-		bad("limits.max_bytes_in_flight", "must be at least limits.max_body_bytes (%d), is %d", c.Limits.MaxBodyBytes, c.Limits.MaxBytesInFlight)
+	if c.Limits.MaxBytesInFlight < 1<<20 {
+		bad("limits.max_bytes_in_flight", "must be at least 1 MiB (1048576), is %d", c.Limits.MaxBytesInFlight)
 	}
 	if c.SLA.Window < c.SLA.EvalPeriod {
 		bad("sla.window", "must be at least sla.eval_period")
