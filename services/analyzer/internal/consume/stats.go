@@ -37,22 +37,22 @@ var knownLevels = map[string]bool{"trace": true, "debug": true, "info": true, "n
 
 // Stats are the analyzer's counters, served at /stats and as metrics.
 type Stats struct {
-	mu        sync.Mutex
-	id        string
-	packets   int64
-	messages  int64
-	dups      int64
-	unread    int64
-	byLevel   map[string]int64
-	byTenant  map[string]int64
-	labelled  map[string]bool // tenants with a series of their own
-	extra     map[string]bool // levels, not known ones, with a series of their own
+	mu       sync.Mutex
+	id       string
+	packets  int64
+	messages int64
+	dups     int64
+	unread   int64
+	byLevel  map[string]int64
+	byTenant map[string]int64
+	labelled map[string]bool // tenants with a series of their own
+	extra    map[string]bool // levels, not known ones, with a series of their own
 	// levelsFolded and tenantsFolded say that some levels or tenants were
 	// counted as otherLabel.
 	levelsFolded, tenantsFolded bool
 	lag                         int64
-	last      time.Time
-	lastError string
+	last                        time.Time
+	lastError                   string
 
 	packetsC  metric.Int64Counter
 	messagesC metric.Int64Counter
@@ -84,11 +84,11 @@ type Snapshot struct {
 	MessagesByTenant  map[string]int64 `json:"messages_by_tenant"`
 	// LevelsTruncated and TenantsTruncated say that levels or tenants past
 	// the caps were counted under "_other".
-	LevelsTruncated  bool `json:"messages_by_level_truncated,omitempty"`
-	TenantsTruncated bool `json:"messages_by_tenant_truncated,omitempty"`
-	ConsumerLag       int64            `json:"consumer_lag"`
-	LastProcessedAt   *time.Time       `json:"last_processed_at,omitempty"`
-	LastError         string           `json:"last_error,omitempty"`
+	LevelsTruncated  bool       `json:"messages_by_level_truncated,omitempty"`
+	TenantsTruncated bool       `json:"messages_by_tenant_truncated,omitempty"`
+	ConsumerLag      int64      `json:"consumer_lag"`
+	LastProcessedAt  *time.Time `json:"last_processed_at,omitempty"`
+	LastError        string     `json:"last_error,omitempty"`
 }
 
 // NewStats creates the counters and their instruments on m. Every series
