@@ -5,26 +5,24 @@
 // answers a fast 503 instead of growing until the collector starves
 // everything else (health probes included).
 //
-// The budget is split in two pools, so that a few large requests cannot
-// shut out the many small ones:
+// Large requests cannot shut out the many small ones: a hold whose total
+// passes SmallHold is large, and large holds together may take at most
+// seven eighths of the limit, while small holds may take whatever is
+// free. So an eighth is always there for ordinary packets, and the whole
+// budget when no large request needs it.
 //
-//   - the small pool, an eighth of the limit, serves holds of at most
-//     SmallHold bytes in total: ordinary packets;
-//   - the large pool, the rest, serves a hold from the moment its total
-//     passes SmallHold (its reservation moves there).
-//
-// Invariant: the bytes reserved in each pool never pass the pool's size.
-// A hold that would need more than the whole large pool can never be
+// Invariant: reserved ≤ limit, and reserved by large holds ≤ 7/8 limit.
+// A hold that alone would need more than 7/8 of the limit can never be
 // served and gets ErrTooLarge rather than a Retry-After that would lie.
 package budget
 
 import (
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"sync"
 )
 
-// SmallHold is the largest hold served from the small pool.
+// SmallHold is the largest hold that counts as small.
 const SmallHold = 64 << 10
 
 // ErrExhausted means the budget has no room now: try again later (503).
@@ -33,13 +31,14 @@ var ErrExhausted = errors.New("memory budget of requests in flight exhausted")
 // ErrTooLarge means one request alone would need more than the budget.
 var ErrTooLarge = errors.New("request needs more memory than the budget allows one request")
 
-// Budget is safe for concurrent use. The zero value and nil refuse
-// nothing.
+// Budget is safe for concurrent use. A nil Budget, or a limit of 0,
+// refuses nothing.
 type Budget struct {
-	limit   atomic.Int64 // 0: no budget
-	small   atomic.Int64 // bytes reserved by small holds
-	large   atomic.Int64 // bytes reserved by large holds
-	refused atomic.Int64
+	mu      sync.Mutex
+	limit   int64
+	used    int64 // reserved by every hold
+	large   int64 // reserved by large holds
+	refused int64
 }
 
 // New returns a budget of limit bytes (0: unlimited).
@@ -50,11 +49,10 @@ func New(limit int64) *Budget {
 }
 
 // SetLimit changes the limit; holds already open keep what they have.
-func (b *Budget) SetLimit(limit int64) { b.limit.Store(max(limit, 0)) }
-
-func (b *Budget) pools() (small, large int64) {
-	l := b.limit.Load()
-	return l / 8, l - l/8
+func (b *Budget) SetLimit(limit int64) {
+	b.mu.Lock()
+	b.limit = max(limit, 0)
+	b.mu.Unlock()
 }
 
 // InUse is the number of bytes reserved now.
@@ -62,7 +60,9 @@ func (b *Budget) InUse() int64 {
 	if b == nil {
 		return 0
 	}
-	return b.small.Load() + b.large.Load()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
 }
 
 // Refused is the number of reservations refused (ErrExhausted or
@@ -71,7 +71,9 @@ func (b *Budget) Refused() int64 {
 	if b == nil {
 		return 0
 	}
-	return b.refused.Load()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.refused
 }
 
 // Hold is one request's reservation. It is not safe for concurrent use:
@@ -89,53 +91,38 @@ func (b *Budget) Open() *Hold { return &Hold{b: b} }
 // or ErrTooLarge (never room) and reserves nothing.
 func (h *Hold) Reserve(n int64) error {
 	b := h.b
-	if b == nil || n <= 0 || b.limit.Load() == 0 {
-		return nil // nothing to bound, nothing to give back
-	}
-	smallSize, largeSize := b.pools()
-	if !h.large && h.n+n <= SmallHold {
-		if !add(&b.small, n, smallSize) {
-			b.refused.Add(1)
-			return ErrExhausted
-		}
-		h.n += n
+	if b == nil || n <= 0 {
 		return nil
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.limit == 0 {
+		return nil // nothing to bound, nothing to give back
+	}
+	largeSize := b.limit - b.limit/8
 	total := h.n + n
-	if total > largeSize {
-		b.refused.Add(1)
+	large := h.large || total > SmallHold
+	// What the large holds would hold: a hold turning large brings what
+	// it had.
+	largeAfter := b.large
+	if large {
+		largeAfter += total - h.n
+		if !h.large {
+			largeAfter += h.n
+		}
+	}
+	switch {
+	case large && total > largeSize:
+		b.refused++
 		return fmt.Errorf("%w: %d bytes estimated, the budget allows one request %d (limits.max_bytes_in_flight)", ErrTooLarge, total, largeSize)
+	case b.used+n > b.limit, largeAfter > largeSize:
+		b.refused++
+		return ErrExhausted
 	}
-	if h.large {
-		if !add(&b.large, n, largeSize) {
-			b.refused.Add(1)
-			return ErrExhausted
-		}
-	} else {
-		// Moving to the large pool: reserve the whole there, then give
-		// back what the small pool held.
-		if !add(&b.large, total, largeSize) {
-			b.refused.Add(1)
-			return ErrExhausted
-		}
-		b.small.Add(-h.n)
-		h.large = true
-	}
-	h.n = total
+	b.used += n
+	b.large = largeAfter
+	h.n, h.large = total, large
 	return nil
-}
-
-// add reserves n in pool if it stays within size.
-func add(pool *atomic.Int64, n, size int64) bool {
-	for {
-		used := pool.Load()
-		if used+n > size {
-			return false
-		}
-		if pool.CompareAndSwap(used, used+n) {
-			return true
-		}
-	}
 }
 
 // Held is the number of bytes this hold has reserved.
@@ -143,12 +130,13 @@ func (h *Hold) Held() int64 { return h.n }
 
 // Release gives everything back. It may be called more than once.
 func (h *Hold) Release() {
-	if h.b != nil && h.n > 0 {
+	if b := h.b; b != nil && h.n > 0 {
+		b.mu.Lock()
+		b.used -= h.n
 		if h.large {
-			h.b.large.Add(-h.n)
-		} else {
-			h.b.small.Add(-h.n)
+			b.large -= h.n
 		}
+		b.mu.Unlock()
 	}
 	h.n, h.large = 0, false
 }

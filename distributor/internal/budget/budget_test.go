@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestLargeHoldsShareSevenEighthsAndSmallOnesKeepTheirPool(t *testing.T) {
+func TestLargeHoldsShareSevenEighthsAndSmallOnesKeepTheirEighth(t *testing.T) {
 	b := New(8 << 20) // small pool 1 MiB, large pool 7 MiB
 	big := b.Open()
 	require.NoError(t, big.Reserve(6<<20))
@@ -29,16 +29,39 @@ func TestLargeHoldsShareSevenEighthsAndSmallOnesKeepTheirPool(t *testing.T) {
 	require.EqualValues(t, 2, b.Refused())
 }
 
-func TestAHoldGrowingPastSmallHoldMovesToTheLargePool(t *testing.T) {
+func TestAHoldGrowingPastSmallHoldCountsAsLarge(t *testing.T) {
 	b := New(8 << 20)
 	h := b.Open()
 	require.NoError(t, h.Reserve(SmallHold))
-	require.Equal(t, int64(SmallHold), b.small.Load())
+	require.Zero(t, b.large)
 	require.NoError(t, h.Reserve(1))
-	require.Zero(t, b.small.Load())
-	require.Equal(t, int64(SmallHold+1), b.large.Load())
+	require.Equal(t, int64(SmallHold+1), b.large)
+	require.NoError(t, h.Reserve(10))
+	require.Equal(t, int64(SmallHold+11), b.large)
 	h.Release()
 	require.Zero(t, b.InUse())
+	require.Zero(t, b.large)
+}
+
+// Small holds may use what large ones leave free, not only their eighth;
+// large ones never take that eighth.
+func TestSmallHoldsMayUseTheWholeBudgetWhenNoLargeOneNeedsIt(t *testing.T) {
+	b := New(8 << 20)
+	var holds []*Hold
+	for range 200 { // 200 × 40 KiB = 7.8 MiB, far over an eighth
+		h := b.Open()
+		require.NoError(t, h.Reserve(40<<10))
+		holds = append(holds, h)
+	}
+	require.ErrorIs(t, b.Open().Reserve(1<<20), ErrExhausted, "the budget is full")
+	for _, h := range holds {
+		h.Release()
+	}
+	require.Zero(t, b.InUse())
+	big := b.Open()
+	require.NoError(t, big.Reserve(7<<20))
+	require.ErrorIs(t, b.Open().Reserve(128<<10), ErrExhausted, "large holds are at their seven eighths")
+	require.NoError(t, b.Open().Reserve(40<<10), "the last eighth is the small ones'")
 }
 
 func TestNoBudgetRefusesNothing(t *testing.T) {
