@@ -1587,7 +1587,7 @@ const docTemplate = `{
                     "example": "after"
                 },
                 "query": {
-                    "description": "Query is PromQL returning one number (a scalar or a one-sample\nvector). $__range in it stands for the experiment so far (since its\nstart, plus 10 s): judge transient events on counters with\nincrease(x_total[$__range]), not on a sampled gauge.",
+                    "description": "Query is PromQL returning one number (a scalar or a one-sample\nvector). $__range in it stands for the experiment so far (since its\nstart, plus 10 s): judge transient events on counters with\nincrease(x_total[$__range]), not on a sampled gauge. $__recovery,\nin after checks only, stands for the recovery so far (since every\nfault ended, plus 10 s): \"accepted again\" counted since the fault.",
                     "type": "string",
                     "example": "distributor_healthy_analyzers"
                 },
@@ -1646,7 +1646,7 @@ const docTemplate = `{
                     "example": "after"
                 },
                 "query": {
-                    "description": "Query is PromQL returning one number (a scalar or a one-sample\nvector). $__range in it stands for the experiment so far (since its\nstart, plus 10 s): judge transient events on counters with\nincrease(x_total[$__range]), not on a sampled gauge.",
+                    "description": "Query is PromQL returning one number (a scalar or a one-sample\nvector). $__range in it stands for the experiment so far (since its\nstart, plus 10 s): judge transient events on counters with\nincrease(x_total[$__range]), not on a sampled gauge. $__recovery,\nin after checks only, stands for the recovery so far (since every\nfault ended, plus 10 s): \"accepted again\" counted since the fault.",
                     "type": "string",
                     "example": "distributor_healthy_analyzers"
                 },
@@ -1697,6 +1697,16 @@ const docTemplate = `{
                 },
                 "description": {
                     "type": "string"
+                },
+                "detectAlerts": {
+                    "description": "DetectAlerts names the alerts that count as detecting the fault\n(default: any alert that starts firing after the first fault). An\nalert left pending by an earlier run can start firing during this\none: naming the alerts that belong to this fault keeps it from\nbeing credited.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "AnalyzerDown"
+                    ]
                 },
                 "detectQuery": {
                     "description": "DetectQuery is a PromQL filter that returns something once the\nsystem has noticed the fault (default: an analyzer down or the\ndistributor's health down). With alerts, it gives time to detect.",

@@ -40,6 +40,12 @@ type Definition struct {
 	// system has noticed the fault (default: an analyzer down or the
 	// distributor's health down). With alerts, it gives time to detect.
 	DetectQuery string `yaml:"detectQuery" json:"detectQuery,omitempty"`
+	// DetectAlerts names the alerts that count as detecting the fault
+	// (default: any alert that starts firing after the first fault). An
+	// alert left pending by an earlier run can start firing during this
+	// one: naming the alerts that belong to this fault keeps it from
+	// being credited.
+	DetectAlerts []string `yaml:"detectAlerts" json:"detectAlerts,omitempty" example:"AnalyzerDown"`
 }
 
 // Traffic is the experiment's load: the platform's traffic request.

@@ -669,3 +669,40 @@ func TestRecoveryVarIsForAfterChecksOnly(t *testing.T) {
 	require.Equal(t, "checks[0].query", ve.Problems[0].Field)
 	require.Contains(t, ve.Problems[0].Problem, "after checks only")
 }
+
+// An alert left pending by an earlier run (RateLimitingHigh after the
+// rate-limit preset) can start firing just after this run's first fault;
+// with DetectAlerts only the named alert is credited with detection.
+func TestDetectAlertsCreditOnlyTheNamedAlerts(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		named  []string
+		by     string
+		detect float64
+	}{
+		{"any alert", nil, "alert RateLimitingHigh", 1},
+		{"named alerts only", []string{"AnalyzerDown"}, "alert AnalyzerDown", 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				_, m, store := newWorld(analyzerCrash)
+				go func() {
+					time.Sleep(11 * time.Second)
+					store.Add(alerts.Notification{Receiver: "platform", Alerts: []alerts.Alert{{Status: "firing", StartsAt: time.Now(), Labels: map[string]string{"alertname": "RateLimitingHigh"}}}}, time.Now())
+					time.Sleep(3 * time.Second)
+					store.Add(alerts.Notification{Receiver: "platform", Alerts: []alerts.Alert{{Status: "firing", StartsAt: time.Now(), Labels: map[string]string{"alertname": "AnalyzerDown"}}}}, time.Now())
+				}()
+				d := crashDefinition()
+				d.DetectQuery = "never_present"
+				d.DetectAlerts = tc.named
+				e, err := m.Start(d)
+				require.NoError(t, err)
+				m.Wait()
+				e, _ = m.Get(e.ID)
+				require.NotNil(t, e.TimeToDetectSeconds, "%+v", e.Timeline)
+				require.Equal(t, tc.by, e.DetectedBy)
+				require.InDelta(t, tc.detect, *e.TimeToDetectSeconds, 1)
+			})
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -391,9 +392,13 @@ func (r *runner) detect(ctx context.Context, firstFault time.Time) {
 	by := ""
 	// Only an alert that fires because of this run counts: one that began
 	// before the first fault (left over from an earlier run, or a resolve
-	// notification) says nothing about detecting it.
+	// notification) says nothing about detecting it; with DetectAlerts,
+	// only the alerts it names count (Prometheus's StartsAt is when an
+	// alert began firing, so one pending since an earlier run passes the
+	// first test).
 	for _, a := range r.m.alerts.Since(firstFault) {
-		if a.Status == "firing" && (a.StartsAt.IsZero() || !a.StartsAt.Before(firstFault)) {
+		named := len(r.def.DetectAlerts) == 0 || slices.Contains(r.def.DetectAlerts, a.Labels["alertname"])
+		if named && a.Status == "firing" && (a.StartsAt.IsZero() || !a.StartsAt.Before(firstFault)) {
 			at, by = a.ReceivedAt, "alert "+a.Labels["alertname"]
 			break
 		}
