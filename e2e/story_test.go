@@ -116,7 +116,9 @@ func TestWorkshopStory(t *testing.T) {
 	t.Run("the AnalyzerDown alert reaches Alertmanager and the platform's webhook", func(t *testing.T) {
 		waitFor(t, 60*time.Second, func() bool {
 			var al alertList
-			call(t, http.MethodGet, "/api/alerts", nil, &al)
+			// GET /api/alerts is paged (100 by default): ask only for
+			// what came since the fault, a page of at most 1000.
+			call(t, http.MethodGet, "/api/alerts?limit=1000&since="+crash.StartedAt.Add(-time.Second).UTC().Format(time.RFC3339), nil, &al)
 			for _, a := range al.Alerts {
 				if a.Labels["alertname"] == "AnalyzerDown" && a.Labels["analyzer"] == "analyzer-2" && a.ReceivedAt.After(crash.StartedAt) {
 					return true

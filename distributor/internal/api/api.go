@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dsplab/dsplab/distributor/internal/budget"
 	"github.com/dsplab/dsplab/distributor/internal/config"
 	"github.com/dsplab/dsplab/distributor/internal/ingest"
 	"github.com/dsplab/dsplab/distributor/internal/metrics"
@@ -67,6 +69,7 @@ type Deps struct {
 type handler struct {
 	Deps
 	inflight atomic.Int64
+	budget   *budget.Budget // limits.max_bytes_in_flight, set from each request's snapshot
 	idPrefix string
 	seq      atomic.Uint64
 	attrs    attrCache
@@ -120,7 +123,7 @@ func (c attrCache) scope(sc string) metric.MeasurementOption {
 
 // NewRouter returns the distributor's HTTP handler.
 func NewRouter(d Deps) http.Handler {
-	h := &handler{Deps: d, idPrefix: strconv.FormatInt(time.Now().UnixNano(), 36), attrs: newAttrCache()}
+	h := &handler{Deps: d, idPrefix: strconv.FormatInt(time.Now().UnixNano(), 36), attrs: newAttrCache(), budget: budget.New(0)}
 	if d.Metrics != nil {
 		// Every endpoint × result series exists at zero from the first
 		// scrape: increase() and rate() cannot see the first request of a
@@ -151,17 +154,17 @@ func NewRouter(d Deps) http.Handler {
 	return r
 }
 
-// decodeFunc turns a request body into a packet.
-type decodeFunc func(r *http.Request, body []byte, tenant string, cfg config.Config) (*envelope.Envelope, error)
+// decodeFunc turns a request body into a packet within lim.
+type decodeFunc func(r *http.Request, body []byte, tenant string, lim ingest.Limits) (*envelope.Envelope, error)
 
 func (h *handler) ingest(w http.ResponseWriter, r *http.Request) {
-	h.accept(w, r, "ingest", http.StatusAccepted, func(r *http.Request, body []byte, tenant string, cfg config.Config) (*envelope.Envelope, error) {
-		return ingest.DecodePacket(body, tenant, time.Now().UTC(), limits(cfg))
+	h.accept(w, r, "ingest", http.StatusAccepted, func(r *http.Request, body []byte, tenant string, lim ingest.Limits) (*envelope.Envelope, error) {
+		return ingest.DecodePacket(body, tenant, time.Now().UTC(), lim)
 	})
 }
 
 func (h *handler) lokiPush(w http.ResponseWriter, r *http.Request) {
-	h.accept(w, r, "loki_push", http.StatusNoContent, func(r *http.Request, body []byte, tenant string, cfg config.Config) (*envelope.Envelope, error) {
+	h.accept(w, r, "loki_push", http.StatusNoContent, func(r *http.Request, body []byte, tenant string, lim ingest.Limits) (*envelope.Envelope, error) {
 		meta := ingest.LokiMeta{Tenant: tenant, EmitterID: r.Header.Get("X-Emitter-ID"), PacketID: h.nextPacketID(), Now: time.Now().UTC()}
 		if meta.EmitterID == "" {
 			meta.EmitterID = "loki/" + tenant
@@ -169,9 +172,9 @@ func (h *handler) lokiPush(w http.ResponseWriter, r *http.Request) {
 		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		switch ct {
 		case "application/json":
-			return ingest.DecodeLokiJSON(body, meta, limits(cfg))
+			return ingest.DecodeLokiJSON(body, meta, lim)
 		case "", "application/x-protobuf", "application/x-snappy-protobuf":
-			return ingest.DecodeLokiProto(body, meta, limits(cfg))
+			return ingest.DecodeLokiProto(body, meta, lim)
 		}
 		return nil, &httpError{status: http.StatusUnsupportedMediaType, result: resultBadRequest,
 			body: errorBody{Error: "Content-Type " + ct + " not supported: send application/json or application/x-protobuf"}}
@@ -182,12 +185,19 @@ func (h *handler) nextPacketID() string {
 	return h.idPrefix + "-" + strconv.FormatUint(h.seq.Add(1), 10)
 }
 
-func limits(cfg config.Config) ingest.Limits {
-	return ingest.Limits{MaxMessages: cfg.Limits.MaxMessagesPerPacket, MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxDecompressed: cfg.Limits.MaxDecompressedBytes}
+func limits(cfg config.Config, hold *budget.Hold) ingest.Limits {
+	return ingest.Limits{MaxMessages: cfg.Limits.MaxMessagesPerPacket, MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxDecompressed: cfg.Limits.MaxDecompressedBytes,
+		Reserve: hold.Reserve}
 }
 
 // accept is the common path of every ingest endpoint: tenant, rate limit,
-// in-flight bound, body limits, decode, route and produce, answer.
+// body (within its size, time and memory budgets), in-flight bound,
+// decode, route and produce, answer.
+//
+// The in-flight slot is taken once the body is in: a client sending its
+// body slowly holds a connection (bounded by limits.max_connections and
+// cut at limits.body_read_timeout) and a few bytes of the memory budget,
+// never one of the max_inflight slots that decoding and Kafka writes need.
 func (h *handler) accept(w http.ResponseWriter, r *http.Request, endpoint string, okStatus int, decode decodeFunc) {
 	start := time.Now()
 	cfg := h.Config()
@@ -224,19 +234,22 @@ func (h *handler) accept(w http.ResponseWriter, r *http.Request, endpoint string
 		writeError(w, &httpError{status: http.StatusTooManyRequests, body: errorBody{Error: "rate limited", Scope: d.Scope, RetryAfter: retrySeconds(d.RetryAfter)}})
 		return
 	}
+	h.budget.SetLimit(cfg.Limits.MaxBytesInFlight)
+	hold := h.budget.Open()
+	defer hold.Release() // after the answer: the envelope and its record are garbage by then
+	body, err := readBody(w, r, cfg, hold)
+	h.Metrics.RequestBytes.Add(r.Context(), int64(len(body)), endpointAttr)
+	if err != nil {
+		fail(err)
+		return
+	}
 	if n := h.inflight.Add(1); n > int64(cfg.Limits.MaxInflight) {
 		h.inflight.Add(-1)
 		fail(unavailable("overloaded: too many requests in flight", "", time.Second))
 		return
 	}
 	defer h.inflight.Add(-1)
-	body, err := readBody(w, r, cfg)
-	h.Metrics.RequestBytes.Add(r.Context(), int64(len(body)), endpointAttr)
-	if err != nil {
-		fail(err)
-		return
-	}
-	env, err := decode(r, body, tenant, cfg)
+	env, err := decode(r, body, tenant, limits(cfg, hold))
 	if err != nil {
 		fail(err)
 		return
@@ -261,24 +274,46 @@ func (h *handler) accept(w http.ResponseWriter, r *http.Request, endpoint string
 }
 
 // readBody reads the body within the size limit, undoing a gzip
-// Content-Encoding within the decompressed limit.
-func readBody(w http.ResponseWriter, r *http.Request, cfg config.Config) ([]byte, error) {
+// Content-Encoding within the decompressed limit, and within the time
+// budget: the body must be in limits.body_read_timeout after the headers.
+// Every byte it keeps reserves two of the memory budget (the buffer grows
+// by doubling).
+func readBody(w http.ResponseWriter, r *http.Request, cfg config.Config, hold *budget.Hold) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	// ErrNotSupported (a test's recorder) leaves no deadline to handle.
+	deadline := rc.SetReadDeadline(time.Now().Add(cfg.Limits.BodyReadTimeout)) == nil
+	b, err := readBodyWithin(w, r, cfg, hold)
+	if deadline {
+		if err == nil {
+			// The server reads on in the background to see the client
+			// hang up; a deadline firing there would cancel the request
+			// while Kafka is written.
+			rc.SetReadDeadline(time.Time{})
+		} else {
+			// The rest of a failed body is not worth waiting for: the
+			// server, which would read it to reuse the connection,
+			// closes it after the answer instead.
+			rc.SetReadDeadline(time.Now())
+		}
+	}
+	return b, err
+}
+
+func readBodyWithin(w http.ResponseWriter, r *http.Request, cfg config.Config, hold *budget.Hold) ([]byte, error) {
 	var rd io.Reader = http.MaxBytesReader(w, r.Body, int64(cfg.Limits.MaxBodyBytes))
 	switch enc := r.Header.Get("Content-Encoding"); enc {
 	case "", "identity":
+		b, err := io.ReadAll(reserving{rd, hold})
+		return b, bodyError(w, cfg, err, "request body")
 	case "gzip":
 		zr, err := gzip.NewReader(rd)
 		if err != nil {
-			return nil, fmt.Errorf("%w: gzip: %v", ingest.ErrMalformed, err)
+			return nil, bodyError(w, cfg, err, "gzip")
 		}
 		lim := int64(cfg.Limits.MaxDecompressedBytes)
-		b, err := io.ReadAll(io.LimitReader(zr, lim+1))
+		b, err := io.ReadAll(io.LimitReader(reserving{zr, hold}, lim+1))
 		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%w: gzip: %v", ingest.ErrMalformed, err)
+			return nil, bodyError(w, cfg, err, "gzip")
 		}
 		if int64(len(b)) > lim {
 			return nil, fmt.Errorf("%w: more than %d bytes after gzip", ingest.ErrTooLarge, lim)
@@ -288,5 +323,43 @@ func readBody(w http.ResponseWriter, r *http.Request, cfg config.Config) ([]byte
 		return nil, &httpError{status: http.StatusUnsupportedMediaType, result: resultBadRequest,
 			body: errorBody{Error: "Content-Encoding " + enc + " not supported: use gzip or none"}}
 	}
-	return io.ReadAll(rd)
+}
+
+// reserving reserves two bytes of the memory budget for every byte read.
+type reserving struct {
+	r    io.Reader
+	hold *budget.Hold
+}
+
+func (r reserving) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if rerr := r.hold.Reserve(2 * int64(n)); rerr != nil {
+		return 0, rerr
+	}
+	return n, err
+}
+
+// bodyError classifies an error of reading the body. The limits' errors
+// pass as they are; a body that does not arrive in time is 408; any other
+// failure is the client's framing (a bad chunk size, a body shorter than
+// its Content-Length, a connection closed mid-body): 400, never a server
+// fault. what names the stage ("request body", "gzip"). The connection is
+// closed after the answer: its stream is broken or its client too slow.
+func bodyError(w http.ResponseWriter, cfg config.Config, err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	w.Header().Set("Connection", "close")
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) || errors.Is(err, budget.ErrExhausted) || errors.Is(err, budget.ErrTooLarge) {
+		return err
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &httpError{status: http.StatusRequestTimeout, result: resultBadRequest,
+			body: errorBody{Error: "request body not received within " + cfg.Limits.BodyReadTimeout.String() + " (limits.body_read_timeout)"}}
+	}
+	if what == "gzip" {
+		return fmt.Errorf("%w: gzip: %v", ingest.ErrMalformed, err)
+	}
+	return badRequest(what + ": " + err.Error())
 }

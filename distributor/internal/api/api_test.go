@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,10 +36,12 @@ type fakePipeline struct {
 	accepted []*envelope.Envelope
 	block    chan struct{}
 	entered  chan struct{}
+	// blockEmitter, when set, blocks only that emitter's packets.
+	blockEmitter string
 }
 
 func (f *fakePipeline) Accept(ctx context.Context, env *envelope.Envelope) (string, error) {
-	if f.block != nil {
+	if f.block != nil && (f.blockEmitter == "" || env.EmitterID == f.blockEmitter) {
 		f.entered <- struct{}{}
 		<-f.block
 	}
@@ -269,4 +272,46 @@ func TestUnknownRoutesAndMethodsAnswerJSON(t *testing.T) {
 	w = e.do("GET", "/ingest", nil)
 	require.Equal(t, http.StatusMethodNotAllowed, w.Code)
 	require.Contains(t, w.Body.String(), `"error"`)
+}
+
+func bigPacket(emitter string, size int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"emitter_id":"` + emitter + `","packet_id":1,"messages":[`)
+	for i := 0; b.Len() < size; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"level":"info","message":"message 1: user=42 action=checkout status=ok latency_ms=12 region=eu-west-1 pad"}`)
+	}
+	b.WriteString(`]}`)
+	return []byte(b.String())
+}
+
+// The memory budget: a large packet in work holds its estimate; another
+// large one that does not fit gets a fast 503 with Retry-After (load
+// shedding: counted against the SLA, as the in-flight bound is), small
+// packets are still served from their own pool, one that could never fit
+// is 413, and once the first is answered its bytes are free again.
+func TestTheMemoryBudgetRefusesWith503AndReleasesAfter(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Limits.MaxBytesInFlight = 4 << 20; c.Limits.MaxMessagesPerPacket = 100_000 })
+	e.p.block, e.p.entered, e.p.blockEmitter = make(chan struct{}), make(chan struct{}, 1), "big-1"
+	done := make(chan int)
+	go func() { done <- e.do("POST", "/ingest", bigPacket("big-1", 300<<10)).Code }()
+	<-e.p.entered // decoded, its estimate held, waiting for "Kafka"
+
+	w := e.do("POST", "/ingest", bigPacket("big-2", 300<<10))
+	require.Equal(t, http.StatusServiceUnavailable, w.Code, w.Body.String())
+	require.Equal(t, "1", w.Header().Get("Retry-After"))
+	require.Contains(t, w.Body.String(), "memory budget")
+	require.Contains(t, w.Body.String(), "limits.max_bytes_in_flight")
+
+	require.Equal(t, http.StatusAccepted, e.do("POST", "/ingest", []byte(packet)).Code, "a small packet has a pool of its own")
+
+	close(e.p.block)
+	require.Equal(t, http.StatusAccepted, <-done)
+	require.Equal(t, http.StatusAccepted, e.do("POST", "/ingest", bigPacket("big-2", 300<<10)).Code, "released after the answer")
+	w = e.do("POST", "/ingest", bigPacket("huge", 1<<20))
+	require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, "never room: 413, not a Retry-After: %s", w.Body.String())
+	require.Empty(t, w.Header().Get("Retry-After"))
+	require.Equal(t, []bool{true, false, false, false, false}, e.sla.faults, "the 503 is a server-side refusal, the rest are not")
 }

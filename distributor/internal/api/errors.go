@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dsplab/dsplab/distributor/internal/budget"
 	"github.com/dsplab/dsplab/distributor/internal/ingest"
 	"github.com/dsplab/dsplab/distributor/internal/pipeline"
 	"github.com/dsplab/dsplab/distributor/internal/produce"
@@ -70,6 +71,12 @@ func classify(err error, kafkaRetry time.Duration) *httpError {
 		return &httpError{status: http.StatusRequestEntityTooLarge, result: resultTooLarge,
 			body: errorBody{Error: "body larger than the limit of " + strconv.FormatInt(mbe.Limit, 10) + " bytes"}}
 	case errors.Is(err, ingest.ErrTooLarge):
+		return &httpError{status: http.StatusRequestEntityTooLarge, result: resultTooLarge, body: errorBody{Error: err.Error()}}
+	case errors.Is(err, budget.ErrExhausted):
+		// Load shedding, like the in-flight bound: a server-side refusal,
+		// counted against the SLA.
+		return unavailable("overloaded: "+err.Error()+" (limits.max_bytes_in_flight)", "", time.Second)
+	case errors.Is(err, budget.ErrTooLarge):
 		return &httpError{status: http.StatusRequestEntityTooLarge, result: resultTooLarge, body: errorBody{Error: err.Error()}}
 	case errors.Is(err, pipeline.ErrNoAnalyzer):
 		return unavailable("no healthy analyzer", "", time.Second)

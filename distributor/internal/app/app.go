@@ -237,9 +237,17 @@ func (a *App) Reload(ctx context.Context) error {
 // SetOverlay replaces the run-time overlay (see config.LoadWithOverlay;
 // empty clears it) and reloads. If the result is invalid, the previous
 // overlay and configuration are kept and the error says why.
+//
+// A secret shown redacted by Overlay and sent back as it was shown (the
+// platform restores the overlay it read before an experiment) keeps the
+// value in force.
 func (a *App) SetOverlay(ctx context.Context, overlay []byte) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	overlay, err := config.ResolveRedacted(overlay, *a.cfg.Load())
+	if err != nil {
+		return err
+	}
 	prev := a.overlay
 	a.overlay = overlay
 	if err := a.reloadLocked(ctx); err != nil {
@@ -249,11 +257,12 @@ func (a *App) SetOverlay(ctx context.Context, overlay []byte) error {
 	return nil
 }
 
-// Overlay returns the run-time overlay in force ("" if none).
+// Overlay returns the run-time overlay in force ("" if none), secrets
+// redacted (config.RedactOverlay).
 func (a *App) Overlay() []byte {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	return a.overlay
+	return config.RedactOverlay(a.overlay)
 }
 
 func (a *App) reloadLocked(ctx context.Context) error {

@@ -27,6 +27,19 @@ type Config struct {
 	Routing       Routing    `yaml:"routing" json:"routing"`
 	Health        Health     `yaml:"health" json:"health"`
 	SLA           SLA        `yaml:"sla" json:"sla"`
+	Reload        Reload     `yaml:"reload" json:"reload"`
+}
+
+// Reload says what the run-time overlay (PUT /admin/config) may change.
+// Only the file and the environment set it: an overlay that touches it is
+// refused.
+type Reload struct {
+	// AllowEndpointChanges lets the overlay change where packets go and
+	// who is probed: kafka.brokers, kafka.topic_prefix, kafka.sasl_user,
+	// kafka.sasl_password, and the analyzers' ids and URLs. Off, such an
+	// overlay is refused: whoever can reach the admin API could otherwise
+	// send accepted packets to a broker or topic nobody reads.
+	AllowEndpointChanges bool `yaml:"allow_endpoint_changes" json:"allow_endpoint_changes"`
 }
 
 // Limits bound requests and their rate.
@@ -42,10 +55,20 @@ type Limits struct {
 	// included); a connection beyond it gets a fast 503 with Retry-After and
 	// is closed. With MaxInflight it bounds memory under any overload. Read
 	// at start-up only.
-	MaxConnections  int                       `yaml:"max_connections" json:"max_connections"`
-	Global          ratelimit.Rate            `yaml:"global" json:"global"`
-	PerTenant       ratelimit.Rate            `yaml:"per_tenant" json:"per_tenant"`
-	TenantOverrides map[string]ratelimit.Rate `yaml:"tenant_overrides" json:"tenant_overrides,omitempty"`
+	MaxConnections int `yaml:"max_connections" json:"max_connections"`
+	// BodyReadTimeout bounds the time from the end of a request's headers
+	// to the end of its body: a client sending its body slower is cut off
+	// with 408 and its connection closed, so slow clients cannot hold
+	// connections and memory for long.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout" json:"body_read_timeout"`
+	// MaxBytesInFlight is the global memory budget of the ingest path: the
+	// estimated bytes of every request being received, decompressed,
+	// decoded and written (see package budget). A request that would pass
+	// it gets a fast 503 with Retry-After.
+	MaxBytesInFlight int64                     `yaml:"max_bytes_in_flight" json:"max_bytes_in_flight"`
+	Global           ratelimit.Rate            `yaml:"global" json:"global"`
+	PerTenant        ratelimit.Rate            `yaml:"per_tenant" json:"per_tenant"`
+	TenantOverrides  map[string]ratelimit.Rate `yaml:"tenant_overrides" json:"tenant_overrides,omitempty"`
 }
 
 // Kafka configures the producer. Changing any field except the breaker's
@@ -127,6 +150,7 @@ func Default() Config {
 		Limits: Limits{
 			MaxBodyBytes: 5 << 20, MaxDecompressedBytes: 20 << 20,
 			MaxMessagesPerPacket: 10_000, MaxMessageBytes: 256 << 10, MaxInflight: 1024, MaxConnections: 2048,
+			BodyReadTimeout: 10 * time.Second, MaxBytesInFlight: 64 << 20,
 			TenantOverrides: map[string]ratelimit.Rate{},
 		},
 		Kafka: Kafka{
@@ -174,12 +198,15 @@ func LoadWithOverlay(path string, getenv func(string) string, overlay []byte) (C
 	if err := applyEnv(&cfg, getenv); err != nil {
 		return Config{}, err
 	}
+	var errs []error
 	if len(bytes.TrimSpace(overlay)) > 0 {
+		base := endpointsOf(cfg)
 		if err := decodeStrict(overlay, &cfg); err != nil {
 			return Config{}, fmt.Errorf("overlay: %w", err)
 		}
+		errs = base.changes(cfg)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(append([]error{cfg.Validate()}, errs...)...); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
@@ -195,12 +222,16 @@ func decodeStrict(b []byte, cfg *Config) error {
 	return nil
 }
 
-// Redacted returns a copy safe to show: secrets replaced.
+// Redacted returns a copy safe to show: secrets replaced (the SASL
+// password by Redaction, the password of an analyzer URL by xxxxx).
 func (c Config) Redacted() Config {
 	if c.Kafka.SASLPassword != "" {
-		c.Kafka.SASLPassword = "<redacted>"
+		c.Kafka.SASLPassword = Redaction
 	}
 	c.Analyzers = append([]Analyzer(nil), c.Analyzers...)
+	for i := range c.Analyzers {
+		c.Analyzers[i].URL = RedactURL(c.Analyzers[i].URL)
+	}
 	return c
 }
 

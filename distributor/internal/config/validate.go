@@ -3,9 +3,21 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"regexp"
 	"time"
+
+	"github.com/dsplab/dsplab/distributor/internal/ratelimit"
+)
+
+// MaxWeight is the largest analyzer weight (the admin API's bound too).
+const MaxWeight = 1e6
+
+// minPeriod and minTimeout are the floors of loop periods and timeouts.
+const (
+	minPeriod  = 100 * time.Millisecond
+	minTimeout = 10 * time.Millisecond
 )
 
 // topicSafe are the characters Kafka allows in topic names; analyzer ids
@@ -48,13 +60,33 @@ func (c Config) Validate() error {
 			bad(f, "must be a positive duration, is %s", d)
 		}
 	}
+	// Floors for the loops' periods: a probe every 2ns with a 1ns timeout
+	// (or a lag poll, an SLA evaluation) would spin a core and fail every
+	// probe. 100ms is ten times finer than any default.
+	for f, d := range map[string]time.Duration{"health.interval": c.Health.Interval, "routing.lag_poll_interval": c.Routing.LagPollInterval, "sla.eval_period": c.SLA.EvalPeriod} {
+		if d > 0 && d < minPeriod {
+			bad(f, "must be at least %s, is %s", minPeriod, d)
+		}
+	}
+	for f, d := range map[string]time.Duration{"health.timeout": c.Health.Timeout, "kafka.request_timeout": c.Kafka.RequestTimeout, "kafka.write_timeout": c.Kafka.WriteTimeout,
+		"health.breaker.base_backoff": c.Health.Breaker.BaseBackoff, "kafka.breaker.base_backoff": c.Kafka.Breaker.BaseBackoff} {
+		if d > 0 && d < minTimeout {
+			bad(f, "must be at least %s, is %s", minTimeout, d)
+		}
+	}
 	if c.Health.Timeout >= c.Health.Interval && c.Health.Interval > 0 {
 		bad("health.timeout", "must be shorter than health.interval (%s)", c.Health.Interval)
+	}
+	if c.Limits.BodyReadTimeout < 100*time.Millisecond {
+		bad("limits.body_read_timeout", "must be at least 100ms, is %s", c.Limits.BodyReadTimeout)
+	}
+	if c.Limits.MaxBytesInFlight < 1<<20 {
+		bad("limits.max_bytes_in_flight", "must be at least 1 MiB (1048576), is %d", c.Limits.MaxBytesInFlight)
 	}
 	if c.SLA.Window < c.SLA.EvalPeriod {
 		bad("sla.window", "must be at least sla.eval_period")
 	}
-	if c.SLA.ErrorRateThreshold <= 0 || c.SLA.ErrorRateThreshold > 1 {
+	if !(c.SLA.ErrorRateThreshold > 0 && c.SLA.ErrorRateThreshold <= 1) { // NaN too
 		bad("sla.error_rate_threshold", "must be in (0, 1], is %v", c.SLA.ErrorRateThreshold)
 	}
 	if len(c.Kafka.Brokers) == 0 {
@@ -72,12 +104,19 @@ func (c Config) Validate() error {
 	if c.Routing.LagThreshold < 0 {
 		bad("routing.lag_threshold", "must not be negative")
 	}
-	if c.Routing.MinWeightFactor <= 0 || c.Routing.MinWeightFactor > 1 {
-		bad("routing.min_weight_factor", "must be in (0, 1]")
+	if !(c.Routing.MinWeightFactor > 0 && c.Routing.MinWeightFactor <= 1) {
+		bad("routing.min_weight_factor", "must be in (0, 1], is %v", c.Routing.MinWeightFactor)
 	}
-	for name, r := range map[string]float64{"limits.global.rate": c.Limits.Global.Rate, "limits.per_tenant.rate": c.Limits.PerTenant.Rate} {
-		if r < 0 {
-			bad(name, "must not be negative (0 means unlimited)")
+	rates := map[string]ratelimit.Rate{"limits.global": c.Limits.Global, "limits.per_tenant": c.Limits.PerTenant}
+	for t, r := range c.Limits.TenantOverrides {
+		rates[fmt.Sprintf("limits.tenant_overrides[%q]", t)] = r
+	}
+	for name, r := range rates {
+		if !(r.Rate >= 0) || math.IsInf(r.Rate, 0) {
+			bad(name+".rate", "must be a finite number, not negative (0 means unlimited), is %v", r.Rate)
+		}
+		if r.Burst < 0 {
+			bad(name+".burst", "must not be negative, is %d", r.Burst)
 		}
 	}
 	errs = append(errs, c.validateAnalyzers()...)
@@ -90,6 +129,7 @@ func (c Config) validateAnalyzers() []error {
 		errs = append(errs, errors.New("analyzers: needs at least one analyzer"))
 	}
 	seen := map[string]bool{}
+	anyWeight := false
 	for i, a := range c.Analyzers {
 		f := fmt.Sprintf("analyzers[%d]", i)
 		if !topicSafe.MatchString(a.ID) || len(a.ID) > 200 {
@@ -100,11 +140,17 @@ func (c Config) validateAnalyzers() []error {
 		}
 		seen[a.ID] = true
 		if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("%s.url: %q must be an http(s) URL", f, a.URL))
+			errs = append(errs, fmt.Errorf("%s.url: %q must be an http(s) URL", f, RedactURL(a.URL)))
 		}
-		if a.Weight < 0 || a.Weight != a.Weight {
-			errs = append(errs, fmt.Errorf("%s.weight: must not be negative, is %v", f, a.Weight))
+		if !(a.Weight >= 0 && a.Weight <= MaxWeight) { // NaN and ±Inf too
+			errs = append(errs, fmt.Errorf("%s.weight: must be a number from 0 to %g, is %v", f, float64(MaxWeight), a.Weight))
 		}
+		if a.Weight > 0 {
+			anyWeight = true
+		}
+	}
+	if len(c.Analyzers) > 0 && !anyWeight {
+		errs = append(errs, errors.New("analyzers: every weight is 0 or invalid: at least one analyzer needs a positive weight, or nothing could be routed"))
 	}
 	return errs
 }

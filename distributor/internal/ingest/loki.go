@@ -32,9 +32,24 @@ func DecodeLokiProto(body []byte, meta LokiMeta, lim Limits) (*envelope.Envelope
 	if n > lim.MaxDecompressed {
 		return nil, fmt.Errorf("%w: %d bytes after snappy, limit %d", ErrTooLarge, n, lim.MaxDecompressed)
 	}
+	if err := lim.reserve(int64(n)); err != nil {
+		return nil, err
+	}
 	raw, err := snappy.Decode(nil, body)
 	if err != nil {
 		return nil, malformed("snappy: %v", err)
+	}
+	entries, pairs, err := protoCounts(raw)
+	if err != nil {
+		return nil, malformed("protobuf PushRequest: %v", err)
+	}
+	if entries > lim.MaxMessages {
+		return nil, tooManyEntries(entries, lim)
+	}
+	// The decoded request: strings copied, a struct per entry and pair;
+	// then the envelope's messages and its encoding.
+	if err := lim.reserve(2*int64(n) + memberBytes*int64(2*entries+pairs)); err != nil {
+		return nil, err
 	}
 	var req push.PushRequest
 	if err := req.Unmarshal(raw); err != nil {
@@ -117,6 +132,9 @@ func DecodeLokiJSON(body []byte, meta LokiMeta, lim Limits) (*envelope.Envelope,
 	if len(body) > lim.MaxDecompressed {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), lim.MaxDecompressed)
 	}
+	if err := lim.reserve(jsonCost(body)); err != nil {
+		return nil, err
+	}
 	var req lokiJSONPush
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&req); err != nil {
@@ -155,6 +173,7 @@ type lokiBuilder struct {
 	labels map[string]any // metadata shared by the current stream's entries
 	level  string
 	count  int
+	err    error // from lim.Reserve: stops the build
 }
 
 func newLokiBuilder(meta LokiMeta, lim Limits) *lokiBuilder {
@@ -180,6 +199,9 @@ func (b *lokiBuilder) stream(si int, labels map[string]string) {
 
 func (b *lokiBuilder) entry(si, ei int, ts time.Time, line string, sm map[string]string) {
 	b.count++
+	if b.err != nil {
+		return
+	}
 	if b.count > b.lim.MaxMessages {
 		return // reported once in finish
 	}
@@ -190,11 +212,19 @@ func (b *lokiBuilder) entry(si, ei int, ts time.Time, line string, sm map[string
 	case !utf8.ValidString(line):
 		b.p.add(field, "line is not valid UTF-8")
 	}
+	if len(sm) > b.lim.MaxMetadataPairs {
+		b.p.add(field, fmt.Sprintf("has %d structured metadata pairs, more than the limit of %d", len(sm), b.lim.MaxMetadataPairs))
+	}
 	if ts.IsZero() {
 		ts = b.env.ReceivedAt
 	}
 	md, level := b.labels, b.level
-	if len(sm) > 0 {
+	if len(sm) > 0 && b.err == nil && len(b.p.list) == 0 {
+		// The entry's own metadata map: its stream's labels and its pairs,
+		// copied for every such entry.
+		if b.err = b.lim.reserve(memberBytes * int64(len(b.labels)+len(sm))); b.err != nil {
+			return
+		}
 		md = make(map[string]any, len(b.labels)+len(sm))
 		for k, v := range b.labels {
 			md[k] = v
@@ -213,6 +243,9 @@ func (b *lokiBuilder) entry(si, ei int, ts time.Time, line string, sm map[string
 }
 
 func (b *lokiBuilder) finish() (*envelope.Envelope, error) {
+	if b.err != nil {
+		return nil, b.err
+	}
 	switch {
 	case b.count == 0:
 		b.p.add("streams", "must hold at least one entry")
@@ -235,4 +268,8 @@ func levelOf(labels, sm map[string]string) string {
 		}
 	}
 	return ""
+}
+
+func tooManyEntries(n int, lim Limits) error {
+	return &ValidationError{What: "loki push", Problems: []Problem{{Field: "streams", Problem: fmt.Sprintf("hold %d entries, more than the limit of %d", n, lim.MaxMessages)}}}
 }

@@ -24,6 +24,10 @@ type Limits struct {
 	MaxDecompressed  int // bytes after decompression
 	MaxIDLength      int // emitter_id, packet_id, tenant
 	MaxMetadataPairs int // metadata keys of one message
+	// Reserve, when set, is asked for the bytes a decoder is about to
+	// hold (estimated, see cost.go) before it decodes; its error is
+	// returned as it is, and the decoder stops.
+	Reserve func(n int64) error
 }
 
 // DefaultLimits are used when a field of Limits is zero.
@@ -31,6 +35,7 @@ var DefaultLimits = Limits{MaxMessages: 10_000, MaxMessageBytes: 256 << 10, MaxD
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
+	d.Reserve = l.Reserve
 	if l.MaxMessages > 0 {
 		d.MaxMessages = l.MaxMessages
 	}
@@ -94,6 +99,9 @@ const maxLevelLen = 16
 // received_at and fills a missing message timestamp.
 func DecodePacket(body []byte, tenant string, now time.Time, lim Limits) (*envelope.Envelope, error) {
 	lim = lim.withDefaults()
+	if err := lim.reserve(jsonCost(body)); err != nil {
+		return nil, err
+	}
 	in, total, err := scanPacket(body, lim.MaxMessages)
 	if err != nil {
 		return nil, malformed("decode packet JSON: %v", err)

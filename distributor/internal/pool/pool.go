@@ -140,7 +140,10 @@ func (p *Pool) apply(cfg config.Config) {
 		}
 		a.brk.SetConfig(p.breakerConfig())
 		if a.cfg.URL != ac.URL {
-			a.known = false // a new address must prove itself
+			// A new address must prove itself, with a breaker of its own:
+			// the old address's failures or trial say nothing about it.
+			a.known, a.lastErr = false, ""
+			a.brk = breaker.New(p.breakerConfig(), p.breakerChanged(a))
 		}
 		a.cfg = ac
 		p.countUp(a)
@@ -245,17 +248,24 @@ func (p *Pool) probeLoop(ctx context.Context, a *analyzer) {
 }
 
 func (p *Pool) probeOnce(ctx context.Context, a *analyzer) {
-	if !a.brk.Allow() {
+	p.mu.Lock()
+	brk, url, timeout := a.brk, a.cfg.URL+"/health", p.health.Timeout
+	p.mu.Unlock()
+	if !brk.Allow() {
 		return // open: wait for the backoff
 	}
-	p.mu.Lock()
-	url, timeout := a.cfg.URL+"/health", p.health.Timeout
-	p.mu.Unlock()
 	err := p.probe(ctx, url, timeout)
 	if ctx.Err() != nil {
 		return
 	}
 	p.mu.Lock()
+	if a.brk != brk {
+		// The address changed (a reload) while this probe was out: its
+		// answer says nothing about the new address, which must prove
+		// itself with a probe of its own (and has a new breaker).
+		p.mu.Unlock()
+		return
+	}
 	a.lastProbe = time.Now()
 	becameKnown := false
 	if err == nil {
@@ -265,9 +275,9 @@ func (p *Pool) probeOnce(ctx context.Context, a *analyzer) {
 	}
 	p.mu.Unlock()
 	if err == nil {
-		a.brk.Success()
+		brk.Success()
 	} else {
-		a.brk.Failure()
+		brk.Failure()
 	}
 	p.mu.Lock()
 	p.countUp(a)
@@ -305,12 +315,12 @@ func (p *Pool) pollLag(ctx context.Context) {
 		p.mu.Lock()
 		interval := p.routing.LagPollInterval
 		type target struct {
-			a            *analyzer
-			topic, group string
+			a                *analyzer
+			id, topic, group string // copied: a.cfg changes on reload
 		}
 		var ts []target
 		for _, a := range p.analyzers {
-			ts = append(ts, target{a, p.kafka.TopicPrefix + a.cfg.ID, p.kafka.GroupPrefix + a.cfg.ID})
+			ts = append(ts, target{a, a.cfg.ID, p.kafka.TopicPrefix + a.cfg.ID, p.kafka.GroupPrefix + a.cfg.ID})
 		}
 		p.mu.Unlock()
 		if p.lagReader != nil {
@@ -320,7 +330,7 @@ func (p *Pool) pollLag(ctx context.Context) {
 				lag, err := p.lagReader.Lag(lctx, t.topic, t.group)
 				cancel()
 				if err != nil {
-					p.log.Debug("read lag", "analyzer", t.a.cfg.ID, "err", err)
+					p.log.Debug("read lag", "analyzer", t.id, "err", err)
 					continue
 				}
 				p.mu.Lock()
@@ -372,7 +382,7 @@ func (p *Pool) Statuses() []Status {
 	for _, a := range p.analyzers {
 		st := a.brk.State()
 		s := Status{
-			ID: a.cfg.ID, URL: a.cfg.URL, Up: a.known && st == breaker.Closed,
+			ID: a.cfg.ID, URL: config.RedactURL(a.cfg.URL), Up: a.known && st == breaker.Closed,
 			Breaker: st.String(), BreakerState: int(st), Backoff: a.brk.Backoff(),
 			Drained: a.drained, ConfigWeight: a.cfg.Weight, Weight: a.cfg.Weight, Lag: a.lag,
 			LastProbe: a.lastProbe, LastError: a.lastErr, Topic: p.kafka.TopicPrefix + a.cfg.ID,

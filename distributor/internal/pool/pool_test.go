@@ -290,3 +290,63 @@ func TestANewAddressCountsAsDownUntilItsFirstProbe(t *testing.T) {
 		require.Equal(t, [2]int64{1, 2}, ups)
 	})
 }
+
+// gatedAnalyzers hold the probes of one host until released; the others
+// answer as fakeAnalyzers do.
+type gatedAnalyzers struct {
+	fakeAnalyzers
+	host    string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedAnalyzers) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == g.host {
+		g.entered <- struct{}{}
+		<-g.release
+	}
+	return g.fakeAnalyzers.RoundTrip(r)
+}
+
+// A probe of the old address that answers after a reload moved the
+// analyzer elsewhere must not vouch for the new address: before, the old
+// address's late success marked the unproven (here: dead) new one up, and
+// packets were routed to it.
+func TestALateProbeOfTheOldAddressDoesNotMakeTheNewOneUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &gatedAnalyzers{fakeAnalyzers: fakeAnalyzers{down: map[string]bool{"a2-new": true}}, host: "a2", entered: make(chan struct{}), release: make(chan struct{})}
+		p := New(testConfig(), Options{Client: &http.Client{Transport: g}, Logger: slog.New(slog.DiscardHandler)})
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go p.Run(ctx)
+		<-g.entered
+		close(g.release) // first probe of a2 answers: a2 is up
+		synctest.Wait()
+		require.True(t, up(p)["a2"])
+
+		g.release = make(chan struct{})
+		time.Sleep(time.Second) // the next probe of the old address is out
+		<-g.entered
+		cfg := testConfig()
+		cfg.Analyzers[1].URL = "http://a2-new"
+		p.Update(cfg)
+		require.False(t, up(p)["a2"], "a new address is down until proven")
+		close(g.release) // the old address answers 200, late
+		synctest.Wait()
+		require.False(t, up(p)["a2"], "the old address's answer must not count for the new one")
+		time.Sleep(3 * time.Second) // the new address's own probes fail
+		require.False(t, up(p)["a2"])
+		require.NotContains(t, memberIDs(p), "a2")
+		g.set("a2-new", false)
+		time.Sleep(3 * time.Second)
+		require.True(t, up(p)["a2"], "it comes up by its own probes")
+	})
+}
+
+func memberIDs(p *Pool) []string {
+	var ids []string
+	for _, m := range p.Members() {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}

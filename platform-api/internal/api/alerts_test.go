@@ -2,8 +2,10 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,3 +63,56 @@ func TestTheAlertStoreKeepsTheNewest(t *testing.T) {
 }
 
 var fakeNow = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// GET /api/alerts pages through the router: limit (default 100, at most
+// 1000), the after cursor and next; a huge alert from the webhook is
+// stored cut to size; bad paging parameters are 400 naming each.
+func TestAlertsArePagedAndHugeAlertsAreStoredCut(t *testing.T) {
+	store := alerts.New(1000)
+	h := NewRouter(Deps{Targets: fakeTargets{}, Faults: &fakeFaults{}, Alerts: store, MetricsHandler: http.NotFoundHandler(),
+		TracerProvider: noop.NewTracerProvider(), Logger: slog.New(slog.DiscardHandler)})
+	var b strings.Builder
+	b.WriteString(`{"receiver":"platform","alerts":[`)
+	for i := range 250 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"status":"firing","labels":{"alertname":"A%d"}}`, i)
+	}
+	b.WriteString(`]}`)
+	require.Equal(t, http.StatusOK, do(h, "POST", "/api/alerts/webhook", b.String()).Code)
+	big := `{"receiver":"platform","alerts":[{"status":"firing","labels":{"alertname":"Big"},"annotations":{"description":"` + strings.Repeat("x", 3<<20) + `"}}]}`
+	require.Equal(t, http.StatusOK, do(h, "POST", "/api/alerts/webhook", big).Code)
+
+	var page AlertsResponse
+	require.NoError(t, json.Unmarshal(do(h, "GET", "/api/alerts", "").Body.Bytes(), &page))
+	require.Equal(t, 251, page.Total)
+	require.Len(t, page.Alerts, 100, "the default page")
+	require.Equal(t, "A0", page.Alerts[0].Labels["alertname"])
+	require.Equal(t, int64(100), page.Next)
+	var seen []string
+	for after := int64(0); ; {
+		var p AlertsResponse
+		w := do(h, "GET", fmt.Sprintf("/api/alerts?limit=60&after=%d", after), "")
+		require.Equal(t, http.StatusOK, w.Code)
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &p))
+		for _, a := range p.Alerts {
+			seen = append(seen, a.Labels["alertname"])
+		}
+		if p.Next == 0 {
+			require.Contains(t, w.Body.String(), `"truncated":true`, "the last page holds the huge alert, cut")
+			require.Less(t, w.Body.Len(), 100<<10)
+			break
+		}
+		after = p.Next
+	}
+	require.Len(t, seen, 251)
+	require.Equal(t, "Big", seen[250])
+
+	w := do(h, "GET", "/api/alerts?limit=0&after=-1&since=x", "")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	for _, f := range []string{`"limit"`, `"after"`, `"since"`} {
+		require.Contains(t, w.Body.String(), f)
+	}
+	require.Equal(t, http.StatusBadRequest, do(h, "GET", "/api/alerts?limit=1001", "").Code)
+}

@@ -14,20 +14,45 @@ import (
 // maxTenantSeries bounds the tenant label's values per analyzer.
 const maxTenantSeries = 50
 
+// Levels and tenants are chosen by clients, so everything counted by them
+// is bounded: a client inventing 2,000 levels or 50,000 tenants must not
+// grow the metrics' series, the counters' maps or the /stats answer.
+//
+//   - the level label (and messages_by_level): the known levels below,
+//     plus the first maxExtraLevels others seen; later ones count as
+//     otherLabel;
+//   - messages_by_tenant in /stats: the first maxStatsTenants tenants;
+//     later ones count as otherLabel.
+//
+// /stats says when it folded something (messages_by_*_truncated).
+const (
+	maxExtraLevels  = 10
+	maxStatsTenants = 1000
+	otherLabel      = "_other"
+)
+
+// knownLevels always have a series of their own.
+var knownLevels = map[string]bool{"trace": true, "debug": true, "info": true, "notice": true, "warn": true, "warning": true,
+	"error": true, "critical": true, "fatal": true, "panic": true}
+
 // Stats are the analyzer's counters, served at /stats and as metrics.
 type Stats struct {
-	mu        sync.Mutex
-	id        string
-	packets   int64
-	messages  int64
-	dups      int64
-	unread    int64
-	byLevel   map[string]int64
-	byTenant  map[string]int64
-	labelled  map[string]bool // tenants with a series of their own
-	lag       int64
-	last      time.Time
-	lastError string
+	mu       sync.Mutex
+	id       string
+	packets  int64
+	messages int64
+	dups     int64
+	unread   int64
+	byLevel  map[string]int64
+	byTenant map[string]int64
+	labelled map[string]bool // tenants with a series of their own
+	extra    map[string]bool // levels, not known ones, with a series of their own
+	// levelsFolded and tenantsFolded say that some levels or tenants were
+	// counted as otherLabel.
+	levelsFolded, tenantsFolded bool
+	lag                         int64
+	last                        time.Time
+	lastError                   string
 
 	packetsC  metric.Int64Counter
 	messagesC metric.Int64Counter
@@ -57,16 +82,20 @@ type Snapshot struct {
 	UnreadableRecords int64            `json:"unreadable_records"`
 	MessagesByLevel   map[string]int64 `json:"messages_by_level"`
 	MessagesByTenant  map[string]int64 `json:"messages_by_tenant"`
-	ConsumerLag       int64            `json:"consumer_lag"`
-	LastProcessedAt   *time.Time       `json:"last_processed_at,omitempty"`
-	LastError         string           `json:"last_error,omitempty"`
+	// LevelsTruncated and TenantsTruncated say that levels or tenants past
+	// the caps were counted under "_other".
+	LevelsTruncated  bool       `json:"messages_by_level_truncated,omitempty"`
+	TenantsTruncated bool       `json:"messages_by_tenant_truncated,omitempty"`
+	ConsumerLag      int64      `json:"consumer_lag"`
+	LastProcessedAt  *time.Time `json:"last_processed_at,omitempty"`
+	LastError        string     `json:"last_error,omitempty"`
 }
 
 // NewStats creates the counters and their instruments on m. Every series
 // carries the analyzer label, so dashboards can tell analyzers apart
 // whichever way the metrics arrive.
 func NewStats(id string, m metric.Meter) (*Stats, error) {
-	s := &Stats{id: id, byLevel: map[string]int64{}, byTenant: map[string]int64{}, labelled: map[string]bool{},
+	s := &Stats{id: id, byLevel: map[string]int64{}, byTenant: map[string]int64{}, labelled: map[string]bool{}, extra: map[string]bool{},
 		tenantAttr: map[string]metric.MeasurementOption{}, levelAttr: map[string]metric.MeasurementOption{}, attr: metric.WithAttributes(attribute.String("analyzer", id))}
 	var err error
 	c := func(name, desc string) metric.Int64Counter {
@@ -84,7 +113,7 @@ func NewStats(id string, m metric.Meter) (*Stats, error) {
 		return x
 	}
 	s.packetsC = c("analyzer_packets_processed", "Unique packets processed.")
-	s.messagesC = c("analyzer_messages_processed", "Messages of unique packets processed, by level.")
+	s.messagesC = c("analyzer_messages_processed", "Messages of unique packets processed, by level (the usual levels, then the first 10 others seen; later ones as _other).")
 	s.dupsC = c("analyzer_duplicate_packets", "Packets seen again within the de-duplication window.")
 	s.unreadC = c("analyzer_unreadable_records", "Records of the topic that are not a readable envelope, skipped (and committed) so that they do not block the partition.")
 	s.tenantC = c("analyzer_tenant_packets_processed", "Unique packets processed, by tenant (the first 50 tenants seen; later ones as _other): with tenant-hash routing each tenant has one analyzer.")
@@ -114,9 +143,6 @@ func (s *Stats) processed(ctx context.Context, tenant string, levels map[string]
 	s.mu.Lock()
 	s.packets++
 	s.messages += int64(n)
-	for l, c := range levels {
-		s.byLevel[l] += c
-	}
 	tenantLabel := tenant
 	if !s.labelled[tenant] {
 		if len(s.labelled) < maxTenantSeries {
@@ -124,6 +150,9 @@ func (s *Stats) processed(ctx context.Context, tenant string, levels map[string]
 		} else {
 			tenantLabel = "_other"
 		}
+	}
+	if _, ok := s.byTenant[tenant]; !ok && len(s.byTenant) >= maxStatsTenants {
+		tenant, s.tenantsFolded = otherLabel, true
 	}
 	s.byTenant[tenant] += int64(n)
 	s.last = time.Now().UTC()
@@ -137,6 +166,8 @@ func (s *Stats) processed(ctx context.Context, tenant string, levels map[string]
 	}
 	byLevel := make([]levelCount, 0, 8) // a packet has a handful of levels: stays on the stack
 	for l, c := range levels {
+		l = s.levelLabel(l)
+		s.byLevel[l] += c
 		byLevel = append(byLevel, levelCount{s.cached(s.levelAttr, l, "level", maxCachedLevels), c})
 	}
 	s.mu.Unlock()
@@ -147,6 +178,20 @@ func (s *Stats) processed(ctx context.Context, tenant string, levels map[string]
 	}
 	s.procH.Record(ctx, took.Seconds(), s.attr)
 	s.e2eH.Record(ctx, max(e2e, 0).Seconds(), s.attr)
+}
+
+// levelLabel is the label a level is counted under (see maxExtraLevels).
+// s.mu is held.
+func (s *Stats) levelLabel(l string) string {
+	switch {
+	case knownLevels[l] || s.extra[l]:
+		return l
+	case len(s.extra) < maxExtraLevels:
+		s.extra[l] = true
+		return l
+	}
+	s.levelsFolded = true
+	return otherLabel
 }
 
 func (s *Stats) duplicate(ctx context.Context) {
@@ -198,7 +243,8 @@ func (s *Stats) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap := Snapshot{AnalyzerID: s.id, PacketsProcessed: s.packets, MessagesProc: s.messages, DuplicatePackets: s.dups, UnreadableRecords: s.unread,
-		MessagesByLevel: map[string]int64{}, MessagesByTenant: map[string]int64{}, ConsumerLag: s.lag, LastError: s.lastError}
+		MessagesByLevel: map[string]int64{}, MessagesByTenant: map[string]int64{}, ConsumerLag: s.lag, LastError: s.lastError,
+		LevelsTruncated: s.levelsFolded, TenantsTruncated: s.tenantsFolded}
 	for k, v := range s.byLevel {
 		snap.MessagesByLevel[k] = v
 	}
