@@ -22,18 +22,31 @@ const docTemplate = `{
                         "BearerToken": []
                     }
                 ],
+                "description": "Pages of at most limit alerts (default 100, at most 1000). Each alert has a seq; the answer's next, when present, is the cursor of the next page: GET /api/alerts?after={next}. since keeps only alerts received since an RFC 3339 time.",
                 "produces": [
                     "application/json"
                 ],
                 "tags": [
                     "alerts"
                 ],
-                "summary": "Alerts received from Alertmanager, oldest first",
+                "summary": "Alerts received from Alertmanager, oldest first, a page at a time",
                 "parameters": [
                     {
                         "type": "string",
                         "description": "RFC 3339 time: only alerts received since",
                         "name": "since",
+                        "in": "query"
+                    },
+                    {
+                        "type": "integer",
+                        "description": "cursor: only alerts whose seq is greater (the previous page's next)",
+                        "name": "after",
+                        "in": "query"
+                    },
+                    {
+                        "type": "integer",
+                        "description": "page size, 1 to 1000 (default 100)",
+                        "name": "limit",
                         "in": "query"
                     }
                 ],
@@ -66,7 +79,7 @@ const docTemplate = `{
                         "BearerToken": []
                     }
                 ],
-                "description": "Point an Alertmanager webhook_configs receiver here (url: http://platform-api:5050/api/alerts/webhook). Received alerts are listed by GET /api/alerts and feed experiment reports.",
+                "description": "Point an Alertmanager webhook_configs receiver here (url: http://platform-api:5050/api/alerts/webhook). Received alerts are listed by GET /api/alerts and feed experiment reports. Each alert is kept within 64 KiB (longer values cut, then the largest annotations and labels dropped; marked truncated), and the store keeps the newest 1,000 alerts within 16 MiB.",
                 "consumes": [
                     "application/json"
                 ],
@@ -1047,11 +1060,19 @@ const docTemplate = `{
                 "receiver": {
                     "type": "string"
                 },
+                "seq": {
+                    "description": "Seq numbers the alerts received, from 1: the paging cursor.",
+                    "type": "integer"
+                },
                 "startsAt": {
                     "type": "string"
                 },
                 "status": {
                     "type": "string"
+                },
+                "truncated": {
+                    "description": "Truncated says that values were cut or labels and annotations\ndropped to keep the alert within the store's per-alert size.",
+                    "type": "boolean"
                 }
             }
         },
@@ -1108,8 +1129,13 @@ const docTemplate = `{
                         "$ref": "#/definitions/alerts.Alert"
                     }
                 },
+                "next": {
+                    "description": "Next is the cursor of the next page: pass it as after=. Absent on\nthe last page.",
+                    "type": "integer",
+                    "example": 100
+                },
                 "total": {
-                    "description": "Total alerts received since the platform started.",
+                    "description": "Total alerts received since the platform started (the store keeps\nthe newest 1,000, 16 MiB at most).",
                     "type": "integer",
                     "example": 3
                 }
