@@ -217,14 +217,21 @@ func TestRampSpikeAndBurstShapesAreVisiblePerSecond(t *testing.T) {
 	t.Run("spike", func(t *testing.T) {
 		t.Parallel()
 		rec := newRecorder(t, nil)
-		_, out, code := runK6(t, "ingest-packets.js", "TARGET_URL="+rec.srv.URL, "PROFILE=spike", "SPIKE_BASE=10", "SPIKE_PEAK=80", "SPIKE_START=2", "SPIKE_LENGTH=1", "DURATION=5", "MAX_MESSAGES=2")
+		s, out, code := runK6(t, "ingest-packets.js", "TARGET_URL="+rec.srv.URL, "PROFILE=spike", "SPIKE_BASE=10", "SPIKE_PEAK=80", "SPIKE_START=2", "SPIKE_LENGTH=1", "DURATION=5", "MAX_MESSAGES=2")
 		require.Zero(t, code, out)
 		ps := rec.perSecond()
-		t.Logf("spike per second: %v", ps)
+		dropped := int(num(s.Overview["dropped_iterations"]))
+		t.Logf("spike per second: %v, dropped %d", ps, dropped)
 		require.GreaterOrEqual(t, len(ps), 5)
 		// Seconds are counted from the first request, which k6 sends up to
-		// 1/rate after the start: edges may move a few requests.
-		require.InDelta(t, 80, ps[2], 12)
+		// 1/rate after the start: edges may move a few requests. On a
+		// starved machine k6 cannot start every arrival of the spike in
+		// time: those it drops are counted (dropped_iterations), and
+		// arrivals that start late land in the next second (seen: [11 15
+		// 60 14 9], beside the e2e suite and stress-ng): judged against its
+		// own schedule, the spike's second holds what k6 sent or dropped,
+		// less what slipped into its neighbours.
+		require.InDelta(t, 80, ps[2]+dropped+max(ps[1]-10, 0)+max(ps[3]-10, 0), 12)
 		require.InDelta(t, 10, ps[0], 5)
 		require.InDelta(t, 10, ps[4], 5)
 		require.Greater(t, ps[2], 3*max(ps[1], ps[3]), "the spike stands out")
@@ -328,7 +335,14 @@ func TestThresholdsCanFailAndAbortTheRun(t *testing.T) {
 	require.Less(t, time.Since(start), 20*time.Second, "aborted early, not after 30 s")
 	require.False(t, s.ThresholdsOK)
 	require.False(t, s.Thresholds["http_req_failed: rate<0.1"], out)
-	require.EqualValues(t, s.Overview["packets_rejected"], s.Overview["packets_sent"])
+	// An abort cuts the requests in flight: counted as sent, never
+	// answered, so never counted as rejected (seen: 40 sent, 39
+	// rejected). At 20/s with 503s answered at once, a few at most.
+	sent, rejected := num(s.Overview["packets_sent"]), num(s.Overview["packets_rejected"])
+	require.Positive(t, rejected)
+	require.LessOrEqual(t, rejected, sent)
+	require.LessOrEqual(t, sent-rejected, 3.0, "only requests in flight at the abort go unanswered: sent %v, rejected %v", sent, rejected)
+	require.Zero(t, num(s.Overview["packets_accepted"]), "nothing was accepted")
 }
 
 func TestLokiPushSendsStreamsLinesAndTenants(t *testing.T) {
