@@ -49,9 +49,22 @@ type WebhookResponse struct {
 //	@Param			notification	body		alerts.Notification	true	"Alertmanager's webhook body (version 4)"
 //	@Success		200				{object}	WebhookResponse
 //	@Failure		400				{object}	ErrorResponse
+//	@Failure		503				{object}	ErrorResponse	"4 notifications are being read already and none ended within 10 s (Retry-After)"
 //	@Security		BearerToken
 //	@Router			/api/alerts/webhook [post]
 func (h *handler) alertWebhook(w http.ResponseWriter, r *http.Request) {
+	wait := time.NewTimer(webhookWait)
+	defer wait.Stop()
+	select {
+	case h.webhookSlots <- struct{}{}:
+		defer func() { <-h.webhookSlots }()
+	case <-wait.C:
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, ErrorResponse{Error: "too many alert notifications are being read at once; retry"})
+		return
+	case <-r.Context().Done():
+		return
+	}
 	var n alerts.Notification
 	// Lenient on unknown fields: Alertmanager adds fields across versions.
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&n); err != nil {

@@ -3,10 +3,13 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -115,4 +118,53 @@ func TestAlertsArePagedAndHugeAlertsAreStoredCut(t *testing.T) {
 		require.Contains(t, w.Body.String(), f)
 	}
 	require.Equal(t, http.StatusBadRequest, do(h, "GET", "/api/alerts?limit=1001", "").Code)
+}
+
+// A notification is read only once one of the 4 decode slots is free:
+// with 4 bodies still arriving, a fifth waits, then gets 503 with
+// Retry-After after 10 s (Alertmanager retries); once a slot frees, the
+// next is stored. Without the bound, 300 bodies of 4 MiB are decoded at
+// once (7.3 GB seen).
+func TestAlertNotificationsAreDecodedAFewAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := alerts.New(10)
+		h := NewRouter(Deps{Targets: fakeTargets{}, Faults: &fakeFaults{}, Alerts: store, MetricsHandler: http.NotFoundHandler(),
+			TracerProvider: noop.NewTracerProvider(), Logger: slog.New(slog.DiscardHandler)})
+		post := func(body io.Reader) *httptest.ResponseRecorder {
+			r := httptest.NewRequest("POST", "/api/alerts/webhook", body)
+			r.Host = "localhost:5050"
+			r.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w
+		}
+		var writers []*io.PipeWriter
+		held := make(chan *httptest.ResponseRecorder, webhookDecodes)
+		for range webhookDecodes {
+			pr, pw := io.Pipe()
+			writers = append(writers, pw)
+			go func() { held <- post(pr) }()
+		}
+		synctest.Wait() // the 4 hold every slot, reading their bodies
+		start := time.Now()
+		w := post(strings.NewReader(notification))
+		require.Equal(t, http.StatusServiceUnavailable, w.Code, w.Body.String())
+		require.Equal(t, "5", w.Header().Get("Retry-After"))
+		require.Contains(t, w.Body.String(), "retry")
+		require.Equal(t, webhookWait, time.Since(start), "it waited for a slot before refusing")
+		require.Zero(t, store.Total())
+
+		_, err := writers[0].Write([]byte(notification))
+		require.NoError(t, err)
+		require.NoError(t, writers[0].Close())
+		require.Equal(t, http.StatusOK, (<-held).Code)
+		require.Equal(t, http.StatusOK, post(strings.NewReader(notification)).Code, "a freed slot takes the next")
+		require.Equal(t, 4, store.Total())
+		for _, pw := range writers[1:] {
+			pw.CloseWithError(io.ErrUnexpectedEOF)
+		}
+		for range webhookDecodes - 1 {
+			require.Equal(t, http.StatusBadRequest, (<-held).Code)
+		}
+	})
 }

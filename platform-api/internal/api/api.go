@@ -18,6 +18,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -65,7 +66,21 @@ type Deps struct {
 	Logger         *slog.Logger
 }
 
-type handler struct{ Deps }
+type handler struct {
+	Deps
+	// webhookSlots bounds the Alertmanager notifications decoded at once
+	// (each body up to 4 MiB, a few times that once decoded): 300 at once
+	// would otherwise take gigabytes.
+	webhookSlots chan struct{}
+}
+
+// Webhook decoding: at most webhookDecodes at once; a notification waits
+// for a slot at most webhookWait, then gets 503 with Retry-After
+// (Alertmanager retries a failed webhook with backoff).
+const (
+	webhookDecodes = 4
+	webhookWait    = 10 * time.Second
+)
 
 // NewRouter returns the platform's HTTP handler.
 //
@@ -77,7 +92,7 @@ type handler struct{ Deps }
 // PLATFORM_API_TOKEN set they need the token (401), as do the reads that
 // disclose configuration. Swagger UI, served from the same origin, passes.
 func NewRouter(d Deps) http.Handler {
-	h := &handler{d}
+	h := &handler{Deps: d, webhookSlots: make(chan struct{}, webhookDecodes)}
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Use(otelhttp.NewMiddleware("platform-api", otelhttp.WithTracerProvider(d.TracerProvider),
