@@ -98,6 +98,8 @@ func (e *engineProxy) down() {
 func (p *platform) do(method, path string) (int, map[string]any) {
 	req, err := http.NewRequest(method, p.url+path, nil)
 	require.NoError(p.t, err)
+	// Every write says JSON, body or not (the platform's guard: 415 else).
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(p.t, err)
 	defer resp.Body.Close()
