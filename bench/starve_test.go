@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/dsplab/dsplab/internal/devstack"
+	"github.com/dsplab/dsplab/internal/packettest"
 )
 
 func envInt(name string, def int) int {
@@ -58,7 +59,7 @@ func TestStarvationScenarios(t *testing.T) {
 	slowConns := envInt("BENCH_SLOW_CONNS", 1100)
 
 	bomb := gzipBomb(20 << 20)
-	meta := metadataPacket(4_800_000)
+	meta := packettest.MetadataHeavy("meta", 4_800_000)
 	scenarios := []struct {
 		name   string
 		attack func(stop <-chan struct{}, wg *sync.WaitGroup)
@@ -178,27 +179,6 @@ func gzipBomb(size int) []byte {
 	io.WriteString(zw, `"}]}`)
 	zw.Close()
 	return b.Bytes()
-}
-
-// metadataPacket is size bytes of messages with 64 metadata keys each.
-func metadataPacket(size int) []byte {
-	var b strings.Builder
-	b.WriteString(`{"emitter_id":"meta","packet_id":1,"messages":[`)
-	for i := 0; b.Len() < size; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"message":"m","metadata":{`)
-		for k := range 64 {
-			if k > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `"k%d":%d`, k, k)
-		}
-		b.WriteString(`}}`)
-	}
-	b.WriteString(`]}`)
-	return []byte(b.String())
 }
 
 // counters are the distributor's counter samples, by series.

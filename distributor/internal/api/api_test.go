@@ -9,12 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/packettest"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -274,19 +275,6 @@ func TestUnknownRoutesAndMethodsAnswerJSON(t *testing.T) {
 	require.Contains(t, w.Body.String(), `"error"`)
 }
 
-func bigPacket(emitter string, size int) []byte {
-	var b strings.Builder
-	b.WriteString(`{"emitter_id":"` + emitter + `","packet_id":1,"messages":[`)
-	for i := 0; b.Len() < size; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"level":"info","message":"message 1: user=42 action=checkout status=ok latency_ms=12 region=eu-west-1 pad"}`)
-	}
-	b.WriteString(`]}`)
-	return []byte(b.String())
-}
-
 // The memory budget: a large packet in work holds its estimate; another
 // large one that does not fit gets a fast 503 with Retry-After (load
 // shedding: counted against the SLA, as the in-flight bound is), small
@@ -296,10 +284,10 @@ func TestTheMemoryBudgetRefusesWith503AndReleasesAfter(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) { c.Limits.MaxBytesInFlight = 4 << 20; c.Limits.MaxMessagesPerPacket = 100_000 })
 	e.p.block, e.p.entered, e.p.blockEmitter = make(chan struct{}), make(chan struct{}, 1), "big-1"
 	done := make(chan int)
-	go func() { done <- e.do("POST", "/ingest", bigPacket("big-1", 300<<10)).Code }()
+	go func() { done <- e.do("POST", "/ingest", packettest.Plain("big-1", 300<<10)).Code }()
 	<-e.p.entered // decoded, its estimate held, waiting for "Kafka"
 
-	w := e.do("POST", "/ingest", bigPacket("big-2", 300<<10))
+	w := e.do("POST", "/ingest", packettest.Plain("big-2", 300<<10))
 	require.Equal(t, http.StatusServiceUnavailable, w.Code, w.Body.String())
 	require.Equal(t, "1", w.Header().Get("Retry-After"))
 	require.Contains(t, w.Body.String(), "memory budget")
@@ -309,8 +297,8 @@ func TestTheMemoryBudgetRefusesWith503AndReleasesAfter(t *testing.T) {
 
 	close(e.p.block)
 	require.Equal(t, http.StatusAccepted, <-done)
-	require.Equal(t, http.StatusAccepted, e.do("POST", "/ingest", bigPacket("big-2", 300<<10)).Code, "released after the answer")
-	w = e.do("POST", "/ingest", bigPacket("huge", 1<<20))
+	require.Equal(t, http.StatusAccepted, e.do("POST", "/ingest", packettest.Plain("big-2", 300<<10)).Code, "released after the answer")
+	w = e.do("POST", "/ingest", packettest.Plain("huge", 1<<20))
 	require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, "never room: 413, not a Retry-After: %s", w.Body.String())
 	require.Empty(t, w.Header().Get("Retry-After"))
 	require.Equal(t, []bool{true, false, false, false, false}, e.sla.faults, "the 503 is a server-side refusal, the rest are not")

@@ -4,54 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/grafana/loki/pkg/push"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/packettest"
 )
-
-// metadataHeavy is the packet of the issue's memory attack: messages with
-// 64 small metadata keys each, up to size bytes.
-func metadataHeavy(size int) []byte {
-	var b strings.Builder
-	b.WriteString(`{"emitter_id":"e","packet_id":1,"messages":[`)
-	for i := 0; b.Len() < size; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"message":"m","metadata":{`)
-		for k := range 64 {
-			if k > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `"k%d":%d`, k, k)
-		}
-		b.WriteString(`}}`)
-	}
-	b.WriteString(`]}`)
-	return []byte(b.String())
-}
-
-func plainPacket(size int) []byte {
-	var b strings.Builder
-	b.WriteString(`{"emitter_id":"e","packet_id":1,"messages":[`)
-	for i := 0; b.Len() < size; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"level":"info","message":"message 1: user=42 action=checkout status=ok latency_ms=12 region=eu-west-1 pad"}`)
-	}
-	b.WriteString(`]}`)
-	return []byte(b.String())
-}
 
 // The estimate a decoder reserves covers what decoding and encoding
 // really hold: checked against the heap for the cheapest and the most
 // expensive JSON shapes (BenchmarkDecodeMemory shows the numbers).
 func TestTheReservedEstimateCoversTheDecodedPacket(t *testing.T) {
-	for name, body := range map[string][]byte{"metadata": metadataHeavy(1 << 20), "plain": plainPacket(1 << 20)} {
+	for name, body := range map[string][]byte{"metadata": packettest.MetadataHeavy("e", 1<<20), "plain": packettest.Plain("e", 1<<20)} {
 		t.Run(name, func(t *testing.T) {
 			var reserved int64
 			live := liveBytes(t, func() any {
@@ -88,7 +54,7 @@ var errNoRoom = errors.New("no room")
 // bytes, and the limit used to be checked only after decoding them all).
 func TestDecodersAskTheBudgetFirstAndStopWhenRefused(t *testing.T) {
 	refuse := Limits{Reserve: func(int64) error { return errNoRoom }}
-	_, err := DecodePacket(plainPacket(1000), "t", now, refuse)
+	_, err := DecodePacket(packettest.Plain("e", 1000), "t", now, refuse)
 	require.ErrorIs(t, err, errNoRoom)
 	_, err = DecodeLokiJSON([]byte(`{"streams":[{"stream":{"a":"b"},"values":[["1","x"]]}]}`), LokiMeta{Tenant: "t", PacketID: "p"}, refuse)
 	require.ErrorIs(t, err, errNoRoom)
@@ -136,7 +102,7 @@ func TestStructuredMetadataPairsPerEntryAreLimited(t *testing.T) {
 // holds per byte of body (live-x) and what the budget reserves for it
 // (reserved-x): the numbers behind cost.go.
 func BenchmarkDecodeMemory(b *testing.B) {
-	for name, body := range map[string][]byte{"metadata-4.8MB": metadataHeavy(4_800_000), "plain-4.8MB": plainPacket(4_800_000)} {
+	for name, body := range map[string][]byte{"metadata-4.8MB": packettest.MetadataHeavy("e", 4_800_000), "plain-4.8MB": packettest.Plain("e", 4_800_000)} {
 		b.Run(name, func(b *testing.B) {
 			var live, reserved int64
 			for b.Loop() {
