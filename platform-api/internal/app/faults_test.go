@@ -166,7 +166,7 @@ func TestARevertThatFailsWhileTheEngineIsUnreachableIsRetriedUntilItSucceeds(t *
 // the platform serves on.
 func TestAnExperimentsFaultOnAContainerBeingRestartedFailsTheExperimentNotThePlatform(t *testing.T) {
 	proj := dockertest.NewProject(t)
-	c := proj.RunWith("slow-stop", "target", "--stop-signal", "SIGUSR1") // Go ignores SIGUSR1: stopped after 10 s
+	c := proj.RunWith("slow-stop", "target", dockertest.StopSignal("SIGUSR1")) // Go ignores SIGUSR1: stopped after 10 s
 	p := startPlatform(t, proj, append(localJobImages(dockertest.Image), "LOG_LEVEL=warn", "PROMETHEUS_URL=http://127.0.0.1:1")...)
 
 	since := strconv.FormatInt(time.Now().Unix()-1, 10)

@@ -1,13 +1,21 @@
 // Package dockertest builds a throwaway compose-like project on the real
-// Docker engine for tests: containers from an image built FROM scratch
-// with the analyzer binary (no registry needed), labelled as compose would
-// label them. Everything is removed in t.Cleanup.
+// Docker engine for tests, with testcontainers-go: images built FROM
+// scratch from the project's own binaries (no registry is needed, nor
+// reachable on the machines this is built on), a network and containers
+// labelled as compose labels them, started with a wait strategy and
+// removed in t.Cleanup.
+//
+// Ryuk, testcontainers' reaper, is disabled (its image cannot be pulled
+// here): every container and network is removed by t.Cleanup instead, and
+// so are the job containers the platform under test starts for a project.
 package dockertest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +23,27 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/api/types/container"
+	mobynet "github.com/moby/moby/api/types/network"
+	"github.com/testcontainers/testcontainers-go"
+	tcnetwork "github.com/testcontainers/testcontainers-go/network"
+	"github.com/testcontainers/testcontainers-go/wait"
 )
+
+func init() {
+	// Before testcontainers reads its configuration (once, at first use).
+	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
+		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	}
+	// The engine is on this host and ports are published on 127.0.0.1.
+	// Without this, testcontainers sees /.dockerenv (the machines this is
+	// built on are containers themselves) and waits on the bridge
+	// gateway's address instead of loopback.
+	if os.Getenv("TESTCONTAINERS_HOST_OVERRIDE") == "" {
+		os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "localhost")
+	}
+}
 
 // Image is the tag of the test target image.
 const Image = "dsplab-test-target:dev"
@@ -35,26 +63,52 @@ func BuildImage(t testing.TB) {
 			return
 		}
 		defer os.RemoveAll(dir)
-		root, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			buildErr = err
+		if buildErr = goBuild(filepath.Join(dir, "analyzer"), "./services/analyzer/cmd/analyzer"); buildErr != nil {
 			return
 		}
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, "analyzer"), "./services/analyzer/cmd/analyzer")
-		build.Dir = filepath.Dir(strings.TrimSpace(string(root)))
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY analyzer /analyzer\nENTRYPOINT [\"/analyzer\"]\n"), 0o644)
-		if out, err := exec.Command("docker", "build", "-q", "-t", Image, dir).CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("docker build: %v\n%s", err, out)
-		}
+		buildErr = buildImage(dir, "FROM scratch\nCOPY analyzer /analyzer\nENTRYPOINT [\"/analyzer\"]\n", Image)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+}
+
+// goBuild builds a static binary of the module's package pkg into out.
+func goBuild(out, pkg string) error {
+	root, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return err
+	}
+	build := exec.Command("go", "build", "-o", out, pkg)
+	build.Dir = filepath.Dir(strings.TrimSpace(string(root)))
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// buildImage writes dockerfile into the build context dir and builds it
+// as tag through testcontainers (the engine's build API; FROM scratch
+// needs no registry). The image is kept for the rest of the test binary.
+func buildImage(dir, dockerfile, tag string) error {
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		return err
+	}
+	repo, version, _ := strings.Cut(tag, ":")
+	provider, err := testcontainers.NewDockerProvider()
+	if err != nil {
+		return fmt.Errorf("docker provider: %w", err)
+	}
+	defer provider.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	req := &testcontainers.ContainerRequest{FromDockerfile: testcontainers.FromDockerfile{
+		Context: dir, Repo: repo, Tag: version, KeepImage: true}}
+	if _, err := provider.BuildImage(ctx, req); err != nil {
+		return fmt.Errorf("build %s: %w", tag, err)
+	}
+	return nil
 }
 
 // Project is a set of containers labelled as one compose project, on a
@@ -80,34 +134,62 @@ func NewProject(t testing.TB) *Project {
 	}
 	p := &Project{Name: prefix + "-" + hex.EncodeToString(b), t: t}
 	p.Network = p.Name + "_dsplab"
-	t.Cleanup(p.removeAll)
-	if out, err := exec.Command("docker", "network", "create", "--label", "com.docker.compose.project="+p.Name, p.Network).CombinedOutput(); err != nil {
-		t.Fatalf("docker network create: %v\n%s", err, out)
+	// network.New names networks with a UUID; the platform finds a
+	// project's network by compose's name, so the named request it wraps.
+	//nolint:staticcheck // GenericNetwork is the only way to name the network.
+	nw, err := testcontainers.GenericNetwork(context.Background(), testcontainers.GenericNetworkRequest{
+		NetworkRequest: testcontainers.NetworkRequest{Name: p.Network, Driver: "bridge",
+			Labels: map[string]string{"com.docker.compose.project": p.Name}}})
+	testcontainers.CleanupNetwork(t, nw)
+	if err != nil {
+		t.Fatalf("create network %s: %v", p.Network, err)
 	}
+	// Cleanups run last first: the containers Run started, then the
+	// platform's job containers, then the network.
+	t.Cleanup(p.removeJobs)
 	return p
 }
 
 // Run starts a service container (named <project>-<service>-1, as compose
-// names them) with the role label.
+// names them) with the role label, and waits until it serves HTTP.
 func (p *Project) Run(service, role string) string {
 	p.t.Helper()
 	return p.RunWith(service, role)
 }
 
-// RunWith is Run with more docker run options (e.g. --stop-signal).
-func (p *Project) RunWith(service, role string, options ...string) string {
+// RunWith is Run with more testcontainers options (e.g. StopSignal).
+func (p *Project) RunWith(service, role string, opts ...testcontainers.ContainerCustomizer) string {
 	p.t.Helper()
 	name := p.Name + "-" + service + "-1"
-	args := []string{"run", "-d", "--name", name, "--network", p.Network, "--network-alias", service,
-		"--label", "com.docker.compose.project=" + p.Name, "--label", "com.docker.compose.service=" + service,
-		"--label", "dsplab.role=" + role, "-e", "PORT=9001", "-e", "ANALYZER_ID=" + service,
-		"-e", "KAFKA_BROKERS=127.0.0.1:1", "-e", "LOG_LEVEL=error"}
-	args = append(append(args, options...), Image)
-	out, err := exec.Command("docker", args...).CombinedOutput()
+	base := []testcontainers.ContainerCustomizer{
+		testcontainers.WithName(name),
+		tcnetwork.WithNetworkName([]string{service}, p.Network),
+		testcontainers.WithLabels(map[string]string{"com.docker.compose.project": p.Name,
+			"com.docker.compose.service": service, "dsplab.role": role}),
+		testcontainers.WithEnv(map[string]string{"PORT": "9001", "ANALYZER_ID": service,
+			"KAFKA_BROKERS": "127.0.0.1:1", "LOG_LEVEL": "error"}),
+		// Published on loopback only, for the wait strategy: the target is
+		// up once its HTTP server answers (any status: it has no Kafka).
+		testcontainers.WithExposedPorts("9001/tcp"),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.PortBindings = mobynet.PortMap{mobynet.MustParsePort("9001/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1")}}}
+		}),
+		testcontainers.WithWaitStrategyAndDeadline(60*time.Second, wait.ForHTTP("/health").WithPort("9001/tcp").
+			WithStatusCodeMatcher(func(int) bool { return true }).WithPollInterval(50*time.Millisecond)),
+	}
+	ctr, err := testcontainers.Run(context.Background(), Image, append(base, opts...)...)
+	testcontainers.CleanupContainer(p.t, ctr)
 	if err != nil {
-		p.t.Fatalf("docker run %s: %v\n%s", name, err, out)
+		p.t.Fatalf("run %s: %v", name, err)
 	}
 	return name
+}
+
+// StopSignal makes the container's stop signal sig (docker run
+// --stop-signal): a Go program ignores SIGUSR1, so a stop takes the full
+// stop timeout.
+func StopSignal(sig string) testcontainers.ContainerCustomizer {
+	return testcontainers.WithConfigModifier(func(c *container.Config) { c.StopSignal = sig })
 }
 
 // Inspect returns a docker inspect -f template's output for a container.
@@ -120,7 +202,9 @@ func Inspect(t testing.TB, name, format string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// WaitState polls a container's state until it is want.
+// WaitState polls a container's state until it is want: for the state
+// changes the platform under test makes (testcontainers' wait strategies
+// are for a container's start).
 func WaitState(t testing.TB, name, want string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -146,14 +230,17 @@ func Containers(t testing.TB, label string) []string {
 	return strings.Fields(string(out))
 }
 
-func (p *Project) removeAll() {
+// removeJobs removes what the platform under test started for the
+// project (k6 jobs, Pumba jobs and their sidecars, labelled
+// dsplab.job.project) and anything else left with the project's label:
+// testcontainers only knows the containers it started.
+func (p *Project) removeJobs() {
 	for _, label := range []string{"com.docker.compose.project=" + p.Name, "dsplab.job.project=" + p.Name} {
 		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label="+label).Output()
 		if ids := strings.Fields(string(out)); len(ids) > 0 {
 			exec.Command("docker", append([]string{"rm", "-f", "-v"}, ids...)...).Run()
 		}
 	}
-	exec.Command("docker", "network", "rm", p.Network).Run()
 }
 
 // K6Image is the tag of the test k6 image.
@@ -186,10 +273,7 @@ func BuildK6Image(t testing.TB) {
 		}
 		os.WriteFile(filepath.Join(dir, "k6"), b, 0o755)
 		os.Mkdir(filepath.Join(dir, "tmp"), 0o777)
-		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY k6 /usr/bin/k6\nCOPY tmp /tmp\nENV HOME=/tmp\nENTRYPOINT [\"/usr/bin/k6\"]\n"), 0o644)
-		if out, err := exec.Command("docker", "build", "-q", "-t", K6Image, dir).CombinedOutput(); err != nil {
-			k6Err = fmt.Errorf("docker build k6: %v\n%s", err, out)
-		}
+		k6Err = buildImage(dir, "FROM scratch\nCOPY k6 /usr/bin/k6\nCOPY tmp /tmp\nENV HOME=/tmp\nENTRYPOINT [\"/usr/bin/k6\"]\n", K6Image)
 	})
 	if k6Err != nil {
 		t.Fatal(k6Err)
@@ -234,12 +318,8 @@ func buildPumbaImages() error {
 			return err
 		}
 	}
-	root, _ := exec.Command("go", "env", "GOMOD").Output()
-	build := exec.Command("go", "build", "-o", filepath.Join(rootfs, "pumba"), "./pumba-standin/cmd/pumba-standin")
-	build.Dir = filepath.Dir(strings.TrimSpace(string(root)))
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build pumba-standin: %v\n%s", err, out)
+	if err := goBuild(filepath.Join(rootfs, "pumba"), "./pumba-standin/cmd/pumba-standin"); err != nil {
+		return err
 	}
 	// The stand-in is a multi-call binary: run as tail it idles, as tc or
 	// iptables it plays the tool.
@@ -254,9 +334,8 @@ func buildPumbaImages() error {
 		{NettoolsHangImage, "FROM scratch\nCOPY rootfs /\nENV PATH=/sbin:/bin PUMBA_STANDIN_TOOLS=hang\nENTRYPOINT [\"tail\", \"-f\", \"/dev/null\"]\n"},
 	}
 	for _, img := range images {
-		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(img.dockerfile), 0o644)
-		if out, err := exec.Command("docker", "build", "-q", "-t", img.tag, dir).CombinedOutput(); err != nil {
-			return fmt.Errorf("docker build %s: %v\n%s", img.tag, err, out)
+		if err := buildImage(dir, img.dockerfile, img.tag); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -22,7 +22,7 @@ func TestAStateFaultOnAContainerBeingRestartedIsAConflict(t *testing.T) {
 	// The target ignores SIGUSR1 (Go catches it and does nothing): stopped
 	// with it, it is restarted only after the stop timeout (10 s), which
 	// keeps the restart being applied long enough to be met for sure.
-	c := p.RunWith("slow-stop", "target", "--stop-signal", "SIGUSR1")
+	c := p.RunWith("slow-stop", "target", dockertest.StopSignal("SIGUSR1"))
 	since := strconv.FormatInt(time.Now().Unix()-1, 10)
 	done := make(chan error, 1)
 	go func() {
