@@ -77,8 +77,9 @@ type ChartQuery struct {
 // ChartSeries is one line: points as [unix milliseconds, value]; a
 // missing step (no sample, NaN, ±Inf) is no point, and the line breaks.
 type ChartSeries struct {
-	Name   string  `json:"name"`
-	Points []Point `json:"points"`
+	Name string `json:"name"`
+	// Points are [unix milliseconds, value] pairs.
+	Points []Point `json:"points" swaggertype:"array,array,number"`
 }
 
 // Point is one sample, [unix ms, value] in JSON.
@@ -103,7 +104,9 @@ func (p *Point) UnmarshalJSON(b []byte) error {
 // chartSpecs are the report's charts; jobID fills the k6 chart's filter.
 func chartSpecs(jobID string) []Chart {
 	r := func(expr string) string { return strings.ReplaceAll(expr, "$w", rateWindow) }
-	q := func(expr, legend, name string) ChartQuery { return ChartQuery{Expr: r(expr), Legend: legend, Name: name} }
+	q := func(expr, legend, name string) ChartQuery {
+		return ChartQuery{Expr: r(expr), Legend: legend, Name: name}
+	}
 	specs := []Chart{
 		{ID: "shares", Title: "Message shares per analyzer", Unit: "%", Look: "the shares move to the analyzers left when one is down, and come back without a flood",
 			Queries: []ChartQuery{q(`100 * sum by (analyzer) (rate(distributor_routed_messages_total[$w])) / ignoring(analyzer) group_left sum(rate(distributor_routed_messages_total[$w]))`, "analyzer", "")}},

@@ -85,7 +85,7 @@ func reportView(e Experiment, links ReportLinks) map[string]any {
 		"E": e, "Timeline": template.HTML(timelineSVG(e)), "Charts": charts, "Checks": checks,
 		"Faults": fws, "Ledger": ledgerRows(e.Ledger), "Links": grafanaLinks(links.GrafanaURL, e, from, to),
 		"TTD": secs(e.TimeToDetectSeconds), "TTR": secs(e.TimeToRecoverSeconds),
-		"Killed": e.Ledger.Lost != nil && *e.Ledger.Lost > 0 && killedAnalyzer(e.Definition),
+		"Killed":    e.Ledger.Lost != nil && *e.Ledger.Lost > 0 && killedAnalyzer(e.Definition),
 		"Chartless": e.Charts == nil, "Generated": time.Now().UTC().Format(time.RFC3339),
 	}
 }
@@ -183,9 +183,9 @@ var reportFuncs = template.FuncMap{
 	"rel": func(e Experiment, t time.Time) string {
 		return fmt.Sprintf("%+.1fs", t.Sub(e.StartedAt).Seconds())
 	},
-	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
-	"dur": func(a, b time.Time) string { return fmt.Sprintf("%.0fs", b.Sub(a).Seconds()) },
-	"upper": strings.ToUpper,
+	"clock":  func(t time.Time) string { return t.UTC().Format("15:04:05") },
+	"dur":    func(a, b time.Time) string { return fmt.Sprintf("%.0fs", b.Sub(a).Seconds()) },
+	"upper":  strings.ToUpper,
 	"labels": labels,
 	"rfc":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 }
