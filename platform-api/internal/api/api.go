@@ -61,8 +61,8 @@ type Deps struct {
 	Distributor    Distributor
 	Images         Images
 	ReportLinks    experiments.ReportLinks // where the HTML reports link to (Grafana)
-	Token          string // PLATFORM_API_TOKEN; empty: no authentication
-	AllowedHosts   string // ALLOWED_HOSTS: names besides loopback, IPs and platform-api
+	Token          string                  // PLATFORM_API_TOKEN; empty: no authentication
+	AllowedHosts   string                  // ALLOWED_HOSTS: names besides loopback, IPs and platform-api
 	MetricsHandler http.Handler
 	TracerProvider trace.TracerProvider
 	Logger         *slog.Logger

@@ -206,7 +206,7 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 	}
 	a.server, err = httpserver.Listen(listen, api.NewRouter(api.Deps{
 		Targets: rt, Faults: m, Traffic: tm, Alerts: alertStore, Experiments: exps, Distributor: dist, Images: rt, Token: cfg.Token, AllowedHosts: cfg.AllowedHosts, MetricsHandler: tel.MetricsHandler,
-		ReportLinks: experiments.ReportLinks{GrafanaURL: cfg.GrafanaPublicURL},
+		ReportLinks:    experiments.ReportLinks{GrafanaURL: cfg.GrafanaPublicURL},
 		TracerProvider: tel.TracerProvider, Logger: log,
 	}), httpserver.Options{Logger: log})
 	if err != nil {
