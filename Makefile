@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
-BINARIES  := distributor analyzer devkafka platform-api service-a service-b
+BINARIES  := distributor analyzer devkafka platform-api dsplab service-a service-b
 FUZZTIME  ?= 20s
 TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
@@ -20,6 +20,7 @@ build: ## static binaries into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/analyzer ./services/analyzer/cmd/analyzer
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/devkafka ./devkafka/cmd/devkafka
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/platform-api ./platform-api/cmd/platform-api
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/dsplab ./platform-api/cmd/dsplab
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/service-a ./services/service-a/cmd/service-a
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/service-b ./services/service-b/cmd/service-b
 
