@@ -155,9 +155,9 @@ func (r *runner) oneID(ctx context.Context, name string, args []string, path str
 
 type trafficJob struct {
 	ID, Script, Profile, TargetURL, State, Command, Error string
-	RPS                                                    float64
-	DurationSeconds                                        float64
-	StartedAt                                              time.Time
+	RPS                                                   float64
+	DurationSeconds                                       float64
+	StartedAt                                             time.Time
 }
 
 func (r *runner) traffic(ctx context.Context, args []string) int {
