@@ -153,6 +153,7 @@ func (h *handler) apiRoutes(r chi.Router) {
 	disclosing.Get("/alerts", h.listAlerts)
 	r.Get("/experiments/presets", h.listPresets)
 	r.Post("/experiments/presets/{name}/run", h.runPreset)
+	r.Get("/experiments/presets/{name}/report.html", h.latestPresetReport)
 	r.Get("/experiments", h.listExperiments)
 	r.Post("/experiments", h.startExperiment)
 	r.Get("/experiments/compare", h.compareExperiments)

@@ -383,3 +383,28 @@ func (h *handler) compareExperimentsHTML(w http.ResponseWriter, r *http.Request)
 	}
 	writeHTML(w, experiments.CompareHTML(a, b))
 }
+
+// latestPresetReport godoc
+//
+//	@Summary		The newest run of a preset, as its HTML report
+//	@Description	Redirects (302) to /api/experiments/{id}/report.html of the newest run of the preset, so a guide can link to "the report of your last run".
+//	@Tags			experiments
+//	@Param			name	path	string	true	"preset name"
+//	@Success		302
+//	@Header			302	{string}	Location	"/api/experiments/{id}/report.html"
+//	@Failure		404	{object}	ErrorResponse	"no such preset, or no run of it yet"
+//	@Router			/api/experiments/presets/{name}/report.html [get]
+func (h *handler) latestPresetReport(w http.ResponseWriter, r *http.Request) {
+	name := chi.URLParam(r, "name")
+	if _, err := h.Experiments.Preset(name); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	for _, e := range h.Experiments.List() { // newest first
+		if e.Name == name {
+			http.Redirect(w, r, "/api/experiments/"+e.ID+"/report.html", http.StatusFound)
+			return
+		}
+	}
+	h.writeError(w, r, fmt.Errorf("%w: no run of preset %s yet: POST /api/experiments/presets/%s/run (or dsplab run %s --watch)", apierr.ErrNotFound, name, name, name))
+}

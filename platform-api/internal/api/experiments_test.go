@@ -149,6 +149,11 @@ func TestTheExperimentHistoryPagesFiltersRerunsAndCompares(t *testing.T) {
 	require.Contains(t, w.Body.String(), "<!DOCTYPE html>")
 	require.Contains(t, w.Body.String(), "http://localhost:3000/d/dsp-resilience?from=")
 	require.Equal(t, http.StatusNotFound, do(h, "GET", "/api/experiments/x-99/report.html", "").Code)
+	// A guide links to its preset's newest run.
+	w = do(h, "GET", "/api/experiments/presets/baseline/report.html", "")
+	require.Equal(t, http.StatusFound, w.Code)
+	require.Equal(t, "/api/experiments/x-0/report.html", w.Header().Get("Location"))
+	require.Equal(t, http.StatusNotFound, do(h, "GET", "/api/experiments/presets/nope/report.html", "").Code)
 	w = do(h, "GET", "/api/experiments/compare?a=x-0&b=x-1", "")
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	var c experiments.Comparison

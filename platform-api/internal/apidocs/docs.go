@@ -472,6 +472,41 @@ const docTemplate = `{
                 }
             }
         },
+        "/api/experiments/presets/{name}/report.html": {
+            "get": {
+                "description": "Redirects (302) to /api/experiments/{id}/report.html of the newest run of the preset, so a guide can link to \"the report of your last run\".",
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "The newest run of a preset, as its HTML report",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "preset name",
+                        "name": "name",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "302": {
+                        "description": "Found",
+                        "headers": {
+                            "Location": {
+                                "type": "string",
+                                "description": "/api/experiments/{id}/report.html"
+                            }
+                        }
+                    },
+                    "404": {
+                        "description": "no such preset, or no run of it yet",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/api/experiments/presets/{name}/run": {
             "post": {
                 "security": [
