@@ -82,8 +82,8 @@ test: vet fmt-check tidy-check tools ## every test, with the race detector (need
 test-no-docker: vet fmt-check tidy-check tools ## every test that needs no Docker engine (all but DOCKER_PKGS), with the race detector
 	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m $(filter-out $(DOCKER_PKGS),$(shell $(GO) list ./...))
 
-test-browser: ## Swagger UI's "Try it out" in headless Chromium against the platform's router, without Docker (needs chromium)
-	$(GO) test -tags browser -run Chromium -count=1 -v ./platform-api/internal/api/
+test-browser: ## Swagger UI's "Try it out" and the HTML report pages in headless Chromium, without Docker (needs chromium)
+	$(GO) test -tags browser -run Chromium -count=1 -v ./platform-api/internal/api/ ./platform-api/internal/experiments/
 
 test-docker: tools ## only the tests that need a running Docker Engine: platform-api's app, docker, dockertest, faults and traffic packages
 	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m $(DOCKER_PKGS)
