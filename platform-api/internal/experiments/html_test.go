@@ -397,3 +397,22 @@ func TestWriteSyntheticReport(t *testing.T) {
 	e.Charts = NewManager(Options{Querier: prom.New(p.URL)}).captureCharts(context.Background(), e, *e.EndedAt)
 	require.NoError(t, os.WriteFile(out, HTML(e, ReportLinks{GrafanaURL: "http://localhost:3000"}), 0o644))
 }
+
+func TestARunningExperimentsPageShowsItsPlannedFaultsAndNoCharts(t *testing.T) {
+	t0 := time.Now().Add(-30 * time.Second).UTC()
+	e := syntheticCrash(t0)
+	e.State, e.EndedAt, e.Faults, e.Charts = StateRunning, nil, nil, nil
+	for i := range e.Checks {
+		e.Checks[i].Passed = false
+	}
+	doc := strictParse(t, HTML(e, ReportLinks{}))
+	requireSelfContained(t, doc)
+	tl := svgs(doc)["timeline"]
+	bands := findAll(tl, "rect", "fault")
+	require.Len(t, bands, 1, "the fault planned at 20 s has begun")
+	fr := plotFrame(t, tl)
+	require.InDelta(t, fr.X(t0.Add(20*time.Second).UnixMilli()), attrF(t, bands[0], "x"), 0.11)
+	page := string(HTML(e, ReportLinks{}))
+	require.Contains(t, page, "RUNNING")
+	require.Contains(t, page, "it is still running")
+}
