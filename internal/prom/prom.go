@@ -211,3 +211,61 @@ func CounterIncrease(samples []Sample, since time.Time) float64 {
 	}
 	return inc
 }
+
+// Exemplar is one exemplar of a series: a sampled observation with the
+// labels it was recorded with (trace_id, span_id from OpenTelemetry).
+type Exemplar struct {
+	SeriesLabels map[string]string
+	Labels       map[string]string
+	Value        float64
+	T            time.Time
+}
+
+// Exemplars returns the exemplars of the series q selects from start to
+// end (GET /api/v1/query_exemplars; Prometheus keeps them in memory only,
+// with --enable-feature=exemplar-storage).
+func (p *Prometheus) Exemplars(ctx context.Context, q string, start, end time.Time) ([]Exemplar, error) {
+	v := url.Values{}
+	v.Set("query", q)
+	v.Set("start", strconv.FormatFloat(float64(start.UnixMilli())/1000, 'f', 3, 64))
+	v.Set("end", strconv.FormatFloat(float64(end.UnixMilli())/1000, 'f', 3, 64))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/api/v1/query_exemplars?"+v.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("prometheus: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status    string `json:"status"`
+		Error     string `json:"error"`
+		ErrorType string `json:"errorType"`
+		Data      []struct {
+			SeriesLabels map[string]string `json:"seriesLabels"`
+			Exemplars    []struct {
+				Labels    map[string]string `json:"labels"`
+				Value     string            `json:"value"`
+				Timestamp float64           `json:"timestamp"`
+			} `json:"exemplars"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("prometheus: %s: %w", resp.Status, err)
+	}
+	if body.Status != "success" {
+		return nil, fmt.Errorf("prometheus %s: %s", body.ErrorType, body.Error)
+	}
+	var out []Exemplar
+	for _, s := range body.Data {
+		for _, e := range s.Exemplars {
+			f, err := strconv.ParseFloat(e.Value, 64)
+			if err != nil {
+				return nil, fmt.Errorf("prometheus: exemplar value %q: %w", e.Value, err)
+			}
+			out = append(out, Exemplar{SeriesLabels: s.SeriesLabels, Labels: e.Labels, Value: f, T: time.UnixMilli(int64(math.Round(e.Timestamp * 1000)))})
+		}
+	}
+	return out, nil
+}

@@ -47,10 +47,52 @@ type Charts struct {
 	To          time.Time `json:"to"`
 	StepSeconds float64   `json:"stepSeconds"`
 	Charts      []Chart   `json:"charts"`
+	// Traces are sample traces of the window: the slowest ingest requests
+	// Prometheus kept an exemplar of (trace ids), for Tempo.
+	Traces []TraceSample `json:"traces,omitempty"`
 	// Checks holds, for each check (same order as the experiment's
 	// checks), the range of its query where it has no $__range or
 	// $__recovery (those change meaning with time); empty otherwise.
 	Checks []Chart `json:"checks"`
+}
+
+// TraceSample is one request's trace, from a latency exemplar.
+type TraceSample struct {
+	TraceID string    `json:"traceId"`
+	At      time.Time `json:"at"`
+	Seconds float64   `json:"seconds"` // the request's duration
+}
+
+// ExemplarQuerier reads exemplars (prom.Prometheus).
+type ExemplarQuerier interface {
+	Exemplars(ctx context.Context, q string, start, end time.Time) ([]prom.Exemplar, error)
+}
+
+// maxTraces bounds the sample traces kept.
+const maxTraces = 6
+
+// sampleTraces are the slowest requests of the window with a trace id.
+func sampleTraces(ctx context.Context, q any, from, to time.Time) []TraceSample {
+	eq, ok := q.(ExemplarQuerier)
+	if !ok {
+		return nil
+	}
+	ex, err := eq.Exemplars(ctx, "distributor_request_duration_seconds_bucket", from, to)
+	if err != nil {
+		return nil // exemplar storage off, or an older Prometheus: no samples
+	}
+	sort.Slice(ex, func(i, j int) bool { return ex[i].Value > ex[j].Value })
+	var out []TraceSample
+	seen := map[string]bool{}
+	for _, e := range ex {
+		id := e.Labels["trace_id"]
+		if id == "" || seen[id] || len(out) == maxTraces {
+			continue
+		}
+		seen[id] = true
+		out = append(out, TraceSample{TraceID: id, At: e.T.UTC(), Seconds: e.Value})
+	}
+	return out
 }
 
 // Chart is one chart: its queries and the series they gave.
@@ -157,6 +199,7 @@ func (m *Manager) captureCharts(ctx context.Context, e Experiment, end time.Time
 		to = now
 	}
 	out := &Charts{From: from.UTC(), To: to.UTC(), StepSeconds: step.Seconds(), Charts: []Chart{}, Checks: make([]Chart, len(e.Checks))}
+	out.Traces = sampleTraces(ctx, m.q, from, to)
 	for _, c := range chartSpecs(e.TrafficJobID) {
 		out.Charts = append(out.Charts, fill(ctx, rq, c, from, to, step))
 	}

@@ -258,6 +258,17 @@ func TestThePrometheusStandInAnswersInTheRealOnesShape(t *testing.T) {
 		require.Equal(t, shape(r), shape(s), "step=%s", bad)
 		require.Equal(t, r["errorType"], s["errorType"])
 	}
+	// Exemplars: the real one without exemplar storage answers an empty
+	// list, in the envelope the stand-in uses.
+	ex := func(base string) map[string]any {
+		resp, err := http.Get(base + "/api/v1/query_exemplars?query=distributor_request_duration_seconds_bucket&start=" + strconv.FormatInt(t0.Unix(), 10) + "&end=" + strconv.FormatInt(t0.Unix()+60, 10))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		return out
+	}
+	require.Equal(t, ex(real), ex(standIn.URL))
 	r, s = ask(real, "up", "0.001"), ask(standIn.URL, "up", "0.001")
 	require.Equal(t, r["httpStatus"], s["httpStatus"], "over 11,000 points: %v / %v", r["error"], s["error"])
 	require.Equal(t, r["error"], s["error"])

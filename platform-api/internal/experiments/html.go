@@ -83,7 +83,7 @@ func reportView(e Experiment, links ReportLinks) map[string]any {
 	}
 	return map[string]any{
 		"E": e, "Timeline": template.HTML(timelineSVG(e)), "Charts": charts, "Checks": checks,
-		"Faults": fws, "Ledger": ledgerRows(e.Ledger), "Links": grafanaLinks(links.GrafanaURL, e, from, to),
+		"Faults": fws, "Ledger": ledgerRows(e.Ledger), "Links": grafanaLinks(links.GrafanaURL, e, from, to), "Traces": traceLinks(links.GrafanaURL, e),
 		"TTD": secs(e.TimeToDetectSeconds), "TTR": secs(e.TimeToRecoverSeconds),
 		"Killed":    e.Ledger.Lost != nil && *e.Ledger.Lost > 0 && killedAnalyzer(e.Definition),
 		"Chartless": e.Charts == nil, "Generated": time.Now().UTC().Format(time.RFC3339),
@@ -179,11 +179,35 @@ func grafanaLinks(base string, e Experiment, from, to time.Time) []linkView {
 	return out
 }
 
+type traceView struct {
+	TraceSample
+	URL string
+}
+
+// traceLinks open the sample traces in Grafana's Explore on Tempo.
+func traceLinks(base string, e Experiment) []traceView {
+	if e.Charts == nil {
+		return nil
+	}
+	var out []traceView
+	for _, t := range e.Charts.Traces {
+		v := traceView{TraceSample: t}
+		if base != "" {
+			panes := fmt.Sprintf(`{"trace":{"datasource":"tempo","queries":[{"refId":"A","datasource":{"type":"tempo","uid":"tempo"},"queryType":"traceql","query":%q}],"range":{"from":"%d","to":"%d"}}}`,
+				t.TraceID, t.At.Add(-time.Minute).UnixMilli(), t.At.Add(time.Minute).UnixMilli())
+			v.URL = strings.TrimSuffix(base, "/") + "/explore?schemaVersion=1&orgId=1&panes=" + url.QueryEscape(panes)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
 var reportFuncs = template.FuncMap{
 	"rel": func(e Experiment, t time.Time) string {
 		return fmt.Sprintf("%+.1fs", t.Sub(e.StartedAt).Seconds())
 	},
 	"clock":  func(t time.Time) string { return t.UTC().Format("15:04:05") },
+	"ms":     func(s float64) string { return formatValue(s, "s") },
 	"dur":    func(a, b time.Time) string { return fmt.Sprintf("%.0fs", b.Sub(a).Seconds()) },
 	"upper":  strings.ToUpper,
 	"labels": labels,
@@ -203,6 +227,7 @@ var reportTmpl = template.Must(template.New("report").Funcs(reportFuncs).Parse(p
 <tr><th>time to detect</th><td>{{.TTD}} <small>{{.E.DetectedBy}}</small></td><th>time to recover</th><td>{{.TTR}}</td>{{with .E.TrafficJobID}}<th>traffic job</th><td><code>{{.}}</code></td>{{end}}</tr>
 </table>
 {{with .Links}}<nav class="links">Same window in Grafana: {{range $i, $l := .}}{{if $i}} · {{end}}<a href="{{$l.URL}}">{{$l.Name}}</a>{{end}}</nav>{{end}}
+{{with .Traces}}<nav class="links">Slowest ingest requests with a trace: {{range $i, $t := .}}{{if $i}} · {{end}}{{if $t.URL}}<a href="{{$t.URL}}">{{end}}<code>{{printf "%.8s" $t.TraceID}}</code> {{ms $t.Seconds}} at {{rel $.E $t.At}}{{if $t.URL}}</a>{{end}}{{end}}</nav>{{end}}
 </header>
 
 <section>

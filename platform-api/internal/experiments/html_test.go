@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -105,9 +106,11 @@ func TestTheReportPageIsValidSelfContainedHTMLWithEveryChartAndTheFaultBandsInPl
 	t0 := time.Now().Add(-10 * time.Minute).Truncate(time.Second).UTC()
 	e := syntheticCrash(t0)
 	p := newPromStandIn(t, crashScript(t0))
+	p.exemplars = []standInExemplar{{"4bf92f3577b34da6a3ce929d0e0e4736", t0.Add(25 * time.Second), 0.181}, {"0af7651916cd43dd8448eb211c80319c", t0.Add(5 * time.Second), 0.004}}
 	m := NewManager(Options{Querier: prom.New(p.URL)})
 	e.Charts = m.captureCharts(context.Background(), e, *e.EndedAt)
 	require.NotNil(t, e.Charts)
+	require.Equal(t, []TraceSample{{"4bf92f3577b34da6a3ce929d0e0e4736", t0.Add(25 * time.Second), 0.181}, {"0af7651916cd43dd8448eb211c80319c", t0.Add(5 * time.Second), 0.004}}, e.Charts.Traces, "slowest first")
 	require.Len(t, e.Charts.Charts, 7)
 	for _, c := range e.Charts.Charts {
 		require.Empty(t, c.Error, c.ID)
@@ -190,11 +193,13 @@ func TestTheReportPageIsValidSelfContainedHTMLWithEveryChartAndTheFaultBandsInPl
 	require.Equal(t, fail, gotFail)
 	// The ledger, the verdict, TTD/TTR and Grafana's window.
 	text := string(page)
-	require.Contains(t, text, "27000")
-	require.Contains(t, text, "PASSED")
-	require.Contains(t, text, "2.0s")
-	require.Contains(t, text, fmt.Sprintf("/d/dsp-resilience?from=%d&amp;to=%d", e.Charts.From.UnixMilli(), e.Charts.To.UnixMilli()))
-	require.Contains(t, text, "docker kill --signal KILL dsplab-analyzer-2-1")
+	requireHas(t, text, "27000")
+	requireHas(t, text, "PASSED")
+	requireHas(t, text, "2.0s")
+	requireHas(t, text, fmt.Sprintf("/d/dsp-resilience?from=%d&amp;to=%d", e.Charts.From.UnixMilli(), e.Charts.To.UnixMilli()))
+	requireHas(t, text, "docker kill --signal KILL dsplab-analyzer-2-1")
+	requireHas(t, text, "<code>4bf92f35</code> 181 ms at &#43;25.0s")
+	requireHas(t, text, url.QueryEscape(`"query":"4bf92f3577b34da6a3ce929d0e0e4736"`))
 	// The stand-in was asked each chart's queries and each check's once.
 	require.Len(t, p.queries, 12)
 }
@@ -413,6 +418,12 @@ func TestARunningExperimentsPageShowsItsPlannedFaultsAndNoCharts(t *testing.T) {
 	fr := plotFrame(t, tl)
 	require.InDelta(t, fr.X(t0.Add(20*time.Second).UnixMilli()), attrF(t, bands[0], "x"), 0.11)
 	page := string(HTML(e, ReportLinks{}))
-	require.Contains(t, page, "RUNNING")
-	require.Contains(t, page, "it is still running")
+	requireHas(t, page, "RUNNING")
+	requireHas(t, page, "it is still running")
+}
+
+// requireHas fails unless page has s (without dumping the page).
+func requireHas(t *testing.T, page, s string) {
+	t.Helper()
+	require.True(t, strings.Contains(page, s), "the page has %s", s)
 }

@@ -42,8 +42,19 @@ type promStandIn struct {
 	// "name=value" ("" for a series without labels).
 	script func(q string, t time.Time) map[string]float64
 
+	// exemplars answer GET /api/v1/query_exemplars (any query), as the
+	// real one does: grouped by series, values as strings, times as
+	// numbers (docs/querying/api.md, "Querying exemplars").
+	exemplars []standInExemplar
+
 	mu      sync.Mutex
 	queries []string
+}
+
+type standInExemplar struct {
+	traceID string
+	at      time.Time
+	value   float64
 }
 
 func newPromStandIn(t *testing.T, script func(q string, t time.Time) map[string]float64) *promStandIn {
@@ -60,6 +71,20 @@ func (p *promStandIn) bad(w http.ResponseWriter, msg string) {
 }
 
 func (p *promStandIn) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/api/v1/query_exemplars" {
+		var ex []string
+		for _, e := range p.exemplars {
+			ex = append(ex, fmt.Sprintf(`{"labels":{"span_id":"00f067aa0ba902b7","trace_id":%q},"value":%q,"timestamp":%s}`,
+				e.traceID, strconv.FormatFloat(e.value, 'f', -1, 64), strconv.FormatFloat(float64(e.at.UnixMilli())/1000, 'f', -1, 64)))
+		}
+		data := "[]"
+		if len(ex) > 0 {
+			data = `[{"seriesLabels":{"__name__":"distributor_request_duration_seconds_bucket","le":"0.25"},"exemplars":[` + strings.Join(ex, ",") + `]}]`
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"status":"success","data":%s}`, data)
+		return
+	}
 	if r.URL.Path != "/api/v1/query_range" {
 		http.NotFound(w, r)
 		return
