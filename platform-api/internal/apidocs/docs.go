@@ -2000,6 +2000,13 @@ const docTemplate = `{
                 },
                 "to": {
                     "type": "string"
+                },
+                "traces": {
+                    "description": "Traces are sample traces of the window: the slowest ingest requests\nPrometheus kept an exemplar of (trace ids), for Tempo.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.TraceSample"
+                    }
                 }
             }
         },
@@ -2522,6 +2529,21 @@ const docTemplate = `{
                 "type": {
                     "type": "string",
                     "example": "kill"
+                }
+            }
+        },
+        "experiments.TraceSample": {
+            "type": "object",
+            "properties": {
+                "at": {
+                    "type": "string"
+                },
+                "seconds": {
+                    "description": "the request's duration",
+                    "type": "number"
+                },
+                "traceId": {
+                    "type": "string"
                 }
             }
         },
