@@ -168,7 +168,7 @@ func (h *handler) listExperiments(w http.ResponseWriter, r *http.Request) {
 	}
 	out := ExperimentsResponse{Experiments: []experiments.Experiment{}}
 	for _, e := range h.Experiments.List() { // newest first
-		if (q.Get("preset") != "" && e.Name != q.Get("preset")) || (state != "" && e.State != state) || (after != nil && !after.before(e)) {
+		if (q.Get("preset") != "" && e.Name != q.Get("preset")) || (state != "" && e.State != state) || (after != nil && !after.precedes(e)) {
 			continue
 		}
 		if len(out.Experiments) == limit {
@@ -207,8 +207,9 @@ func parseCursor(s string) (cursor, error) {
 	return cursor{time.Unix(0, n), id}, nil
 }
 
-// before says whether e comes after the cursor in the newest-first order.
-func (c cursor) before(e experiments.Experiment) bool {
+// precedes says whether the cursor comes before e in the newest-first
+// order (e belongs to a later page).
+func (c cursor) precedes(e experiments.Experiment) bool {
 	if !e.StartedAt.Equal(c.at) {
 		return e.StartedAt.Before(c.at)
 	}
