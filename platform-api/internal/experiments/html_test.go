@@ -222,6 +222,7 @@ func TestTheReportOfARecordRestoredFromDiskDrawsTheSameCharts(t *testing.T) {
 	b, err := json.Marshal(record{Experiment: e})
 	require.NoError(t, err)
 	require.Less(t, len(b), 512<<10, "a record stays small")
+	t.Logf("a 100 s run's record with its charts: %d bytes", len(b))
 	var back record
 	require.NoError(t, json.Unmarshal(b, &back))
 	// Prometheus is gone: the page comes from the record alone.
