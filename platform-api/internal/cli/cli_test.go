@@ -232,3 +232,19 @@ func TestTheTokenIsSentWhenSetAndItsAbsenceIsExplained(t *testing.T) {
 	r = dsplab(t, srv.URL, "s3cret", "fault", "kill", "analyzer-2")
 	require.Equal(t, ExitOK, r.code, r.stderr)
 }
+
+func TestTheProgressLineSaysThePhaseAndWhatIsExpected(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
+	one := 1.0
+	base := experiments.Experiment{ID: "x-1", Name: "baseline", StartedAt: t0,
+		Definition: experiments.Definition{Traffic: &experiments.Traffic{DurationSeconds: 60}, RecoverySeconds: 60},
+		Timeline:   []experiments.Event{{Kind: "traffic-started"}},
+		Checks:     []experiments.CheckResult{{Check: experiments.Check{Phase: "before"}, Samples: []experiments.Sample{{Value: &one, Holds: true}}}}}
+	line, key := progress(base, t0.Add(30*time.Second))
+	require.Equal(t, "x-1 baseline  traffic   30s/120s  faults active 0  checks 1 passing 0 failing", line)
+	require.Equal(t, "traffic  faults active 0  checks 1 passing 0 failing", key)
+	// Without faults, the after checks' first sample is the recovery.
+	base.Checks = append(base.Checks, experiments.CheckResult{Check: experiments.Check{Phase: "after"}, Samples: []experiments.Sample{{Value: &one}}})
+	line, _ = progress(base, t0.Add(65*time.Second))
+	require.Equal(t, "x-1 baseline  recovery  65s/120s  faults active 0  checks 1 passing 1 failing", line)
+}

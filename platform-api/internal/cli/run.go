@@ -54,7 +54,7 @@ func (r *runner) started(ctx context.Context, e experiments.Experiment, watch bo
 // watch polls the experiment until it ends, with a progress line, then
 // prints the verdict table. Ctrl-C stops watching, not the experiment.
 func (r *runner) watch(ctx context.Context, id string) int {
-	last := ""
+	last, lastAt := "", time.Time{}
 	errors := 0
 	for {
 		var e experiments.Experiment
@@ -77,14 +77,16 @@ func (r *runner) watch(ctx context.Context, id string) int {
 				}
 				return r.verdict(e)
 			}
-			line := progress(e, time.Now())
+			line, key := progress(e, time.Now())
 			switch {
 			case r.env.TTY:
 				fmt.Fprintf(r.out, "\r\033[K%s", line)
-			case line != last: // a log: one line per change
+			case key != last || time.Since(lastAt) >= 15*time.Second:
+				// A log: a line when the phase, the faults or the checks
+				// change, else one every 15 s.
 				fmt.Fprintln(r.out, line)
+				last, lastAt = key, time.Now()
 			}
-			last = line
 		}
 		select {
 		case <-ctx.Done():
@@ -93,18 +95,20 @@ func (r *runner) watch(ctx context.Context, id string) int {
 	}
 }
 
-// progress is the live line: phase, elapsed/expected, faults active,
-// checks passing and failing (judged on their last sample).
-func progress(e experiments.Experiment, now time.Time) string {
+// progress is the live line: phase, elapsed/expected (the recovery window
+// at most), faults active, checks passing and failing (judged on their
+// last sample); key is the line without the time.
+func progress(e experiments.Experiment, now time.Time) (line, key string) {
 	d := e.Definition
 	elapsed := now.Sub(e.StartedAt).Seconds()
-	expected := d.RecoverySeconds
+	load := 0.0 // faults, or without faults the traffic, then recovery
 	for _, f := range d.Faults {
-		expected = max(expected, f.AtSeconds+f.DurationSeconds+d.RecoverySeconds)
+		load = max(load, f.AtSeconds+f.DurationSeconds)
 	}
-	if d.Traffic != nil {
-		expected = max(expected, d.Traffic.DurationSeconds)
+	if len(d.Faults) == 0 && d.Traffic != nil {
+		load = d.Traffic.DurationSeconds
 	}
+	expected := load + d.RecoverySeconds
 	active := 0
 	for _, f := range d.Faults {
 		if elapsed >= f.AtSeconds && elapsed < f.AtSeconds+f.DurationSeconds {
@@ -124,6 +128,9 @@ func progress(e experiments.Experiment, now time.Time) string {
 	}
 	pass, fail := 0, 0
 	for _, c := range e.Checks {
+		if c.Phase == "after" && len(c.Samples) > 0 {
+			phase = "recovery" // also without faults, after the traffic
+		}
 		if n := len(c.Samples); n > 0 {
 			if c.Samples[n-1].Holds {
 				pass++
@@ -132,7 +139,8 @@ func progress(e experiments.Experiment, now time.Time) string {
 			}
 		}
 	}
-	return fmt.Sprintf("%s %s  %-8s %3.0fs/%.0fs  faults active %d  checks %d passing %d failing", e.ID, e.Name, phase, elapsed, expected, active, pass, fail)
+	key = fmt.Sprintf("%-8s faults active %d  checks %d passing %d failing", phase, active, pass, fail)
+	return fmt.Sprintf("%s %s  %-8s %3.0fs/%.0fs  faults active %d  checks %d passing %d failing", e.ID, e.Name, phase, elapsed, expected, active, pass, fail), key
 }
 
 // verdict prints the verdict table and returns the exit code.
@@ -155,7 +163,11 @@ func (r *runner) verdict(e experiments.Experiment) int {
 	}
 	r.table(rows)
 	l := e.Ledger
-	fmt.Fprintf(r.out, "time to detect %s %s, time to recover %s\n", optSecs(e.TimeToDetectSeconds), e.DetectedBy, optSecs(e.TimeToRecoverSeconds))
+	ttd := optSecs(e.TimeToDetectSeconds)
+	if e.DetectedBy != "" {
+		ttd += " (" + e.DetectedBy + ")"
+	}
+	fmt.Fprintf(r.out, "time to detect %s, time to recover %s\n", ttd, optSecs(e.TimeToRecoverSeconds))
 	fmt.Fprintf(r.out, "ledger: accepted %s, processed %s, duplicates %s, lost %s\n", optNum(l.Accepted), optNum(l.Processed), optNum(l.Duplicates), optNum(l.Lost))
 	fmt.Fprintf(r.out, "report: %s/api/experiments/%s/report.html (dsplab report %s --open)\n", r.c.base, e.ID, e.ID)
 	switch e.State {

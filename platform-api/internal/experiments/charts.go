@@ -158,8 +158,10 @@ func chartSpecs(jobID string) []Chart {
 			Queries: []ChartQuery{
 				q(`histogram_quantile(0.5, sum by (le) (rate(distributor_request_duration_seconds_bucket[$w])))`, "", "p50"),
 				q(`histogram_quantile(0.99, sum by (le) (rate(distributor_request_duration_seconds_bucket[$w])))`, "", "p99")}},
-		{ID: "lag", Title: "Consumer lag per analyzer", Unit: "records", Look: "a stopped analyzer's backlog waits in Kafka and drains after it comes back",
-			Queries: []ChartQuery{q(`max by (analyzer) (analyzer_consumer_lag)`, "analyzer", "")}},
+		// The distributor's reading of each analyzer's consumer-group lag:
+		// a dead analyzer exports nothing, its backlog is seen from here.
+		{ID: "lag", Title: "Consumer lag per analyzer", Unit: "records", Look: "a stopped analyzer's backlog waits in Kafka and drains after it comes back (as the distributor reads it)",
+			Queries: []ChartQuery{q(`max by (analyzer) (distributor_queue_depth)`, "analyzer", "")}},
 		{ID: "healthy", Title: "Healthy analyzers", Look: "when the distributor noticed, and when the analyzer rejoined",
 			Queries: []ChartQuery{q(`max(distributor_healthy_analyzers)`, "", "healthy")}},
 		{ID: "kafka-errors", Title: "Kafka write errors", Unit: "/s", Look: "errors by class; empty is good",
@@ -170,7 +172,8 @@ func chartSpecs(jobID string) []Chart {
 		specs = append(specs, Chart{ID: "k6", Title: "k6 requests and failures", Unit: "/s", Look: "what the load tool sent, and what failed (any status but 2xx)",
 			Queries: []ChartQuery{
 				q(`sum(rate(k6_http_reqs_total{`+sel+`}[$w]))`, "", "requests"),
-				q(`sum(rate(k6_http_reqs_total{`+sel+`,status!~"2.."}[$w]))`, "", "failures")}})
+				// 0, not absent, while k6 runs and nothing fails.
+				q(`sum(rate(k6_http_reqs_total{`+sel+`,status!~"2.."}[$w])) or 0 * sum(rate(k6_http_reqs_total{`+sel+`}[$w]))`, "", "failures")}})
 	}
 	return specs
 }

@@ -123,13 +123,20 @@ func crashOpenMetrics(t0 time.Time) string {
 	}
 	series("distributor_request_duration_seconds_count", "", counter(func(float64) float64 { return 300 }))
 	series("distributor_request_duration_seconds_sum", "", counter(func(float64) float64 { return 1 }))
-	b.WriteString("# TYPE analyzer_consumer_lag gauge\n")
-	series("analyzer_consumer_lag", `analyzer="analyzer-2"`, func(s float64) float64 {
+	b.WriteString("# TYPE distributor_queue_depth gauge\n")
+	series("distributor_queue_depth", `analyzer="analyzer-2"`, func(s float64) float64 {
 		if down(s) {
 			return 90 * (s - 20)
 		}
 		return 0
 	})
+	b.WriteString("# TYPE k6_http_reqs counter\n")
+	series("k6_http_reqs_total", `job_id="t-1",status="200"`, counter(func(s float64) float64 {
+		if s >= 0 && s < 90 {
+			return 300
+		}
+		return 0
+	}))
 	b.WriteString("# EOF\n")
 	return b.String()
 }
@@ -138,7 +145,6 @@ func TestChartsFromTheRealPrometheus(t *testing.T) {
 	t0 := time.Now().Add(-20 * time.Minute).Truncate(time.Second).UTC()
 	base := realPrometheus(t, crashOpenMetrics(t0))
 	e := syntheticCrash(t0)
-	e.TrafficJobID = "" // no k6 series in this TSDB
 	e.Faults[0].End = t0.Add(60 * time.Second)
 	e.Charts = NewManager(Options{Querier: prom.New(base)}).captureCharts(context.Background(), e, *e.EndedAt)
 	require.NotNil(t, e.Charts)
@@ -184,6 +190,16 @@ func TestChartsFromTheRealPrometheus(t *testing.T) {
 		require.Greater(t, v, 0.05, "5 %% of requests over 50 ms: p99 above it")
 	}
 	require.Empty(t, charts["kafka-errors"].Series, "no such series: an empty chart")
+	k6 := map[string]ChartSeries{}
+	for _, s := range charts["k6"].Series {
+		k6[s.Name] = s
+	}
+	for _, v := range at(k6["requests"], 25, 85) {
+		require.InDelta(t, 300, v, 0.1)
+	}
+	for _, v := range at(k6["failures"], 25, 85) {
+		require.Zero(t, v, "no failure is a 0 while k6 runs, not a gap")
+	}
 	require.Len(t, charts["lag"].Series, 1)
 	// The page from the real series: valid, bands in place.
 	doc := strictParse(t, HTML(e, ReportLinks{}))

@@ -183,8 +183,11 @@ func flatten(prefix string, v any, out map[string]string) {
 		}
 	case nil:
 	default:
-		b, _ := json.Marshal(x)
-		out[prefix] = string(b)
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false) // ">=" as written, not "\u003e=" (the page escapes it)
+		enc.Encode(x)
+		out[prefix] = strings.TrimSpace(b.String())
 	}
 }
 

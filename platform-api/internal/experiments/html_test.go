@@ -80,7 +80,7 @@ func crashScript(t0 time.Time) func(q string, t time.Time) map[string]float64 {
 			return map[string]float64{"": 0.02}
 		case strings.Contains(q, "histogram_quantile(0.5"):
 			return map[string]float64{"": 0.004}
-		case strings.Contains(q, "analyzer_consumer_lag"):
+		case strings.Contains(q, "distributor_queue_depth"):
 			lag := 0.0
 			if down {
 				lag = 90 * (s - 21)
