@@ -69,7 +69,7 @@ func waitReverted(t *testing.T, f fault, within time.Duration) fault {
 	return got
 }
 
-// TestWorkshopStory is DESIGN's workshop story, step by step, on one
+// TestWorkshopStory is the workshop story of the README's quick start, step by step, on one
 // traffic job: shares, a crash (docker stop: SIGTERM, so the analyzer's
 // last counts are exported and the ledger can be exact), detection,
 // redistribution, an alert through Alertmanager to the webhook, rejoin

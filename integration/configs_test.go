@@ -12,7 +12,7 @@ import (
 )
 
 // Tempo and Grafana cannot be pulled nor built on this project's machines
-// (DESIGN §5), so their configs are checked statically: valid YAML, and
+// (AGPL, and no registry here), so their configs are checked statically: valid YAML, and
 // every cross-reference between them, the collector, the compose file and
 // the dashboards agrees. A stand-in, not the programs themselves.
 func TestTempoAndGrafanaConfigsAgreeWithTheStack(t *testing.T) {

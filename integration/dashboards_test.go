@@ -14,9 +14,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// designMetrics are DESIGN.md §4's names (as Prometheus shows them, before
-// _bucket/_sum/_count) and the recording rules: a dashboard may use these.
-// TestEveryDesignMetricNameIsExposed proves the DESIGN names are real.
+// designMetrics are the metric names the product promises (README's
+// metric tables; as Prometheus shows them, before _bucket/_sum/_count) and
+// the recording rules: a dashboard may use these.
+// TestEveryDesignMetricNameIsExposed proves the names are real.
 var designMetrics = map[string]bool{}
 
 func init() {

@@ -44,7 +44,8 @@ func names(series map[string]float64) map[string]bool {
 	return out
 }
 
-// Every distributor and analyzer metric name of DESIGN.md §4 is exposed on
+// Every distributor and analyzer metric name the product promises
+// (designMetrics) is exposed on
 // /metrics, so a renamed metric breaks this test, not a dashboard.
 func TestEveryDesignMetricNameIsExposed(t *testing.T) {
 	s := devstack.Start(t, bins, devstack.Options{})

@@ -49,10 +49,9 @@ type Deps struct {
 		SetWeight(id string, w float64) bool
 		SetDrained(id string, drained bool) bool
 	}
-	Ready      func() error // nil when ready
-	KafkaRetry func() time.Duration
-	SLA        interface{ Record(serverFault bool) }
-	Reload     func(ctx context.Context) error
+	Ready  func() error // nil when ready
+	SLA    interface{ Record(serverFault bool) }
+	Reload func(ctx context.Context) error
 	// SetOverlay replaces the run-time config overlay and reloads; Overlay
 	// returns it.
 	SetOverlay func(ctx context.Context, overlay []byte) error
@@ -209,7 +208,7 @@ func (h *handler) accept(w http.ResponseWriter, r *http.Request, endpoint string
 		h.SLA.Record(result == resultUnavailable || result == resultError)
 	}()
 	fail := func(err error) {
-		e := classify(err, h.KafkaRetry())
+		e := classify(err, cfg.Kafka.Breaker.BaseBackoff)
 		result = e.result
 		if e.status >= 500 {
 			h.Logger.WarnContext(r.Context(), "ingest failed", "endpoint", endpoint, "status", e.status, "err", err)

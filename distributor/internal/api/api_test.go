@@ -113,7 +113,7 @@ func newSecuredEnv(t *testing.T, mutate func(*config.Config), sec Security) *env
 		a: &fakeAnalyzers{statuses: []pool.Status{{ID: "analyzer-1", Up: true}, {ID: "analyzer-2", Up: false}}}}
 	e.h = NewRouter(Deps{
 		Config: func() config.Config { return e.cfg }, Limiter: ratelimit.New(cfg.RateLimits()), Pipeline: e.p, Analyzers: e.a,
-		Ready: func() error { return nil }, KafkaRetry: func() time.Duration { return 3 * time.Second }, SLA: e.sla,
+		Ready: func() error { return nil }, SLA: e.sla,
 		Reload: func(context.Context) error { e.reloads++; return nil }, Metrics: inst, MetricsHandler: http.NotFoundHandler(),
 		SetOverlay: func(_ context.Context, b []byte) error { e.overlay = b; return nil }, Overlay: func() []byte { return e.overlay },
 		TracerProvider: noop.NewTracerProvider(), Logger: slog.New(slog.DiscardHandler), Security: sec,
@@ -182,7 +182,8 @@ func TestErrorsMapToStatusRetryAfterAndSLA(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, nil)
+			// Retry-After of the Kafka breaker is the configured base backoff.
+			e := newEnv(t, func(c *config.Config) { c.Kafka.Breaker.BaseBackoff = 3 * time.Second })
 			e.p.err = tt.err
 			w := e.do("POST", "/ingest", []byte(packet))
 			require.Equal(t, tt.status, w.Code)

@@ -82,7 +82,7 @@ func classify(err error, kafkaRetry time.Duration) *httpError {
 		return unavailable("no healthy analyzer", "", time.Second)
 	case errors.Is(err, produce.ErrBreakerOpen):
 		return unavailable("kafka unavailable: circuit breaker open", "breaker_open", kafkaRetry)
-	case errors.As(err, &pe) && pe.Type == produce.ErrTooLarge:
+	case errors.As(err, &pe) && pe.Type == produce.TypeTooLarge:
 		return &httpError{status: http.StatusRequestEntityTooLarge, result: resultTooLarge,
 			body: errorBody{Error: "packet too large for Kafka", ErrorType: pe.Type}}
 	case errors.As(err, &pe):

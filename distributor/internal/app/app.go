@@ -147,7 +147,7 @@ type topicWatch struct {
 
 func (t topicWatch) KafkaWrite(ctx context.Context, d time.Duration, errType string) {
 	t.next.KafkaWrite(ctx, d, errType)
-	if errType == produce.ErrUnknownTopic {
+	if errType == produce.TypeUnknownTopic {
 		t.kick()
 	}
 }
@@ -176,7 +176,6 @@ func (a *App) handler(inst *metrics.Instruments) http.Handler {
 		Pipeline:       a.pipeline,
 		Analyzers:      a.pool,
 		Ready:          a.ready,
-		KafkaRetry:     func() time.Duration { return a.cfg.Load().Kafka.Breaker.BaseBackoff },
 		SLA:            a.tracker,
 		Reload:         a.Reload,
 		SetOverlay:     a.SetOverlay,
@@ -311,7 +310,7 @@ func (a *App) ensureTopics(ctx context.Context) error {
 		cfg := a.cfg.Load()
 		topics := make([]string, len(cfg.Analyzers))
 		for i, an := range cfg.Analyzers {
-			topics[i] = cfg.Kafka.TopicPrefix + an.ID
+			topics[i] = cfg.Kafka.Topic(an.ID)
 		}
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := a.admin.Load().EnsureTopics(tctx, topics, cfg.Kafka.Partitions, cfg.Kafka.Replication)
@@ -352,8 +351,8 @@ func (a *App) ready() error {
 	return errors.Join(errs...)
 }
 
-// TopicPrefix implements pipeline.Layout.
-func (a *App) TopicPrefix() string { return a.cfg.Load().Kafka.TopicPrefix }
+// Topic implements pipeline.Layout.
+func (a *App) Topic(analyzerID string) string { return a.cfg.Load().Kafka.Topic(analyzerID) }
 
 // KeyByTenant implements pipeline.Layout: tenant-hash routing keys records
 // by tenant so one tenant stays on one partition, in order.

@@ -91,6 +91,9 @@ type Kafka struct {
 	SASLPassword string `yaml:"sasl_password" json:"sasl_password,omitempty"`
 }
 
+// Topic is the topic of the analyzer with the given id: the prefix and the id.
+func (k Kafka) Topic(analyzerID string) string { return k.TopicPrefix + analyzerID }
+
 // Backoff tunes how long an open breaker waits: BaseBackoff, doubled up
 // to MaxBackoff each time the target fails again within StableAfter of
 // recovering (flapping).

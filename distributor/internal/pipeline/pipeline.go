@@ -36,7 +36,7 @@ type Producer interface {
 // Layout says how topics are named and records keyed; it can change on
 // reload, so it is read per packet.
 type Layout interface {
-	TopicPrefix() string
+	Topic(analyzerID string) string
 	KeyByTenant() bool
 }
 
@@ -80,7 +80,7 @@ func (p *Pipeline) Accept(ctx context.Context, env *envelope.Envelope) (string, 
 		key = []byte(env.Tenant) // one partition per tenant keeps its order
 	}
 	rec := produce.Record{
-		Topic: p.layout.TopicPrefix() + id, Key: key, Value: value,
+		Topic: p.layout.Topic(id), Key: key, Value: value,
 		Headers: []kafka.Header{{Key: envelope.HeaderTenant, Value: []byte(env.Tenant)}, {Key: envelope.HeaderPacketID, Value: []byte(env.PacketID)}},
 	}
 	if err := p.producer.Produce(ctx, rec); err != nil {

@@ -320,7 +320,7 @@ func (p *Pool) pollLag(ctx context.Context) {
 		}
 		var ts []target
 		for _, a := range p.analyzers {
-			ts = append(ts, target{a, a.cfg.ID, p.kafka.TopicPrefix + a.cfg.ID, p.kafka.GroupPrefix + a.cfg.ID})
+			ts = append(ts, target{a, a.cfg.ID, p.kafka.Topic(a.cfg.ID), p.kafka.GroupPrefix + a.cfg.ID})
 		}
 		p.mu.Unlock()
 		if p.lagReader != nil {
@@ -385,7 +385,7 @@ func (p *Pool) Statuses() []Status {
 			ID: a.cfg.ID, URL: config.RedactURL(a.cfg.URL), Up: a.known && st == breaker.Closed,
 			Breaker: st.String(), BreakerState: int(st), Backoff: a.brk.Backoff(),
 			Drained: a.drained, ConfigWeight: a.cfg.Weight, Weight: a.cfg.Weight, Lag: a.lag,
-			LastProbe: a.lastProbe, LastError: a.lastErr, Topic: p.kafka.TopicPrefix + a.cfg.ID,
+			LastProbe: a.lastProbe, LastError: a.lastErr, Topic: p.kafka.Topic(a.cfg.ID),
 			BreakerTransitions: a.transitions, UpTransitions: a.ups,
 		}
 		s.BackoffSeconds = s.Backoff.Seconds()

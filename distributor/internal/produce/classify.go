@@ -11,20 +11,22 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// Error types, the values of distributor_kafka_write_errors_total{error_type}.
+// Error types, the values of distributor_kafka_write_errors_total{error_type}
+// and of Error.Type. They are names, not errors: this package's Err* names
+// are error values (ErrBreakerOpen), as in the rest of the module.
 const (
-	ErrTimeout      = "timeout"
-	ErrNotLeader    = "not_leader"
-	ErrUnknownTopic = "unknown_topic"
-	ErrTooLarge     = "too_large"
-	ErrConnRefused  = "conn_refused"
-	ErrConnReset    = "conn_reset"
-	ErrNetwork      = "network"
-	ErrOther        = "other"
+	TypeTimeout      = "timeout"
+	TypeNotLeader    = "not_leader"
+	TypeUnknownTopic = "unknown_topic"
+	TypeTooLarge     = "too_large"
+	TypeConnRefused  = "conn_refused"
+	TypeConnReset    = "conn_reset"
+	TypeNetwork      = "network"
+	TypeOther        = "other"
 )
 
 // ErrorTypes lists every error type Classify returns.
-var ErrorTypes = []string{ErrTimeout, ErrNotLeader, ErrUnknownTopic, ErrTooLarge, ErrConnRefused, ErrConnReset, ErrNetwork, ErrOther}
+var ErrorTypes = []string{TypeTimeout, TypeNotLeader, TypeUnknownTopic, TypeTooLarge, TypeConnRefused, TypeConnReset, TypeNetwork, TypeOther}
 
 // Classify names the kind of a Kafka write error ("" for nil).
 func Classify(err error) string {
@@ -43,44 +45,44 @@ func Classify(err error) string {
 	if errors.As(err, &ke) {
 		switch ke {
 		case kafka.RequestTimedOut:
-			return ErrTimeout
+			return TypeTimeout
 		case kafka.NotLeaderForPartition, kafka.LeaderNotAvailable, kafka.NotEnoughReplicas,
 			kafka.NotEnoughReplicasAfterAppend, kafka.FencedLeaderEpoch, kafka.UnknownLeaderEpoch:
-			return ErrNotLeader
+			return TypeNotLeader
 		case kafka.UnknownTopicOrPartition:
-			return ErrUnknownTopic
+			return TypeUnknownTopic
 		case kafka.MessageSizeTooLarge, kafka.RecordListTooLarge:
-			return ErrTooLarge
+			return TypeTooLarge
 		}
-		return ErrOther
+		return TypeOther
 	}
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return ErrConnRefused
+		return TypeConnRefused
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return ErrConnReset
+		return TypeConnReset
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
-		return ErrTimeout
+		return TypeTimeout
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return ErrTimeout
+		return TypeTimeout
 	}
 	var oe *net.OpError
 	var de *net.DNSError
 	if errors.As(err, &oe) || errors.As(err, &de) || errors.Is(err, net.ErrClosed) {
-		return ErrNetwork
+		return TypeNetwork
 	}
-	return ErrOther
+	return TypeOther
 }
 
 // retryable says whether a write may be retried within the request
 // deadline: a timeout or a leadership change is often over in a moment;
 // anything else is returned at once.
-func retryable(errType string) bool { return errType == ErrTimeout || errType == ErrNotLeader }
+func retryable(errType string) bool { return errType == TypeTimeout || errType == TypeNotLeader }
 
 // kafkaFault says whether an error type counts against the Kafka breaker
 // and the consecutive-error gauge. A record that is too large is the
 // client's fault, not Kafka's.
-func kafkaFault(errType string) bool { return errType != "" && errType != ErrTooLarge }
+func kafkaFault(errType string) bool { return errType != "" && errType != TypeTooLarge }

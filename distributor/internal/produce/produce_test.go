@@ -121,7 +121,7 @@ func TestClassifiesUnknownTopic(t *testing.T) {
 	err := p.Produce(t.Context(), rec("logs.missing"))
 	var pe *Error
 	require.ErrorAs(t, err, &pe)
-	require.Equal(t, ErrUnknownTopic, pe.Type)
+	require.Equal(t, TypeUnknownTopic, pe.Type)
 }
 
 func TestClassifiesTooLargeAsTheClientsFault(t *testing.T) {
@@ -131,7 +131,7 @@ func TestClassifiesTooLargeAsTheClientsFault(t *testing.T) {
 		err := p.Produce(t.Context(), Record{Topic: "logs.a", Value: make([]byte, 1000)})
 		var pe *Error
 		require.ErrorAs(t, err, &pe)
-		require.Equal(t, ErrTooLarge, pe.Type)
+		require.Equal(t, TypeTooLarge, pe.Type)
 	}
 	require.Zero(t, p.ConsecutiveErrors(), "a too-large record says nothing about Kafka's health")
 	require.NoError(t, p.Produce(t.Context(), rec("logs.a")), "breaker still closed")
@@ -155,8 +155,8 @@ func TestDoesNotRetryOtherErrors(t *testing.T) {
 	produceErrors(c, 87 /* INVALID_RECORD */, 1)
 	var pe *Error
 	require.ErrorAs(t, p.Produce(t.Context(), rec("logs.a")), &pe)
-	require.Equal(t, ErrOther, pe.Type)
-	require.Equal(t, []string{ErrOther}, obs.seen())
+	require.Equal(t, TypeOther, pe.Type)
+	require.Equal(t, []string{TypeOther}, obs.seen())
 }
 
 func TestClassifiesConnectionRefused(t *testing.T) {
@@ -168,7 +168,7 @@ func TestClassifiesConnectionRefused(t *testing.T) {
 	defer p.Close()
 	var pe *Error
 	require.ErrorAs(t, p.Produce(t.Context(), rec("logs.a")), &pe)
-	require.Equal(t, ErrConnRefused, pe.Type)
+	require.Equal(t, TypeConnRefused, pe.Type)
 }
 
 func TestClassifiesConnectionReset(t *testing.T) {
@@ -191,7 +191,7 @@ func TestClassifiesConnectionReset(t *testing.T) {
 	defer p.Close()
 	var pe *Error
 	require.ErrorAs(t, p.Produce(t.Context(), rec("logs.a")), &pe)
-	require.Equal(t, ErrConnReset, pe.Type, pe.Err.Error())
+	require.Equal(t, TypeConnReset, pe.Type, pe.Err.Error())
 }
 
 func TestClassifiesAStalledBrokerAsTimeout(t *testing.T) {
@@ -224,7 +224,7 @@ func TestClassifiesAStalledBrokerAsTimeout(t *testing.T) {
 	defer p.Close()
 	var pe *Error
 	require.ErrorAs(t, p.Produce(t.Context(), rec("logs.a")), &pe)
-	require.Equal(t, ErrTimeout, pe.Type, pe.Err.Error())
+	require.Equal(t, TypeTimeout, pe.Type, pe.Err.Error())
 }
 
 func TestClassifiesAnUnresolvableBrokerAsNetwork(t *testing.T) {
@@ -232,7 +232,7 @@ func TestClassifiesAnUnresolvableBrokerAsNetwork(t *testing.T) {
 	defer p.Close()
 	var pe *Error
 	require.ErrorAs(t, p.Produce(t.Context(), rec("logs.a")), &pe)
-	require.Equal(t, ErrNetwork, pe.Type, pe.Err.Error())
+	require.Equal(t, TypeNetwork, pe.Type, pe.Err.Error())
 }
 
 func TestKafkaBreakerOpensAfterConsecutiveFaultsAndAnswersFast(t *testing.T) {
@@ -312,8 +312,8 @@ func TestLagIsEndOffsetMinusCommitted(t *testing.T) {
 
 func TestClassifyNil(t *testing.T) {
 	require.Equal(t, "", Classify(nil))
-	require.Equal(t, ErrOther, Classify(errors.New("x")))
-	require.Equal(t, ErrNotLeader, Classify(fmt.Errorf("wrapped: %w", kafka.WriteErrors{nil, kafka.NotLeaderForPartition})))
+	require.Equal(t, TypeOther, Classify(errors.New("x")))
+	require.Equal(t, TypeNotLeader, Classify(fmt.Errorf("wrapped: %w", kafka.WriteErrors{nil, kafka.NotLeaderForPartition})))
 }
 
 // A client that hangs up does not cancel its write (it lands) and is not a

@@ -38,9 +38,18 @@ type region struct {
 	id   int64
 }
 
-// New returns an annotator for the Grafana at url.
-func New(url, user, password, token string, log *slog.Logger) *Grafana {
-	return &Grafana{URL: strings.TrimSuffix(url, "/"), User: user, Password: password, Token: token,
+// Options say which Grafana to annotate and how to sign in. A zero URL
+// disables annotations.
+type Options struct {
+	URL      string // http://grafana:3000
+	User     string // basic auth (admin)
+	Password string
+	Token    string // a service account token instead of basic auth
+}
+
+// New returns an annotator for the Grafana that o names.
+func New(o Options, log *slog.Logger) *Grafana {
+	return &Grafana{URL: strings.TrimSuffix(o.URL, "/"), User: o.User, Password: o.Password, Token: o.Token,
 		client: &http.Client{Timeout: callTimeout}, log: log, regions: map[string]*region{}}
 }
 

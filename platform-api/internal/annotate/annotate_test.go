@@ -35,7 +35,7 @@ func TestAFaultWindowBecomesARegionAnnotation(t *testing.T) {
 		io.WriteString(w, `{"id":42,"message":"Annotation added"}`)
 	}))
 	defer grafana.Close()
-	g := New(grafana.URL, "admin", "secret", "", slog.New(slog.DiscardHandler))
+	g := New(Options{URL: grafana.URL, User: "admin", Password: "secret"}, slog.New(slog.DiscardHandler))
 	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	planned, ended := start.Add(15*time.Second), start.Add(9*time.Second)
 	f := faults.Fault{ID: "f-1", Type: "kill", Target: "analyzer-2", StartedAt: start, EndsAt: &planned, Command: "docker kill analyzer-2"}
@@ -50,7 +50,7 @@ func TestAFaultWindowBecomesARegionAnnotation(t *testing.T) {
 }
 
 func TestAGrafanaOutageIsOnlyLogged(t *testing.T) {
-	g := New("http://127.0.0.1:1", "admin", "admin", "", slog.New(slog.DiscardHandler))
+	g := New(Options{URL: "http://127.0.0.1:1", User: "admin", Password: "admin"}, slog.New(slog.DiscardHandler))
 	now := time.Now()
 	done := make(chan struct{})
 	go func() {
@@ -81,7 +81,7 @@ func TestARegionsEndWaitsForItsSlowStart(t *testing.T) {
 		io.WriteString(w, `{"id":7}`)
 	}))
 	defer grafana.Close()
-	g := New(grafana.URL, "admin", "admin", "", slog.New(slog.DiscardHandler))
+	g := New(Options{URL: grafana.URL, User: "admin", Password: "admin"}, slog.New(slog.DiscardHandler))
 	start := time.Now()
 	ends := start.Add(time.Minute)
 	f := faults.Fault{ID: "f-1", Type: "pause", Target: "analyzer-1", StartedAt: start, EndsAt: &ends}

@@ -44,7 +44,7 @@ type Config struct {
 	Limits           faults.Limits
 	Pumba            faults.Pumba
 	Traffic          traffic.Config
-	Grafana          struct{ URL, User, Password, Token string }
+	Grafana          annotate.Options
 	// GrafanaPublicURL is Grafana as a user's browser reaches it, for the
 	// HTML reports' links (GRAFANA_PUBLIC_URL, http://localhost:3000;
 	// "off": no links).
@@ -160,7 +160,7 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 	if err != nil {
 		return nil, err
 	}
-	grafana := annotate.New(cfg.Grafana.URL, cfg.Grafana.User, cfg.Grafana.Password, cfg.Grafana.Token, log)
+	grafana := annotate.New(cfg.Grafana, log)
 	m := faults.New(rt, cfg.Limits, cfg.Pumba, log, obs, grafana)
 	// Jobs run under the platform's own context, never a request's.
 	jobsCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
