@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
-BINARIES  := distributor analyzer devkafka platform-api service-a service-b
+BINARIES  := distributor analyzer devkafka platform-api dsplab service-a service-b
 FUZZTIME  ?= 20s
 TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
@@ -20,6 +20,7 @@ build: ## static binaries into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/analyzer ./services/analyzer/cmd/analyzer
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/devkafka ./devkafka/cmd/devkafka
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/platform-api ./platform-api/cmd/platform-api
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/dsplab ./platform-api/cmd/dsplab
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/service-a ./services/service-a/cmd/service-a
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/service-b ./services/service-b/cmd/service-b
 
@@ -81,8 +82,8 @@ test: vet fmt-check tidy-check tools ## every test, with the race detector (need
 test-no-docker: vet fmt-check tidy-check tools ## every test that needs no Docker engine (all but DOCKER_PKGS), with the race detector
 	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m $(filter-out $(DOCKER_PKGS),$(shell $(GO) list ./...))
 
-test-browser: ## Swagger UI's "Try it out" in headless Chromium against the platform's router, without Docker (needs chromium)
-	$(GO) test -tags browser -run Chromium -count=1 -v ./platform-api/internal/api/
+test-browser: ## Swagger UI's "Try it out" and the HTML report pages in headless Chromium, without Docker (needs chromium)
+	$(GO) test -tags browser -run Chromium -count=1 -v ./platform-api/internal/api/ ./platform-api/internal/experiments/
 
 test-docker: tools ## only the tests that need a running Docker Engine: platform-api's app, docker, dockertest, faults and traffic packages
 	K6_BIN=$(TOOLS)/k6 SWAG_BIN=$(TOOLS)/swag REGISTRY_BIN=$(TOOLS)/registry $(GO) test -race -count=1 -timeout 20m $(DOCKER_PKGS)

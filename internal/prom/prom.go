@@ -70,7 +70,11 @@ type result struct {
 }
 
 func (p *Prometheus) query(ctx context.Context, q string) (result, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/api/v1/query?query="+url.QueryEscape(q), nil)
+	return p.get(ctx, "/api/v1/query?query="+url.QueryEscape(q))
+}
+
+func (p *Prometheus) get(ctx context.Context, pathAndQuery string) (result, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+pathAndQuery, nil)
 	if err != nil {
 		return result{}, err
 	}
@@ -117,11 +121,35 @@ func (p *Prometheus) Range(ctx context.Context, selector string, d time.Duration
 	if body.ResultType != "matrix" {
 		return nil, fmt.Errorf("prometheus: %s result for a range selector", body.ResultType)
 	}
+	return matrix(body.Result)
+}
+
+// QueryRange evaluates q at every step from start to end (Prometheus's
+// GET /api/v1/query_range) and returns one series per label set. NaN and
+// ±Inf samples are kept as such (a ratio of two zero rates is NaN).
+func (p *Prometheus) QueryRange(ctx context.Context, q string, start, end time.Time, step time.Duration) ([]Series, error) {
+	v := url.Values{}
+	v.Set("query", q)
+	v.Set("start", strconv.FormatFloat(float64(start.UnixMilli())/1000, 'f', 3, 64))
+	v.Set("end", strconv.FormatFloat(float64(end.UnixMilli())/1000, 'f', 3, 64))
+	v.Set("step", strconv.FormatFloat(step.Seconds(), 'f', -1, 64))
+	body, err := p.get(ctx, "/api/v1/query_range?"+v.Encode())
+	if err != nil {
+		return nil, err
+	}
+	if body.ResultType != "matrix" {
+		return nil, fmt.Errorf("prometheus: %s result for a range query", body.ResultType)
+	}
+	return matrix(body.Result)
+}
+
+// matrix decodes a matrix result: [{"metric":{...},"values":[[t,"v"],...]}].
+func matrix(data json.RawMessage) ([]Series, error) {
 	var raw []struct {
 		Metric map[string]string `json:"metric"`
 		Values [][]any           `json:"values"`
 	}
-	if err := json.Unmarshal(body.Result, &raw); err != nil {
+	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, err
 	}
 	out := make([]Series, 0, len(raw))
@@ -182,4 +210,62 @@ func CounterIncrease(samples []Sample, since time.Time) float64 {
 		prev = s.V
 	}
 	return inc
+}
+
+// Exemplar is one exemplar of a series: a sampled observation with the
+// labels it was recorded with (trace_id, span_id from OpenTelemetry).
+type Exemplar struct {
+	SeriesLabels map[string]string
+	Labels       map[string]string
+	Value        float64
+	T            time.Time
+}
+
+// Exemplars returns the exemplars of the series q selects from start to
+// end (GET /api/v1/query_exemplars; Prometheus keeps them in memory only,
+// with --enable-feature=exemplar-storage).
+func (p *Prometheus) Exemplars(ctx context.Context, q string, start, end time.Time) ([]Exemplar, error) {
+	v := url.Values{}
+	v.Set("query", q)
+	v.Set("start", strconv.FormatFloat(float64(start.UnixMilli())/1000, 'f', 3, 64))
+	v.Set("end", strconv.FormatFloat(float64(end.UnixMilli())/1000, 'f', 3, 64))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/api/v1/query_exemplars?"+v.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("prometheus: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status    string `json:"status"`
+		Error     string `json:"error"`
+		ErrorType string `json:"errorType"`
+		Data      []struct {
+			SeriesLabels map[string]string `json:"seriesLabels"`
+			Exemplars    []struct {
+				Labels    map[string]string `json:"labels"`
+				Value     string            `json:"value"`
+				Timestamp float64           `json:"timestamp"`
+			} `json:"exemplars"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("prometheus: %s: %w", resp.Status, err)
+	}
+	if body.Status != "success" {
+		return nil, fmt.Errorf("prometheus %s: %s", body.ErrorType, body.Error)
+	}
+	var out []Exemplar
+	for _, s := range body.Data {
+		for _, e := range s.Exemplars {
+			f, err := strconv.ParseFloat(e.Value, 64)
+			if err != nil {
+				return nil, fmt.Errorf("prometheus: exemplar value %q: %w", e.Value, err)
+			}
+			out = append(out, Exemplar{SeriesLabels: s.SeriesLabels, Labels: e.Labels, Value: f, T: time.UnixMilli(int64(math.Round(e.Timestamp * 1000)))})
+		}
+	}
+	return out, nil
 }

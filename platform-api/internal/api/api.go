@@ -30,6 +30,7 @@ import (
 	"github.com/dsplab/dsplab/internal/httpserver"
 	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
+	"github.com/dsplab/dsplab/platform-api/internal/experiments"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
 
 	_ "github.com/dsplab/dsplab/platform-api/internal/apidocs" // registers the generated spec
@@ -59,8 +60,9 @@ type Deps struct {
 	Experiments    Experiments
 	Distributor    Distributor
 	Images         Images
-	Token          string // PLATFORM_API_TOKEN; empty: no authentication
-	AllowedHosts   string // ALLOWED_HOSTS: names besides loopback, IPs and platform-api
+	ReportLinks    experiments.ReportLinks // where the HTML reports link to (Grafana)
+	Token          string                  // PLATFORM_API_TOKEN; empty: no authentication
+	AllowedHosts   string                  // ALLOWED_HOSTS: names besides loopback, IPs and platform-api
 	MetricsHandler http.Handler
 	TracerProvider trace.TracerProvider
 	Logger         *slog.Logger
@@ -151,12 +153,17 @@ func (h *handler) apiRoutes(r chi.Router) {
 	disclosing.Get("/alerts", h.listAlerts)
 	r.Get("/experiments/presets", h.listPresets)
 	r.Post("/experiments/presets/{name}/run", h.runPreset)
+	r.Get("/experiments/presets/{name}/report.html", h.latestPresetReport)
 	r.Get("/experiments", h.listExperiments)
 	r.Post("/experiments", h.startExperiment)
+	r.Get("/experiments/compare", h.compareExperiments)
+	r.Get("/experiments/compare.html", h.compareExperimentsHTML)
 	r.Get("/experiments/{id}", h.getExperiment)
 	r.Get("/experiments/{id}/report", h.getExperiment)
 	r.Get("/experiments/{id}/report.md", h.experimentMarkdown)
+	r.Get("/experiments/{id}/report.html", h.experimentHTML)
 	r.Post("/experiments/{id}/stop", h.stopExperiment)
+	r.Post("/experiments/{id}/rerun", h.rerunExperiment)
 	disclosing.Get("/distributor/config", h.getDistributorConfig)
 	r.Put("/distributor/config", h.setDistributorConfig)
 	r.Delete("/distributor/config", h.clearDistributorConfig)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -66,4 +67,105 @@ func TestExperimentRoutes(t *testing.T) {
 	require.Contains(t, w.Body.String(), "# Experiment baseline — PASSED")
 	require.Equal(t, http.StatusOK, do(h, "GET", "/api/experiments/x-1/report", "").Code)
 	require.Equal(t, http.StatusNotFound, do(h, "GET", "/api/experiments/nope", "").Code)
+}
+
+// historyExperiments is a history of runs for the list, rerun, report and
+// compare routes.
+type historyExperiments struct {
+	fakeExperiments
+	runs []experiments.Experiment // newest first
+}
+
+func (f *historyExperiments) List() []experiments.Experiment { return f.runs }
+func (f *historyExperiments) Get(id string) (experiments.Experiment, error) {
+	for _, e := range f.runs {
+		if e.ID == id {
+			return e, nil
+		}
+	}
+	return experiments.Experiment{}, fmt.Errorf("%w: experiment %s", faults.ErrNotFound, id)
+}
+
+func TestTheExperimentHistoryPagesFiltersRerunsAndCompares(t *testing.T) {
+	fe := &historyExperiments{}
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for i := range 7 {
+		name, state := "analyzer-crash", experiments.Passed
+		if i%3 == 0 {
+			name, state = "baseline", experiments.Failed
+		}
+		end := t0.Add(-time.Duration(i)*time.Hour + time.Minute)
+		fe.runs = append(fe.runs, experiments.Experiment{ID: fmt.Sprintf("x-%d", i), Name: name, State: state, StartedAt: t0.Add(-time.Duration(i) * time.Hour), EndedAt: &end,
+			Definition: experiments.Definition{Name: name, RecoverySeconds: float64(i)}, Charts: &experiments.Charts{}})
+	}
+	h := NewRouter(Deps{Targets: fakeTargets{}, Faults: &fakeFaults{}, Experiments: fe, MetricsHandler: http.NotFoundHandler(),
+		TracerProvider: noop.NewTracerProvider(), Logger: slog.New(slog.DiscardHandler), ReportLinks: experiments.ReportLinks{GrafanaURL: "http://localhost:3000"}})
+	page := func(query string) ExperimentsResponse {
+		w := do(h, "GET", "/api/experiments"+query, "")
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		var out ExperimentsResponse
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &out))
+		return out
+	}
+	// Pages of 2 walk the whole history, newest first, without charts.
+	var ids []string
+	next := ""
+	for range 10 {
+		p := page("?limit=2&after=" + next)
+		for _, e := range p.Experiments {
+			ids = append(ids, e.ID)
+			require.Nil(t, e.Charts)
+		}
+		if next = p.Next; next == "" {
+			break
+		}
+	}
+	require.Equal(t, []string{"x-0", "x-1", "x-2", "x-3", "x-4", "x-5", "x-6"}, ids)
+	p := page("?preset=baseline")
+	require.Len(t, p.Experiments, 3)
+	require.Empty(t, p.Next)
+	p = page("?state=passed&preset=analyzer-crash&limit=3")
+	require.Len(t, p.Experiments, 3)
+	require.NotEmpty(t, p.Next)
+	require.Len(t, page("?state=passed&preset=analyzer-crash&limit=3&after="+p.Next).Experiments, 1)
+	w := do(h, "GET", "/api/experiments?limit=0&state=green&after=zz", "")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Len(t, problems(t, w), 3)
+	require.Contains(t, problems(t, w), "after")
+
+	// A rerun starts the same definition.
+	w = do(h, "POST", "/api/experiments/x-4/rerun", "")
+	require.Equal(t, http.StatusAccepted, w.Code, w.Body.String())
+	require.Equal(t, fe.runs[4].Definition.Name, fe.started[0].Name)
+	require.Equal(t, float64(4), fe.started[0].RecoverySeconds)
+	require.Equal(t, http.StatusNotFound, do(h, "POST", "/api/experiments/x-99/rerun", "").Code)
+	require.Equal(t, http.StatusUnsupportedMediaType, do(h, "POST", "/api/experiments/x-4/rerun", "", "Content-Type", "text/plain").Code)
+
+	// The HTML report and the comparison.
+	w = do(h, "GET", "/api/experiments/x-1/report.html", "")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Equal(t, "text/html; charset=utf-8", w.Header().Get("Content-Type"))
+	require.Contains(t, w.Header().Get("Content-Security-Policy"), "default-src 'none'")
+	require.Contains(t, w.Body.String(), "<!DOCTYPE html>")
+	require.Contains(t, w.Body.String(), "http://localhost:3000/d/dsp-resilience?from=")
+	require.Equal(t, http.StatusNotFound, do(h, "GET", "/api/experiments/x-99/report.html", "").Code)
+	// A guide links to its preset's newest run.
+	w = do(h, "GET", "/api/experiments/presets/baseline/report.html", "")
+	require.Equal(t, http.StatusFound, w.Code)
+	require.Equal(t, "/api/experiments/x-0/report.html", w.Header().Get("Location"))
+	require.Equal(t, http.StatusNotFound, do(h, "GET", "/api/experiments/presets/nope/report.html", "").Code)
+	w = do(h, "GET", "/api/experiments/compare?a=x-0&b=x-1", "")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var c experiments.Comparison
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &c))
+	require.False(t, c.SamePreset)
+	require.Contains(t, c.DefinitionDiffs, `name: "baseline" → "analyzer-crash"`)
+	require.Contains(t, c.Deltas, "verdict: failed → passed")
+	w = do(h, "GET", "/api/experiments/compare.html?a=x-0&b=x-1", "")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Contains(t, w.Body.String(), "Compare two runs")
+	w = do(h, "GET", "/api/experiments/compare", "")
+	require.Equal(t, http.StatusBadRequest, w.Code)
+	require.Len(t, problems(t, w), 2)
+	require.Equal(t, http.StatusNotFound, do(h, "GET", "/api/experiments/compare.html?a=x-0&b=x-99", "").Code)
 }

@@ -245,18 +245,58 @@ const docTemplate = `{
         },
         "/api/experiments": {
             "get": {
+                "description": "Pages of at most limit experiments (default 20, at most 100), newest first, without their charts (read those in /report). preset keeps the runs of one definition name, state those in one state. The answer's next, when present, is the cursor of the next page: GET /api/experiments?after={next} (with the same filters).",
                 "produces": [
                     "application/json"
                 ],
                 "tags": [
                     "experiments"
                 ],
-                "summary": "List experiments, newest first",
+                "summary": "List experiments, newest first, a page at a time",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "only runs of this definition name, e.g. analyzer-crash",
+                        "name": "preset",
+                        "in": "query"
+                    },
+                    {
+                        "enum": [
+                            "running",
+                            "passed",
+                            "failed",
+                            "aborted",
+                            "interrupted"
+                        ],
+                        "type": "string",
+                        "description": "only runs in this state",
+                        "name": "state",
+                        "in": "query"
+                    },
+                    {
+                        "type": "string",
+                        "description": "cursor: the previous page's next",
+                        "name": "after",
+                        "in": "query"
+                    },
+                    {
+                        "type": "integer",
+                        "description": "page size, 1 to 100 (default 20)",
+                        "name": "limit",
+                        "in": "query"
+                    }
+                ],
                 "responses": {
                     "200": {
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.ExperimentsResponse"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
                         }
                     }
                 }
@@ -317,6 +357,102 @@ const docTemplate = `{
                 }
             }
         },
+        "/api/experiments/compare": {
+            "get": {
+                "description": "Whether they ran the same preset, the differences of their definitions (faults, config changes, traffic), verdicts, time to detect and recover, ledgers, every chart of both with times relative to each run's first fault, and the deltas worth noticing (e.g. the p99 latency during the fault).",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "Compare two runs",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "experiment id",
+                        "name": "a",
+                        "in": "query",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "experiment id",
+                        "name": "b",
+                        "in": "query",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/experiments.Comparison"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/experiments/compare.html": {
+            "get": {
+                "description": "The comparison of /api/experiments/compare with every chart of both runs overlaid (a solid, b dashed), aligned on each run's first fault.",
+                "produces": [
+                    "text/html"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "Compare two runs, as one self-contained HTML page",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "experiment id",
+                        "name": "a",
+                        "in": "query",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "experiment id",
+                        "name": "b",
+                        "in": "query",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the page",
+                        "schema": {
+                            "type": "string"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/api/experiments/presets": {
             "get": {
                 "produces": [
@@ -331,6 +467,41 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.PresetsResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/experiments/presets/{name}/report.html": {
+            "get": {
+                "description": "Redirects (302) to /api/experiments/{id}/report.html of the newest run of the preset, so a guide can link to \"the report of your last run\".",
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "The newest run of a preset, as its HTML report",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "preset name",
+                        "name": "name",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "302": {
+                        "description": "Found",
+                        "headers": {
+                            "Location": {
+                                "type": "string",
+                                "description": "/api/experiments/{id}/report.html"
+                            }
+                        }
+                    },
+                    "404": {
+                        "description": "no such preset, or no run of it yet",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
                         }
                     }
                 }
@@ -443,6 +614,41 @@ const docTemplate = `{
                 }
             }
         },
+        "/api/experiments/{id}/report.html": {
+            "get": {
+                "description": "A timeline (traffic, each fault as a band with the command run, config changes, detection, recovery, alerts), then charts on the same time axis with the fault bands (message shares, requests by result, p50/p99 latency, consumer lag, healthy analyzers, Kafka write errors, k6 requests and failures), every check with its samples as points, time to detect and recover, the ledger, and links to the same window in Grafana. Inline CSS and SVG, no script and no external asset: it works offline, saved to a file, and prints. The charts are read from Prometheus when the experiment ends and kept with it.",
+                "produces": [
+                    "text/html"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "An experiment's report as one self-contained HTML page",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "experiment id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the page",
+                        "schema": {
+                            "type": "string"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
         "/api/experiments/{id}/report.md": {
             "get": {
                 "produces": [
@@ -470,6 +676,58 @@ const docTemplate = `{
                     },
                     "404": {
                         "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/experiments/{id}/rerun": {
+            "post": {
+                "security": [
+                    {
+                        "BearerToken": []
+                    }
+                ],
+                "description": "Starts a new run with the same definition (a preset's as it was then); compare the two with /api/experiments/compare?a={id}\u0026b={new id}.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "experiments"
+                ],
+                "summary": "Run an experiment's definition again",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "experiment id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "schema": {
+                            "$ref": "#/definitions/experiments.Experiment"
+                        },
+                        "headers": {
+                            "Location": {
+                                "type": "string",
+                                "description": "/api/experiments/{id}"
+                            }
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.ErrorResponse"
+                        }
+                    },
+                    "429": {
+                        "description": "another experiment is running",
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }
@@ -1196,6 +1454,11 @@ const docTemplate = `{
                     "items": {
                         "$ref": "#/definitions/experiments.Experiment"
                     }
+                },
+                "next": {
+                    "description": "Next is the cursor of the next page: pass it as after=. Absent on\nthe last page.",
+                    "type": "string",
+                    "example": "1796521426000000000-x-1a2b3c4d5e6f"
                 }
             }
         },
@@ -1645,6 +1908,108 @@ const docTemplate = `{
                 }
             }
         },
+        "experiments.Chart": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "string"
+                },
+                "id": {
+                    "type": "string",
+                    "example": "latency"
+                },
+                "look": {
+                    "description": "Look says what to look for in it (shown under the title).",
+                    "type": "string"
+                },
+                "queries": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.ChartQuery"
+                    }
+                },
+                "series": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.ChartSeries"
+                    }
+                },
+                "title": {
+                    "type": "string",
+                    "example": "Ingest latency"
+                },
+                "unit": {
+                    "type": "string",
+                    "example": "s"
+                }
+            }
+        },
+        "experiments.ChartQuery": {
+            "type": "object",
+            "properties": {
+                "expr": {
+                    "type": "string"
+                },
+                "legend": {
+                    "type": "string"
+                },
+                "name": {
+                    "type": "string"
+                }
+            }
+        },
+        "experiments.ChartSeries": {
+            "type": "object",
+            "properties": {
+                "name": {
+                    "type": "string"
+                },
+                "points": {
+                    "description": "Points are [unix milliseconds, value] pairs.",
+                    "type": "array",
+                    "items": {
+                        "type": "array",
+                        "items": {
+                            "type": "number"
+                        }
+                    }
+                }
+            }
+        },
+        "experiments.Charts": {
+            "type": "object",
+            "properties": {
+                "charts": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.Chart"
+                    }
+                },
+                "checks": {
+                    "description": "Checks holds, for each check (same order as the experiment's\nchecks), the range of its query where it has no $__range or\n$__recovery (those change meaning with time); empty otherwise.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.Chart"
+                    }
+                },
+                "from": {
+                    "type": "string"
+                },
+                "stepSeconds": {
+                    "type": "number"
+                },
+                "to": {
+                    "type": "string"
+                },
+                "traces": {
+                    "description": "Traces are sample traces of the window: the slowest ingest requests\nPrometheus kept an exemplar of (trace ids), for Tempo.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.TraceSample"
+                    }
+                }
+            }
+        },
         "experiments.Check": {
             "type": "object",
             "properties": {
@@ -1763,6 +2128,68 @@ const docTemplate = `{
                 }
             }
         },
+        "experiments.ComparedChart": {
+            "type": "object",
+            "properties": {
+                "a": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.ChartSeries"
+                    }
+                },
+                "b": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.ChartSeries"
+                    }
+                },
+                "id": {
+                    "type": "string"
+                },
+                "title": {
+                    "type": "string"
+                },
+                "unit": {
+                    "type": "string"
+                }
+            }
+        },
+        "experiments.Comparison": {
+            "type": "object",
+            "properties": {
+                "a": {
+                    "$ref": "#/definitions/experiments.RunSummary"
+                },
+                "b": {
+                    "$ref": "#/definitions/experiments.RunSummary"
+                },
+                "charts": {
+                    "description": "Charts are each chart of both runs, their points' times made\nrelative to each run's first fault (milliseconds; negative before).",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.ComparedChart"
+                    }
+                },
+                "definitionDiffs": {
+                    "description": "DefinitionDiffs lists each field that differs: \"faults[0].durationSeconds: 15 → 30\".",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "deltas": {
+                    "description": "Deltas are the differences a student should notice, in words.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "samePreset": {
+                    "description": "SamePreset says both ran the same definition name.",
+                    "type": "boolean"
+                }
+            }
+        },
         "experiments.ConfigChange": {
             "type": "object",
             "properties": {
@@ -1872,6 +2299,9 @@ const docTemplate = `{
                         "$ref": "#/definitions/alerts.Alert"
                     }
                 },
+                "charts": {
+                    "$ref": "#/definitions/experiments.Charts"
+                },
                 "checks": {
                     "type": "array",
                     "items": {
@@ -1891,6 +2321,13 @@ const docTemplate = `{
                     "type": "array",
                     "items": {
                         "type": "string"
+                    }
+                },
+                "faults": {
+                    "description": "Faults are the windows of its faults, and Charts the series of the\nreport's charts, read from Prometheus when it ended (charts.go).",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.FaultWindow"
                     }
                 },
                 "id": {
@@ -1937,6 +2374,32 @@ const docTemplate = `{
                 }
             }
         },
+        "experiments.FaultWindow": {
+            "type": "object",
+            "properties": {
+                "command": {
+                    "type": "string"
+                },
+                "end": {
+                    "description": "End is when it was reverted (or, if the fault manager forgot it,\nwhen it was planned to end).",
+                    "type": "string"
+                },
+                "id": {
+                    "type": "string"
+                },
+                "start": {
+                    "type": "string"
+                },
+                "target": {
+                    "type": "string",
+                    "example": "analyzer-2"
+                },
+                "type": {
+                    "type": "string",
+                    "example": "kill"
+                }
+            }
+        },
         "experiments.Ledger": {
             "type": "object",
             "properties": {
@@ -1957,6 +2420,45 @@ const docTemplate = `{
                 },
                 "processed": {
                     "description": "increase of analyzer_packets_processed_total (unique within a process's lifetime)",
+                    "type": "number"
+                }
+            }
+        },
+        "experiments.RunSummary": {
+            "type": "object",
+            "properties": {
+                "anchor": {
+                    "description": "the first fault's start (the start without faults)",
+                    "type": "string"
+                },
+                "faults": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.FaultWindow"
+                    }
+                },
+                "id": {
+                    "type": "string"
+                },
+                "ledger": {
+                    "$ref": "#/definitions/experiments.Ledger"
+                },
+                "name": {
+                    "type": "string"
+                },
+                "reason": {
+                    "type": "string"
+                },
+                "startedAt": {
+                    "type": "string"
+                },
+                "state": {
+                    "type": "string"
+                },
+                "timeToDetectSeconds": {
+                    "type": "number"
+                },
+                "timeToRecoverSeconds": {
                     "type": "number"
                 }
             }
@@ -2027,6 +2529,21 @@ const docTemplate = `{
                 "type": {
                     "type": "string",
                     "example": "kill"
+                }
+            }
+        },
+        "experiments.TraceSample": {
+            "type": "object",
+            "properties": {
+                "at": {
+                    "type": "string"
+                },
+                "seconds": {
+                    "description": "the request's duration",
+                    "type": "number"
+                },
+                "traceId": {
+                    "type": "string"
                 }
             }
         },

@@ -45,6 +45,10 @@ type Config struct {
 	Pumba            faults.Pumba
 	Traffic          traffic.Config
 	Grafana          annotate.Options
+	// GrafanaPublicURL is Grafana as a user's browser reaches it, for the
+	// HTML reports' links (GRAFANA_PUBLIC_URL, http://localhost:3000;
+	// "off": no links).
+	GrafanaPublicURL string
 	// PrometheusURL is queried by experiment checks (PROMETHEUS_URL).
 	PrometheusURL string
 	// ExperimentsDir holds the presets (EXPERIMENTS_DIR, /experiments).
@@ -74,7 +78,8 @@ type Config struct {
 // GRAFANA_USER (admin), GRAFANA_PASSWORD (admin) or GRAFANA_TOKEN,
 // PROMETHEUS_URL (http://prometheus:9090), EXPERIMENTS_DIR (/experiments),
 // DISTRIBUTOR_URL (http://distributor:8080), IMAGE_PULL_WAIT_SECONDS
-// (300) and STATE_DIR (empty: nothing kept across restarts), reporting
+// (300), STATE_DIR (empty: nothing kept across restarts) and
+// GRAFANA_PUBLIC_URL (http://localhost:3000, the reports' links), reporting
 // every bad value at once.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
@@ -119,6 +124,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		errs = append(errs, err)
 	}
 	c.StateDir = get("STATE_DIR", "")
+	if c.GrafanaPublicURL = get("GRAFANA_PUBLIC_URL", "http://localhost:3000"); c.GrafanaPublicURL == "off" {
+		c.GrafanaPublicURL = ""
+	}
 	c.Grafana.URL, c.Grafana.User, c.Grafana.Password, c.Grafana.Token = get("GRAFANA_URL", ""), get("GRAFANA_USER", "admin"), get("GRAFANA_PASSWORD", "admin"), getenv("GRAFANA_TOKEN")
 	return c, errors.Join(errs...)
 }
@@ -198,6 +206,7 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 	}
 	a.server, err = httpserver.Listen(listen, api.NewRouter(api.Deps{
 		Targets: rt, Faults: m, Traffic: tm, Alerts: alertStore, Experiments: exps, Distributor: dist, Images: rt, Token: cfg.Token, AllowedHosts: cfg.AllowedHosts, MetricsHandler: tel.MetricsHandler,
+		ReportLinks:    experiments.ReportLinks{GrafanaURL: cfg.GrafanaPublicURL},
 		TracerProvider: tel.TracerProvider, Logger: log,
 	}), httpserver.Options{Logger: log})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dsplab/dsplab/internal/prom"
 	"github.com/dsplab/dsplab/platform-api/internal/alerts"
 	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
@@ -42,6 +43,21 @@ func (w *world) since() float64 { return time.Since(w.start).Seconds() }
 func (w *world) Query(_ context.Context, q string) (float64, bool, error) {
 	v, ok := w.values(q, w.since())
 	return v, ok, nil
+}
+
+// QueryRange gives the scripted value of q at each step (a series without
+// labels), for the report's charts; nothing where the script has none.
+func (w *world) QueryRange(_ context.Context, q string, start, end time.Time, step time.Duration) ([]prom.Series, error) {
+	var s prom.Series
+	for t := start; !t.After(end); t = t.Add(step) {
+		if v, ok := w.values(q, t.Sub(w.start).Seconds()); ok {
+			s.Samples = append(s.Samples, prom.Sample{T: t, V: v})
+		}
+	}
+	if len(s.Samples) == 0 {
+		return nil, nil
+	}
+	return []prom.Series{s}, nil
 }
 
 // Increase of a counter is its scripted sum now minus at the world's start.
@@ -119,7 +135,7 @@ func analyzerCrash(q string, t float64) (float64, bool) {
 		healthy = 2
 	}
 	switch q {
-	case "distributor_healthy_analyzers":
+	case "distributor_healthy_analyzers", "max(distributor_healthy_analyzers)":
 		return healthy, true
 	case "sum(distributor_packets_total)", "sum(analyzer_packets_processed_total)":
 		return 1000 * min(t, 60) / 60, true

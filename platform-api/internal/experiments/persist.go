@@ -223,12 +223,14 @@ func (m *Manager) conclude(e *Experiment) {
 	done = append(done, r.concludeTraffic(ctx, snap, u)...)
 	l := r.ledgerNow(ctx)
 	now := time.Now().UTC()
+	fws, charts := m.faultWindows(r.snapshot(), now), m.captureCharts(ctx, r.snapshot(), now)
 	reason := "the platform stopped while it ran"
 	if len(done) > 0 {
 		reason += "; at the restart: " + strings.Join(done, ", ")
 	}
 	m.update(e, func(e *Experiment) {
 		e.Ledger, e.State, e.Reason, e.EndedAt = l, Interrupted, reason, &now
+		e.Faults, e.Charts = fws, charts
 		if e.Alerts == nil {
 			e.Alerts = []alerts.Alert{}
 		}

@@ -128,6 +128,18 @@ func TestAnEndedExperimentIsListedWithTheSameReportAfterARestart(t *testing.T) {
 		b1, _ := json.Marshal(before)
 		b2, _ := json.Marshal(after)
 		require.JSONEq(t, string(b1), string(b2), "samples, timeline, alerts, ledger and verdict all survive")
+		// The charts were read at the end and kept: the HTML report is the
+		// same after the restart, Prometheus or not.
+		require.NotNil(t, before.Charts)
+		require.Equal(t, []FaultWindow{{ID: "f-analyzer-2", Type: "kill", Target: "analyzer-2", Command: "docker kill", Start: before.StartedAt.Add(10 * time.Second), End: before.StartedAt.Add(25 * time.Second)}}, before.Faults)
+		var healthy Chart
+		for _, c := range before.Charts.Charts {
+			if c.ID == "healthy" {
+				healthy = c
+			}
+		}
+		require.Len(t, healthy.Series, 1)
+		require.Equal(t, string(HTML(before, ReportLinks{})), string(HTML(after, ReportLinks{})))
 	})
 }
 

@@ -82,6 +82,10 @@ type Experiment struct {
 	Ledger               Ledger         `json:"ledger"`
 	TrafficJobID         string         `json:"trafficJobId,omitempty"`
 	FaultIDs             []string       `json:"faultIds"`
+	// Faults are the windows of its faults, and Charts the series of the
+	// report's charts, read from Prometheus when it ended (charts.go).
+	Faults []FaultWindow `json:"faults,omitempty"`
+	Charts *Charts       `json:"charts,omitempty"`
 
 	undo undo // saved with it, for a restarted platform (persist.go)
 }
@@ -611,8 +615,10 @@ func (r *runner) finish(verdict, reason string) {
 	now := time.Now().UTC()
 	as := r.m.alerts.Since(r.start)
 	sort.Slice(as, func(i, j int) bool { return as[i].ReceivedAt.Before(as[j].ReceivedAt) })
+	fws, charts := r.m.faultWindows(e, now), r.m.captureCharts(ctx, r.snapshot(), now)
 	r.m.update(r.e, func(e *Experiment) {
 		e.Ledger, e.Alerts, e.State, e.Reason, e.EndedAt = l, as, verdict, reason, &now
+		e.Faults, e.Charts = fws, charts
 		if e.Alerts == nil {
 			e.Alerts = []alerts.Alert{}
 		}
