@@ -123,9 +123,9 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 
 BENCH_SECONDS ?= 20
 
-bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk), then the starvation scenarios (slow bodies, gzip bombs, metadata-heavy packets); see BENCHMARKS.md
+bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk), then the starvation scenarios (slow bodies, gzip bombs, metadata-heavy packets), then the delivery modes' cost on one analyzer; see BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/
-	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestStarvationScenarios' -count=1 -timeout 45m -v ./bench/
+	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestStarvationScenarios|TestDeliveryModesBenchmark' -count=1 -timeout 45m -v ./bench/
 
 pull: ## pre-pull the job images the platform starts (K6_IMAGE, PUMBA_IMAGE, PUMBA_NETTOOLS_IMAGE of .env), e.g. before an offline workshop
 	./scripts/pull-images.sh

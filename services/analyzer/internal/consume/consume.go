@@ -70,9 +70,10 @@ type Consumer struct {
 	running atomic.Bool
 	mode    atomic.Value // ledger.Mode
 
-	// mu is held while a batch is handled and while the mode switches:
+	// held (a one-slot channel, so that a mode switch can give up
+	// waiting) while a batch is handled and while the mode switches:
 	// everything below is the loop's state.
-	mu         sync.Mutex
+	held       chan struct{}
 	reader     *kafka.Reader // nil until the loop runs
 	ledger     *ledgerWriter // nil without a ledger topic
 	dedup      *Dedup
@@ -92,7 +93,7 @@ func New(cfg Config, stats *Stats, tp trace.TracerProvider, log *slog.Logger) *C
 		cfg.CommitInterval = 200 * time.Millisecond
 	}
 	c := &Consumer{cfg: cfg, stats: stats, dedup: NewDedup(cfg.DedupWindow), log: log, pending: map[int]kafka.Message{},
-		done:   map[ledger.Source]struct{}{},
+		done: map[ledger.Source]struct{}{}, held: make(chan struct{}, 1),
 		tracer: tp.Tracer("github.com/dsplab/dsplab/services/analyzer/consume")}
 	c.mode.Store(cfg.Delivery)
 	stats.setMode(cfg.Delivery)
@@ -101,6 +102,19 @@ func New(cfg Config, stats *Stats, tp trace.TracerProvider, log *slog.Logger) *C
 
 // Running reports whether the consume loop is alive.
 func (c *Consumer) Running() bool { return c.running.Load() }
+
+func (c *Consumer) lock()   { c.held <- struct{}{} }
+func (c *Consumer) unlock() { <-c.held }
+
+// lockCtx takes the lock unless ctx ends first.
+func (c *Consumer) lockCtx(ctx context.Context) bool {
+	select {
+	case c.held <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 // Mode is the delivery mode in force.
 func (c *Consumer) Mode() ledger.Mode { return c.mode.Load().(ledger.Mode) }
@@ -123,12 +137,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 		HeartbeatInterval: time.Second, SessionTimeout: c.cfg.SessionTimeout,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) { c.log.Debug("kafka reader", "msg", msg) }),
 	})
-	c.mu.Lock()
+	c.lock()
 	c.reader = r
 	if c.cfg.LedgerTopic != "" {
 		c.ledger = newLedgerWriter(c.cfg.Brokers, c.cfg.LedgerTopic, c.stats, c.log)
 	}
-	c.mu.Unlock()
+	c.unlock()
 	if c.Mode() == ledger.EffectivelyOnce {
 		c.rebuildUntilDone(ctx)
 	}
@@ -149,9 +163,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			c.handle(ctx, batch)
 		case <-tick.C:
-			c.mu.Lock()
+			c.lock()
 			c.commitPending(ctx)
-			c.mu.Unlock()
+			c.unlock()
 		case <-ctx.Done():
 		}
 	}
@@ -160,7 +174,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// detached, bounded context (a SIGTERM loses nothing in any mode).
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	c.mu.Lock()
+	c.lock()
 	c.commitPending(sctx)
 	c.reader = nil
 	if c.ledger != nil {
@@ -169,7 +183,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		c.ledger = nil
 	}
-	c.mu.Unlock()
+	c.unlock()
 	if err := r.Close(); err != nil { // leaves the group
 		c.log.Warn("close reader", "err", err)
 	}

@@ -28,8 +28,8 @@ import (
 
 // handle processes one batch under the loop's lock.
 func (c *Consumer) handle(ctx context.Context, batch []kafka.Message) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	mode := c.Mode()
 	if mode == ledger.AtMostOnce {
 		for _, m := range batch {
@@ -59,7 +59,7 @@ func (c *Consumer) handle(ctx context.Context, batch []kafka.Message) {
 }
 
 // commitPending flushes the ledger and commits the pending offsets; on a
-// failure they stay pending for the next try. c.mu is held.
+// failure they stay pending for the next try. the lock is held.
 func (c *Consumer) commitPending(ctx context.Context) bool {
 	if len(c.pending) == 0 {
 		return true
@@ -123,8 +123,10 @@ func (c *Consumer) SetMode(ctx context.Context, mode ledger.Mode) (Switch, error
 	if mode == ledger.EffectivelyOnce && c.cfg.LedgerTopic == "" {
 		return Switch{}, ErrNoLedger
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if !c.lockCtx(ctx) {
+		return Switch{}, fmt.Errorf("the consumer is still busy with a batch (waiting for Kafka?): %w", ctx.Err())
+	}
+	defer c.unlock()
 	sw := Switch{Mode: mode, Previous: c.Mode()}
 	if c.reader != nil && !c.commitPending(ctx) {
 		return sw, fmt.Errorf("commit what is pending before switching: %s", c.stats.Snapshot().LastError)
@@ -166,7 +168,7 @@ type Rebuild struct {
 // rebuild reads the ledger topic to its end: this analyzer's records at
 // or after its group's committed offsets become the processed set, and
 // every one of its packet keys goes through the de-duplication window (in
-// ledger order, so the window holds the latest). c.mu is held.
+// ledger order, so the window holds the latest). the lock is held.
 func (c *Consumer) rebuild(ctx context.Context) (Rebuild, error) {
 	start := time.Now()
 	committed, err := c.committed(ctx)
@@ -210,9 +212,9 @@ func (c *Consumer) rebuild(ctx context.Context) (Rebuild, error) {
 // processed.
 func (c *Consumer) rebuildUntilDone(ctx context.Context) {
 	for ctx.Err() == nil {
-		c.mu.Lock()
+		c.lock()
 		_, err := c.rebuild(ctx)
-		c.mu.Unlock()
+		c.unlock()
 		if err == nil {
 			return
 		}
