@@ -36,20 +36,27 @@ func TestDeliveryModesBenchmark(t *testing.T) {
 	runs := []run{{"ledger off (at-least-once)", "LEDGER_TOPIC="}, {"at-most-once", "DELIVERY=at-most-once"},
 		{"at-least-once", "DELIVERY=at-least-once"}, {"effectively-once", "DELIVERY=effectively-once"}}
 	fmt.Printf("delivery modes: one analyzer draining %d packets of 5 messages (packets/s, best of 3, runs interleaved)\n", n)
-	best := make([]float64, len(runs))
+	best := make([]drained, len(runs))
 	var rebuild string
 	for range 3 {
 		for i, r := range runs {
-			rate, rb := drain(t, bins, r.env, n)
-			best[i] = max(best[i], rate)
+			d, rb := drain(t, bins, r.env, n)
+			if d.rate > best[i].rate {
+				best[i].rate = d.rate
+			}
+			// CPU per packet is less disturbed by other work on the
+			// machine than the rate: the least of the runs.
+			if best[i].analyzerCPU == 0 || d.analyzerCPU+d.kafkaCPU < best[i].analyzerCPU+best[i].kafkaCPU {
+				best[i].analyzerCPU, best[i].kafkaCPU = d.analyzerCPU, d.kafkaCPU
+			}
 			if rb != "" {
 				rebuild = rb
 			}
 		}
 	}
-	fmt.Printf("| %-28s | %10s |\n|---|---:|\n", "analyzer", "packets/s")
+	fmt.Printf("| %-28s | %10s | %22s | %20s |\n|---|---:|---:|---:|\n", "analyzer", "packets/s", "analyzer CPU µs/packet", "devkafka CPU µs/packet")
 	for i, r := range runs {
-		fmt.Printf("| %-28s | %10.0f |\n", r.name, best[i])
+		fmt.Printf("| %-28s | %10.0f | %22.1f | %20.1f |\n", r.name, best[i].rate, best[i].analyzerCPU*1e6/float64(n), best[i].kafkaCPU*1e6/float64(n))
 	}
 	fmt.Printf("effectively-once start-up after the drain (a ledger of %d records): rebuild %s\n", n, rebuild)
 }
@@ -58,7 +65,9 @@ func TestDeliveryModesBenchmark(t *testing.T) {
 // starts it, and measures from its first processed packet to its last.
 // Under effectively-once it then restarts the analyzer and returns what
 // its rebuild from the ledger (now n records) reported.
-func drain(t *testing.T, bins devstack.Binaries, env string, n int) (float64, string) {
+type drained struct{ rate, analyzerCPU, kafkaCPU float64 }
+
+func drain(t *testing.T, bins devstack.Binaries, env string, n int) (drained, string) {
 	s := devstack.Start(t, bins, devstack.Options{Weights: []float64{1}, AnalyzerEnv: []string{"LOG_LEVEL=error", env}})
 	a := s.Analyzers[0]
 	a.Stop() // SIGTERM: it leaves its group, so the restart takes the partition at once
@@ -79,6 +88,7 @@ func drain(t *testing.T, bins devstack.Binaries, env string, n int) (float64, st
 			batch = batch[:0]
 		}
 	}
+	kafkaBefore := cpuSeconds(map[string]*devstack.Proc{"k": s.Kafka})["k"]
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +114,8 @@ func drain(t *testing.T, bins devstack.Binaries, env string, n int) (float64, st
 	}, "nothing processed")
 	devstack.Eventually(t, 10*time.Minute, func() bool { return processed() >= int64(n) }, "not drained")
 	took := time.Since(start)
+	cpu := cpuSeconds(map[string]*devstack.Proc{"a": a, "k": s.Kafka})
+	d := drained{rate: float64(n-1) / took.Seconds(), analyzerCPU: cpu["a"], kafkaCPU: cpu["k"] - kafkaBefore}
 	rebuild := ""
 	if env == "DELIVERY=effectively-once" {
 		a.Stop()
@@ -134,5 +146,5 @@ func drain(t *testing.T, bins devstack.Binaries, env string, n int) (float64, st
 		p.Stop()
 	}
 	s.Kafka.Stop()
-	return float64(n-1) / took.Seconds(), rebuild
+	return d, rebuild
 }
