@@ -69,6 +69,9 @@ func (a *App) putDelivery(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, consume.ErrNoLedger):
 		writeJSON(w, http.StatusConflict, errorBody{Error: err.Error()})
+	case errors.Is(err, consume.ErrModeNotKept):
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "the mode stays " + string(a.consumer.Mode()) + ": " + err.Error() +
+			" (DELIVERY_STATE_FILE must be writable by the analyzer)"})
 	case err != nil:
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the mode stays " + string(a.consumer.Mode()) + ": " + err.Error()})
 	default:

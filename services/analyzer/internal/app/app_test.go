@@ -106,4 +106,18 @@ func TestAdminDeliverySwitchesTheModeIsGuardedAndSurvivesARestartThroughTheState
 	code, body = do("GET", "/health", "", "", "")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, `"delivery":"effectively-once"`)
+
+	// A switch that could not be kept for a restart is refused, not half
+	// made (seen in a container whose /tmp the analyzer could not write).
+	// A non-empty directory where the file should be fails the write, even
+	// for root.
+	require.NoError(t, os.Remove(state))
+	require.NoError(t, os.MkdirAll(filepath.Join(state, "x"), 0o700))
+	code, body = do("PUT", "/admin/delivery", "application/json", "s3cret", `{"mode":"at-most-once"}`)
+	require.Equal(t, http.StatusInternalServerError, code, body)
+	require.Contains(t, body, "the mode stays effectively-once")
+	require.Contains(t, body, "cannot keep the delivery mode for a restart")
+	code, body = do("GET", "/health", "", "", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `"delivery":"effectively-once"`)
 }

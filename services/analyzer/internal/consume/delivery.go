@@ -112,6 +112,10 @@ type Switch struct {
 	Rebuilt *Rebuild `json:"rebuilt,omitempty"`
 }
 
+// ErrModeNotKept refuses a switch that could not be kept for a restart
+// (OnModeChange failed): the mode stays.
+var ErrModeNotKept = errors.New("cannot keep the delivery mode for a restart")
+
 // ErrNoLedger refuses effectively-once without a ledger topic.
 var ErrNoLedger = errors.New("effectively-once needs the ledger: LEDGER_TOPIC is empty")
 
@@ -138,15 +142,17 @@ func (c *Consumer) SetMode(ctx context.Context, mode ledger.Mode) (Switch, error
 		}
 		sw.Rebuilt = &rb
 	}
+	// Kept for a restart first: a switch that would not survive a kill
+	// is refused rather than half made.
+	if c.cfg.OnModeChange != nil {
+		if err := c.cfg.OnModeChange(mode); err != nil {
+			return sw, fmt.Errorf("%w: %w", ErrModeNotKept, err)
+		}
+	}
 	c.mode.Store(mode)
 	c.stats.setMode(mode)
 	if sw.Previous != mode {
 		c.log.Info("delivery mode switched", "from", sw.Previous, "to", mode)
-	}
-	if c.cfg.OnModeChange != nil {
-		if err := c.cfg.OnModeChange(mode); err != nil {
-			c.log.Warn("keep the delivery mode for a restart", "err", err)
-		}
 	}
 	return sw, nil
 }
