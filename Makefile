@@ -118,15 +118,15 @@ check-config: ## validate Prometheus config and rules, run the promtool rule tes
 	docker-compose -f docker-compose.yml -f e2e/docker-compose.e2e.yml config -q
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
-	@set -e; for p in ./distributor/internal/ingest/ ./internal/jsonw/ ./internal/envelope/ ./internal/httpguard/ ./platform-api/internal/api/; do \
+	@set -e; for p in ./distributor/internal/ingest/ ./internal/jsonw/ ./internal/envelope/ ./internal/ledger/ ./internal/httpguard/ ./platform-api/internal/api/; do \
 		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
 		echo "== $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p; done; done
 
 BENCH_SECONDS ?= 20
 
-bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk), then the starvation scenarios (slow bodies, gzip bombs, metadata-heavy packets); see BENCHMARKS.md
+bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk), then the starvation scenarios (slow bodies, gzip bombs, metadata-heavy packets), then the delivery modes' cost on one analyzer; see BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/
-	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestStarvationScenarios' -count=1 -timeout 45m -v ./bench/
+	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestStarvationScenarios|TestDeliveryModesBenchmark' -count=1 -timeout 45m -v ./bench/
 
 pull: ## pre-pull the job images the platform starts (K6_IMAGE, PUMBA_IMAGE, PUMBA_NETTOOLS_IMAGE of .env), e.g. before an offline workshop
 	./scripts/pull-images.sh

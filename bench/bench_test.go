@@ -316,7 +316,13 @@ func TestDistributorBenchmark(t *testing.T) {
 	if os.Getenv("BENCH_PROFILE") != "" {
 		denv = append(denv, "PPROF=true") // /debug/pprof/ is off by default
 	}
-	s := devstack.Start(t, bins, devstack.Options{DistributorEnv: denv, AnalyzerEnv: []string{"LOG_LEVEL=error"},
+	// BENCH_ANALYZER_ENV: extra analyzer environment, comma-separated, to
+	// compare settings (e.g. "LEDGER_TOPIC=" for the ledger off).
+	aenv := []string{"LOG_LEVEL=error"}
+	if v, ok := os.LookupEnv("BENCH_ANALYZER_ENV"); ok {
+		aenv = append(aenv, strings.Split(v, ",")...)
+	}
+	s := devstack.Start(t, bins, devstack.Options{DistributorEnv: denv, AnalyzerEnv: aenv,
 		DistributorConfig: os.Getenv("BENCH_DISTRIBUTOR_CONFIG")})
 	url := s.Distributor.URL()
 	pid := s.Distributor.Pid()

@@ -68,7 +68,8 @@ func TestEveryDesignMetricNameIsExposed(t *testing.T) {
 	for _, n := range []string{
 		"analyzer_packets_processed_total", "analyzer_messages_processed_total", "analyzer_duplicate_packets_total",
 		"analyzer_processing_duration_seconds_bucket", "analyzer_end_to_end_latency_seconds_bucket", "analyzer_consumer_lag",
-		"analyzer_unreadable_records_total",
+		"analyzer_unreadable_records_total", "analyzer_delivery_mode", "analyzer_ledger_records_total",
+		"analyzer_ledger_write_errors_total", "analyzer_redeliveries_skipped_total",
 	} {
 		require.True(t, an[n], "analyzer does not expose %s", n)
 	}
