@@ -1,10 +1,12 @@
 package faults
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,4 +78,61 @@ func TestANetemFaultIsRefusedClearlyOnAKernelWithoutNetemAndAppliedOnOneWithIt(t
 	require.NoError(t, err)
 	out, _ := tcIn(t, target, "qdisc", "show", "dev", "eth0")
 	require.NotContains(t, out, "netem", "the qdisc is gone after the stop")
+}
+
+// netemAnswers is the fake engine with a tc that answers as told.
+type netemAnswers struct {
+	*fakeRuntime
+	code  int64
+	out   string
+	err   error
+	asked atomic.Int64
+}
+
+func (r *netemAnswers) RunInNetns(_ context.Context, target, _ string, cmd []string) (int64, string, error) {
+	if target == docker.OwnNetns && cmd[0] == "tc" {
+		r.asked.Add(1)
+	}
+	return r.code, r.out, r.err
+}
+
+// Only tc's words for a missing netem refuse a fault; no answer, or
+// another one, lets it go on (logged); a kernel seen with netem is not
+// asked again. (The refusal on a real kernel is the test above.)
+func TestOnlyTcsWordsForAMissingNetemRefuseANetemFault(t *testing.T) {
+	cases := []struct {
+		name    string
+		rt      *netemAnswers
+		refused bool
+	}{
+		{"unknown qdisc kind", &netemAnswers{code: 2, out: "Error: Specified qdisc kind is unknown."}, true},
+		{"operation not supported", &netemAnswers{code: 2, out: "RTNETLINK answers: Operation not supported"}, true},
+		{"no answer", &netemAnswers{code: -1, err: context.DeadlineExceeded}, false},
+		{"another answer", &netemAnswers{code: 1, out: "Error: Exclusivity flag on, cannot modify."}, false},
+		{"netem present", &netemAnswers{}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.rt.fakeRuntime = newFakeRuntime("analyzer-1", "analyzer-2")
+			m := New(c.rt, Limits{MaxDuration: time.Hour, MaxConcurrent: 10}, Pumba{Image: "pumba", NettoolsImage: "nettools"}, slog.New(slog.DiscardHandler))
+			defer m.Close()
+			_, err := m.Start(t.Context(), Spec{Type: Delay, Target: "analyzer-1", Duration: time.Minute, DelayMs: 100})
+			if c.refused {
+				require.ErrorIs(t, err, ErrNetemMissing)
+				require.ErrorContains(t, err, c.rt.out)
+				require.Empty(t, m.List())
+				return
+			}
+			require.NoError(t, err)
+			_, err = m.Start(t.Context(), Spec{Type: Partition, Target: "analyzer-2", Peer: "analyzer-1", Duration: time.Minute})
+			require.ErrorIs(t, err, ErrConflict, "a partition needs no netem: no check, and a conflict answers")
+			_, err = m.Start(t.Context(), Spec{Type: Rate, Target: "analyzer-2", Duration: time.Minute, Rate: "1mbit"})
+			require.NoError(t, err)
+			want := int64(2)
+			if c.rt.err == nil && c.rt.code == 0 {
+				want = 1 // seen with netem: not asked again
+			}
+			require.Equal(t, want, c.rt.asked.Load())
+		})
+	}
 }
