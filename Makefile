@@ -9,7 +9,7 @@ TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
 REGISTRY_VERSION := v3.1.2
 
-.PHONY: help build tools pull otelcol e2e e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-browser test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools pull otelcol e2e e2e-netem e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-browser test-short race fuzz bench dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ e2e-images: build tools otelcol ## build every image of the e2e stack locally (e
 
 e2e: e2e-images ## the end-to-end suite on the real Docker engine: the compose stack with e2e/docker-compose.e2e.yml, the workshop story through the platform API, Swagger UI in Chromium
 	E2E_COMPOSE="$(E2E_COMPOSE)" $(GO) test -tags e2e -count=1 -timeout 50m -v ./e2e/
+
+e2e-netem: build ## netem faults for real: boots a Debian VM (qemu; its kernel has sch_netem), runs every netem fault type through the platform API in it (e2e/netem/run.sh; needs root)
+	e2e/netem/run.sh
 
 e2e-up: e2e-images ## start the e2e stack by hand (locally built images), to explore it
 	$(E2E_COMPOSE) up -d --no-build

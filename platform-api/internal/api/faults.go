@@ -130,7 +130,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 //	@Failure		404		{object}	ErrorResponse	"no such target"
 //	@Failure		409		{object}	ErrorResponse	"a conflicting fault is active"
 //	@Failure		429		{object}	ErrorResponse	"too many active faults"
-//	@Failure		501		{object}	ErrorResponse	"network faults without a Pumba image configured"
+//	@Failure		501		{object}	ErrorResponse	"network faults without a Pumba image configured; or delay, loss, duplicate, corrupt or rate on an engine whose kernel has no netem qdisc ("netem is missing in this kernel", with tc's words; run them in the netem VM: make e2e-netem)"
 //	@Failure		503		{object}	ErrorResponse	"a network fault's Pumba or nettools image is not on the engine and could not be pulled (names the image and the cause), or is still pulling (Retry-After)"
 //	@Security		BearerToken
 //	@Router			/api/faults [post]

@@ -885,7 +885,7 @@ const docTemplate = `{
                         }
                     },
                     "501": {
-                        "description": "network faults without a Pumba image configured",
+                        "description": "network faults without a Pumba image configured; or delay, loss, duplicate, corrupt or rate on an engine whose kernel has no netem qdisc (\"netem is missing in this kernel\", with tc's words; run them in the netem VM: make e2e-netem)",
                         "schema": {
                             "$ref": "#/definitions/api.ErrorResponse"
                         }

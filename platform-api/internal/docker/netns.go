@@ -24,19 +24,28 @@ import (
 // of its own so that a caller's expired deadline still removes it.
 const sidecarRemoveTimeout = 15 * time.Second
 
+// OwnNetns, as RunInNetns's target, gives the sidecar a network namespace
+// of its own (network mode none: only lo), which goes with it: a probe of
+// the kernel that touches no container's network.
+const OwnNetns = "none"
+
 // RunInNetns runs cmd (e.g. tc qdisc del dev eth0 root) in a sidecar of
-// image in the network namespace of container target, with NET_ADMIN, and
-// removes the sidecar. It returns the tool's exit code and output. ctx
+// image in the network namespace of container target (or, with OwnNetns,
+// one of its own), with NET_ADMIN, and removes the sidecar. It returns the tool's exit code and output. ctx
 // bounds everything but the removal: a tool that hangs ends with ctx's
 // error, and the sidecar is still removed.
 func (r *Runtime) RunInNetns(ctx context.Context, target, image string, cmd []string) (int64, string, error) {
 	if err := r.EnsureImages(ctx, image); err != nil {
 		return -1, "", err
 	}
+	mode, job := container.NetworkMode("container:"+target), "cleanup"
+	if target == OwnNetns {
+		mode, job = container.NetworkMode(OwnNetns), "probe"
+	}
 	res, err := r.c.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{Image: image, Entrypoint: []string{"tail"}, Cmd: []string{"-f", "/dev/null"}, StopSignal: "SIGKILL",
-			Labels: withProject(map[string]string{LabelJobKind: "nettools", LabelJobID: "cleanup", "com.gaiaadm.pumba.skip": "true"}, r.project)},
-		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode("container:" + target), CapAdd: []string{"NET_ADMIN"}},
+			Labels: withProject(map[string]string{LabelJobKind: "nettools", LabelJobID: job, "com.gaiaadm.pumba.skip": "true"}, r.project)},
+		HostConfig: &container.HostConfig{NetworkMode: mode, CapAdd: []string{"NET_ADMIN"}},
 	})
 	if err != nil {
 		return -1, "", fmt.Errorf("create nettools sidecar for %s: %w", short(target), err)

@@ -340,3 +340,56 @@ func buildPumbaImages() error {
 	}
 	return nil
 }
+
+// NettoolsTcImage is a nettools image whose tc is Debian's own (the host's
+// /usr/sbin/tc, iproute2, with its libraries), the stand-in as its tail:
+// what tc answers in it is what the engine's kernel says.
+const NettoolsTcImage = "dsplab-test-nettools-tc:dev"
+
+var tcOnce sync.Once
+var tcErr error
+
+// BuildNettoolsTcImage builds NettoolsTcImage (after PumbaImage's build,
+// for the stand-in binary). It needs the host's tc (Debian's iproute2).
+func BuildNettoolsTcImage(t testing.TB) {
+	t.Helper()
+	BuildPumbaImage(t)
+	tcOnce.Do(func() { tcErr = buildNettoolsTcImage() })
+	if tcErr != nil {
+		t.Fatal(tcErr)
+	}
+}
+
+func buildNettoolsTcImage() error {
+	tc, err := exec.LookPath("tc")
+	if err != nil {
+		return fmt.Errorf("the host's tc (Debian's iproute2) is needed for %s: %w", NettoolsTcImage, err)
+	}
+	dir, err := os.MkdirTemp("", "dsplab-nettools-tc-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rootfs := filepath.Join(dir, "rootfs")
+	// The stand-in (for tail) comes out of its image; tc and each library
+	// ldd names go in at their paths.
+	script := `set -e
+id=$(docker create ` + PumbaImage + `)
+trap 'docker rm -f "$id" >/dev/null' EXIT
+mkdir -p "$1/bin"
+docker cp "$id:/pumba" "$1/pumba"
+ln -s /pumba "$1/bin/tail"
+cp --parents -L "$2" "$1/"
+ldd "$2" | grep -o '/[^ ]*' | while read -r lib; do cp --parents -L -n "$lib" "$1/"; done
+cp -r --parents /usr/lib/x86_64-linux-gnu/tc "$1/" 2>/dev/null || true
+`
+	if out, err := exec.Command("bash", "-c", script, "build", rootfs, tc).CombinedOutput(); err != nil {
+		return fmt.Errorf("lay out %s: %v\n%s", NettoolsTcImage, err, out)
+	}
+	df := "FROM scratch\nCOPY rootfs /\nENV PATH=/usr/sbin:/usr/bin:/sbin:/bin\nENTRYPOINT [\"tail\", \"-f\", \"/dev/null\"]\n"
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644)
+	if out, err := exec.Command("docker", "build", "-q", "-t", NettoolsTcImage, dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("docker build %s: %v\n%s", NettoolsTcImage, err, out)
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsplab/dsplab/platform-api/internal/apierr"
@@ -38,6 +39,8 @@ type Manager struct {
 	log     *slog.Logger
 	revertT time.Duration // bounds one revert attempt
 	retry   Backoff
+	// netemSeen: the engine's kernel accepted a netem qdisc (checkNetem).
+	netemSeen atomic.Bool
 
 	mu      sync.Mutex
 	faults  map[string]*Fault // published
@@ -89,6 +92,17 @@ func (m *Manager) Start(ctx context.Context, s Spec) (Fault, error) {
 	}
 	if err := m.reserve(f); err != nil {
 		return Fault{}, err
+	}
+	if _, ok := fam.(needsNetem); ok {
+		// Checked once the place is taken (a conflict answers first), and
+		// the window starts after the check, which may take seconds.
+		if err := m.checkNetem(ctx); err != nil {
+			m.release(f)
+			return Fault{}, err
+		}
+		f.StartedAt = time.Now().UTC()
+		ends := f.StartedAt.Add(s.Duration)
+		f.EndsAt = &ends
 	}
 	if err := m.apply(ctx, f); err != nil {
 		m.release(f)

@@ -49,18 +49,18 @@ func logsOf(t *testing.T, name string) string {
 
 func TestADelayFaultRunsAPumbaJobThatEndsOnTime(t *testing.T) {
 	m, _, p := setupNetem(t)
-	f, err := m.Start(t.Context(), Spec{Type: Delay, Target: "analyzer-1", Duration: 3 * time.Second, DelayMs: 100, JitterMs: 10, Correlation: 20, Distribution: "normal"})
+	f, err := m.Start(t.Context(), Spec{Type: Delay, Target: "analyzer-1", Duration: 10 * time.Second, DelayMs: 100, JitterMs: 10, Correlation: 20, Distribution: "normal"})
 	require.NoError(t, err)
 	job := "dsplab-netem-" + f.ID
-	require.Equal(t, "pumba --log-level info netem --duration 3s --tc-image "+dockertest.NettoolsImage+" --pull-image=false delay --time 100 --jitter 10 --correlation 20 --distribution normal "+name(p, "analyzer-1"), f.Command)
+	require.Equal(t, "pumba --log-level info netem --duration 10s --tc-image "+dockertest.NettoolsImage+" --pull-image=false delay --time 100 --jitter 10 --correlation 20 --distribution normal "+name(p, "analyzer-1"), f.Command)
 	require.Equal(t, "/var/run/docker.sock:/var/run/docker.sock", dockertest.Inspect(t, job, `{{index .HostConfig.Binds 0}}`))
 	require.Equal(t, "45", dockertest.Inspect(t, job, "{{.Config.StopTimeout}}"), "Pumba cleans tc rules only on SIGTERM: it gets 45 s")
 	require.Equal(t, "netfault", dockertest.Inspect(t, job, `{{index .Config.Labels "dsplab.job.kind"}}`))
 	require.Eventually(t, func() bool {
 		return strings.Contains(logsOf(t, job), "["+name(p, "analyzer-1")+"] via "+dockertest.NettoolsImage+": tc qdisc add dev eth0 root netem delay 100ms 10ms 20.00 distribution normal")
-	}, 5*time.Second, 100*time.Millisecond)
+	}, 30*time.Second, 100*time.Millisecond, "the stand-in runs tc by exec in its sidecar (a busy engine takes seconds)")
 
-	require.Eventually(t, func() bool { g, _ := m.Get(f.ID); return g.State == StateReverted }, 15*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { g, _ := m.Get(f.ID); return g.State == StateReverted }, 45*time.Second, 100*time.Millisecond)
 	require.Empty(t, markers(t, p), "the Pumba job is removed")
 }
 

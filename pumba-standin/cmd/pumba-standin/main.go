@@ -1,8 +1,8 @@
 // Command pumba-standin stands in for Pumba 1.1.7 (ghcr.io/alexei-led/pumba)
-// and for its nettools image where neither can be pulled and the kernel
-// has no netem qdisc. NOT Pumba: it was compared with real Pumba 1.1.7,
-// built from its source, argv by argv (pumba-standin/README.md has the
-// table and the commands; standin_test.go holds it to that table).
+// and for its nettools image where neither can be pulled. NOT Pumba: it
+// was compared with real Pumba 1.1.7, built from its source, argv by argv
+// (pumba-standin/README.md has the table and the commands; standin_test.go
+// holds it to that table).
 //
 // As Pumba it takes Pumba's netem and iptables commands with Pumba's
 // grammar — the same urfave/cli v1 parser, the same global, command and
@@ -11,10 +11,13 @@
 // --dry-run — and Pumba's validation, messages and exit codes (1 for a
 // refused value, 3 for an unknown command). Then:
 //
-//   - netem: it resolves the target containers on the engine, prints the
-//     tc commands real Pumba would exec in each one's namespace (this
-//     kernel has no netem qdisc, so nothing is applied), holds for the
-//     duration or until SIGTERM, prints the cleanup and exits 0.
+//   - netem: it does what Pumba does, for real: for each target a sidecar
+//     of --tc-image (entrypoint tail -f /dev/null, NET_ADMIN, the target's
+//     network namespace) in which each tc command (tc qdisc add dev eth0
+//     root netem ...) is run by exec, exit code checked; it holds for the
+//     duration or until SIGTERM, then deletes the qdisc the same way. On a
+//     kernel without netem the add fails and so does the command (exit 1),
+//     as real Pumba's does.
 //   - iptables loss: it does what Pumba does, for real: for each target a
 //     sidecar of --iptables-image (entrypoint tail -f /dev/null, NET_ADMIN,
 //     the target's network namespace) in which each rule is run by exec,

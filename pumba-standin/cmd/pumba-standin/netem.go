@@ -24,6 +24,7 @@ type netemBase struct {
 	sports   []string
 	dports   []string
 	image    string
+	pull     bool
 	limit    int
 }
 
@@ -71,7 +72,7 @@ func parsePorts(s string) ([]string, error) {
 }
 
 func parseNetemBase(c *cli.Context, g globals) (netemBase, error) {
-	b := netemBase{duration: c.Duration("duration"), iface: c.String("interface"), image: c.String("tc-image"), limit: c.Int("limit")}
+	b := netemBase{duration: c.Duration("duration"), iface: c.String("interface"), image: c.String("tc-image"), pull: c.BoolT("pull-image"), limit: c.Int("limit")}
 	if b.duration == 0 {
 		return b, errors.New("unset or invalid duration value")
 	}
@@ -100,6 +101,7 @@ func parseNetemBase(c *cli.Context, g globals) (netemBase, error) {
 
 func netemCommand(ctx context.Context, open func() (runtime, error), out io.Writer) cli.Command {
 	sub := func(name string, flags []cli.Flag, build func(c *cli.Context) ([]string, error)) cli.Command {
+		what := netemFailures[name]
 		return cli.Command{Name: name, Flags: flags, Action: action(ctx, open, out, func(c *cli.Context, g globals) (chaos, error) {
 			base, err := parseNetemBase(c.Parent(), g)
 			if err != nil {
@@ -110,7 +112,10 @@ func netemCommand(ctx context.Context, open func() (runtime, error), out io.Writ
 				return chaos{}, err
 			}
 			return chaos{limit: base.limit, run: func(ctx context.Context, rt runtime, t target) error {
-				return runNetem(ctx, t, base, cmd, g.dryRun, out)
+				if err := runNetem(ctx, rt, t, base, cmd, g.dryRun, out); err != nil {
+					return fmt.Errorf("failed to %s for one or more containers: %w", what, err)
+				}
+				return nil
 			}}, nil
 		})}
 	}
@@ -283,23 +288,52 @@ func tcCommands(b netemBase, netem []string) (add, del [][]string) {
 	return add, del
 }
 
-// runNetem prints what Pumba would exec (this kernel has no netem qdisc),
-// holds, and prints the cleanup.
-func runNetem(ctx context.Context, t target, b netemBase, netem []string, dryRun bool, out io.Writer) error {
+// netemFailures are the words of Pumba's error for a subcommand whose tc
+// failed ("failed to delay packets for one or more containers: ...").
+var netemFailures = map[string]string{
+	"delay":        "delay packets",
+	"loss":         "add packet loss",
+	"loss-state":   "add packet loss (4-state Markov model)",
+	"loss-gemodel": "add packet loss (Gilbert-Elliot model)",
+	"rate":         "set network rate",
+	"duplicate":    "set packet duplicates",
+	"corrupt":      "corrupt packets",
+}
+
+// runNetem is Pumba 1.1.7's runNetem with its docker client's
+// NetemContainer and StopNetemContainer: the tc commands run, for real,
+// in a sidecar of --tc-image in the target's network namespace (exit codes
+// checked, tc's own output drained as Pumba drains it, here printed); it
+// holds for the duration or until SIGTERM; then the deletions run in a
+// second sidecar on a context of their own, and a failure there is only a
+// warning (Pumba's "failed to stop netem container"), exit 0.
+func runNetem(ctx context.Context, rt runtime, t target, b netemBase, netem []string, dryRun bool, out io.Writer) error {
 	add, del := tcCommands(b, netem)
-	where := "via " + b.image
-	if b.image == "" {
-		where = "in the container"
+	if dryRun || b.image == "" {
+		// A dry run execs nothing. Without --tc-image Pumba execs tc in the
+		// target itself, which the stand-in does not emulate: it prints.
+		where := "dry run, via " + b.image
+		if b.image == "" {
+			where = "in the container (not emulated: printed only)"
+		}
+		for _, c := range add {
+			fmt.Fprintf(out, "[%s] %s: tc %s\n", t.Name, where, strings.Join(c, " "))
+		}
+		hold(ctx, b.duration)
+		return nil
 	}
-	if dryRun {
-		where = "dry run, " + where
-	}
-	for _, c := range add {
-		fmt.Fprintf(out, "[%s] %s: tc %s\n", t.Name, where, strings.Join(c, " "))
+	filtered := len(add) > 1
+	if err := rt.Sidecar(ctx, t, b.image, b.pull, "tc", add, out); err != nil {
+		if filtered {
+			err = fmt.Errorf("failed to run tc commands: %w", err)
+		}
+		return fmt.Errorf("netem failed: %w", err)
 	}
 	hold(ctx, b.duration)
-	for _, c := range del {
-		fmt.Fprintf(out, "[%s] %s: tc %s\n", t.Name, where, strings.Join(c, " "))
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := rt.Sidecar(cctx, t, b.image, false, "tc", del, out); err != nil {
+		fmt.Fprintf(out, "level=warning msg=\"failed to stop netem container (container may have been removed)\" error=%q\n", err.Error())
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"regexp"
 	"slices"
@@ -21,6 +22,9 @@ import (
 type fakeEngine struct {
 	mu       sync.Mutex
 	sidecars []string
+	// fail, when set, answers each sidecar command (nil: it succeeds), as
+	// a real tool's exit code would.
+	fail func(tool string, args []string) error
 }
 
 var fakeContainers = []struct {
@@ -61,6 +65,11 @@ func (f *fakeEngine) Sidecar(_ context.Context, t target, image string, pull boo
 	defer f.mu.Unlock()
 	for _, a := range argsList {
 		f.sidecars = append(f.sidecars, "["+t.Name+"] "+image+": "+tool+" "+strings.Join(a, " "))
+		if f.fail != nil {
+			if err := f.fail(tool, a); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -114,18 +123,56 @@ func TestTheStandInAcceptsAndRejectsEveryArgvAsRealPumba117Did(t *testing.T) {
 func TestThePlatformsDelayIsTheTcCommandRealPumbaRan(t *testing.T) {
 	// Real Pumba 1.1.7 logged command="[delay 100ms 10ms 20.00 distribution
 	// normal]" and ran "tc qdisc add dev eth0 root netem delay 100ms 10ms
-	// 20.00 distribution normal" in the sidecar (README.md).
-	_, out, err := run(t, &fakeEngine{}, []string{"--log-level", "info", "netem", "--duration", "2s", "--tc-image", "img", "--pull-image=false",
+	// 20.00 distribution normal" in one sidecar, then "tc qdisc del dev
+	// eth0 root netem" in another (README.md, rows N2 and N6).
+	eng := &fakeEngine{}
+	_, out, err := run(t, eng, []string{"--log-level", "info", "netem", "--duration", "2s", "--tc-image", "img", "--pull-image=false",
 		"delay", "--time", "100", "--jitter", "10", "--correlation", "20", "--distribution", "normal", "dsplab-pmb-target"})
-	require.NoError(t, err)
-	require.Contains(t, out, "[dsplab-pmb-target] via img: tc qdisc add dev eth0 root netem delay 100ms 10ms 20.00 distribution normal\n")
-	require.Contains(t, out, "[dsplab-pmb-target] via img: tc qdisc del dev eth0 root netem\n")
+	require.NoError(t, err, out)
+	require.Equal(t, []string{
+		"[dsplab-pmb-target] img: tc qdisc add dev eth0 root netem delay 100ms 10ms 20.00 distribution normal",
+		"[dsplab-pmb-target] img: tc qdisc del dev eth0 root netem",
+	}, eng.sidecars)
 
 	// Without jitter Pumba drops it and sends the correlation where tc
 	// reads a jitter: the platform refuses such a delay.
-	_, out, err = run(t, &fakeEngine{}, []string{"netem", "--duration", "2s", "delay", "--time", "100", "--jitter", "0", "--correlation", "20", "dsplab-pmb-target"})
+	eng = &fakeEngine{}
+	_, out, err = run(t, eng, []string{"netem", "--duration", "2s", "delay", "--time", "100", "--jitter", "0", "--correlation", "20", "dsplab-pmb-target"})
+	require.NoError(t, err, out)
+	require.Contains(t, eng.sidecars, "[dsplab-pmb-target] "+defaultNettools+": tc qdisc add dev eth0 root netem delay 100ms 20.00")
+
+	// A dry run execs nothing.
+	eng = &fakeEngine{}
+	_, out, err = run(t, eng, []string{"--dry-run", "netem", "--duration", "2s", "rate", "--rate", "1mbit", "dsplab-pmb-target"})
+	require.NoError(t, err, out)
+	require.Empty(t, eng.sidecars)
+	require.Contains(t, out, "tc qdisc add dev eth0 root netem rate 1mbit\n")
+}
+
+func TestAKernelWithoutNetemFailsTheCommandAsRealPumbaDid(t *testing.T) {
+	// Real Pumba 1.1.7 on this kernel (README.md, row N2): exit 1, the tc
+	// command and its exit code; tc's own words ("Specified qdisc kind is
+	// unknown") are drained, not reported; nothing is deleted.
+	eng := &fakeEngine{fail: func(tool string, args []string) error {
+		return errors.New(tool + " " + strings.Join(args, " ") + " failed with exit code 2")
+	}}
+	code, out, err := run(t, eng, []string{"netem", "--duration", "2s", "--tc-image", "img", "loss", "--percent", "30", "dsplab-pmb-target"})
+	require.Equal(t, 1, code, out)
+	require.EqualError(t, err, "running loss: error running chaos command: failed to add packet loss for one or more containers: netem failed: tc qdisc add dev eth0 root netem loss 30.00 failed with exit code 2")
+	require.Equal(t, []string{"[dsplab-pmb-target] img: tc qdisc add dev eth0 root netem loss 30.00"}, eng.sidecars)
+}
+
+func TestAFailedNetemDeletionIsOnlyAWarningAsInPumba(t *testing.T) {
+	eng := &fakeEngine{fail: func(_ string, args []string) error {
+		if args[1] == "del" {
+			return errors.New("tc " + strings.Join(args, " ") + " failed with exit code 2")
+		}
+		return nil
+	}}
+	code, out, err := run(t, eng, []string{"netem", "--duration", "2s", "--tc-image", "img", "corrupt", "--percent", "5", "dsplab-pmb-target"})
+	require.Equal(t, 0, code, out)
 	require.NoError(t, err)
-	require.Contains(t, out, "tc qdisc add dev eth0 root netem delay 100ms 20.00\n")
+	require.Contains(t, out, `level=warning msg="failed to stop netem container (container may have been removed)"`)
 }
 
 func TestThePlatformsPartitionIsTheRulesRealPumbaAdded(t *testing.T) {
