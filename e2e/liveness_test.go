@@ -170,8 +170,11 @@ func TestADeadServiceLooksDead(t *testing.T) {
 			return promVector(t, health, "")[""] == 1 && promVector(t, liveness, "service_name")["analyzer-3"] == 1
 		}, "Distributor health 1 and analyzer-3 up again")
 		t.Logf("panels healthy again %s after the revert", time.Since(*fd.EndedAt).Round(time.Second))
-		require.True(t, promHas(t, `distributor_health_up`), "the distributor's series are back")
-		require.True(t, promHas(t, `analyzer_packets_processed_total{service_name="analyzer-3"}`), "analyzer-3's series are back")
+		// Their own series come by OTLP: an export (2 s) and a scrape (5 s)
+		// after the liveness scrape saw the process.
+		waitFor(t, 30*time.Second, func() bool {
+			return promHas(t, `distributor_health_up`) && promHas(t, `analyzer_packets_processed_total{service_name="analyzer-3"}`)
+		}, "the distributor's and analyzer-3's own series are back")
 		for _, c := range []struct {
 			f  fault
 			sv string
