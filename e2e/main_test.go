@@ -35,6 +35,7 @@ const (
 	alertmgrURL  = "http://127.0.0.1:9093"
 	grafanaURL   = "http://127.0.0.1:3000"
 	tempoMetrics = "http://127.0.0.1:8888/metrics"
+	demoURL      = "http://127.0.0.1:10001"
 )
 
 var (

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
@@ -99,4 +100,112 @@ func TestTempoAndGrafanaConfigsAgreeWithTheStack(t *testing.T) {
 		}
 	}
 	require.Greater(t, refs, 50, "datasource references found")
+}
+
+// The settings of issue 20 that Tempo and Grafana (not runnable here) and
+// the compose file carry, checked statically against the names in their
+// sources (README, "Telemetry and dashboards"): nothing phones home,
+// Tempo searches up to now and gets time to stop, and exemplars of both
+// the collector (trace_id) and Tempo's generator (traceID) link to Tempo.
+func TestTheLabIsQuietSearchesUpToNowAndLinksEveryExemplar(t *testing.T) {
+	root := repoRoot(t)
+	read := func(p string, v any) {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		require.NoError(t, err, p)
+		require.NoError(t, yaml.Unmarshal(b, v), p)
+	}
+	var tempo struct {
+		UsageReport struct {
+			ReportingEnabled *bool `yaml:"reporting_enabled"`
+		} `yaml:"usage_report"`
+		QueryFrontend struct {
+			QueryEndCutoff string `yaml:"query_end_cutoff"`
+		} `yaml:"query_frontend"`
+	}
+	read("otel/tempo.yaml", &tempo)
+	require.NotNil(t, tempo.UsageReport.ReportingEnabled, "usage_report.reporting_enabled is set")
+	require.False(t, *tempo.UsageReport.ReportingEnabled)
+	require.Equal(t, "0s", tempo.QueryFrontend.QueryEndCutoff)
+
+	var compose struct {
+		Services map[string]struct {
+			Environment     map[string]string `yaml:"environment"`
+			StopGracePeriod string            `yaml:"stop_grace_period"`
+		} `yaml:"services"`
+	}
+	read("docker-compose.yml", &compose)
+	for _, k := range []string{"GF_ANALYTICS_REPORTING_ENABLED", "GF_ANALYTICS_CHECK_FOR_UPDATES", "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES", "GF_NEWS_NEWS_FEED_ENABLED"} {
+		require.Equal(t, "false", compose.Services["grafana"].Environment[k], k)
+	}
+	grace, err := time.ParseDuration(compose.Services["tempo"].StopGracePeriod)
+	require.NoError(t, err, "tempo's stop_grace_period")
+	require.GreaterOrEqual(t, grace, 35*time.Second, "over Tempo's 30 s backend worker shutdown timeout")
+
+	var ds struct {
+		Datasources []struct {
+			UID      string `yaml:"uid"`
+			JSONData struct {
+				Exemplars []struct {
+					Name          string `yaml:"name"`
+					DatasourceUID string `yaml:"datasourceUid"`
+				} `yaml:"exemplarTraceIdDestinations"`
+			} `yaml:"jsonData"`
+		} `yaml:"datasources"`
+	}
+	read("grafana/provisioning/datasources/datasources.yaml", &ds)
+	linked := map[string]string{}
+	for _, d := range ds.Datasources {
+		if d.UID == "prometheus" {
+			for _, e := range d.JSONData.Exemplars {
+				linked[e.Name] = e.DatasourceUID
+			}
+		}
+	}
+	require.Equal(t, map[string]string{"trace_id": "tempo", "traceID": "tempo"}, linked)
+}
+
+// Prometheus's liveness job scrapes every service of the system under
+// test and the demo pair, at the port compose gives it, named as the
+// service's OTEL_SERVICE_NAME (the label the panels and ServiceDown use).
+func TestTheLivenessJobCoversEveryService(t *testing.T) {
+	root := repoRoot(t)
+	read := func(p string, v any) {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		require.NoError(t, err, p)
+		require.NoError(t, yaml.Unmarshal(b, v), p)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Environment map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	read("docker-compose.yml", &compose)
+	var prom struct {
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string          `yaml:"targets"`
+				Labels  map[string]string `yaml:"labels"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	read("prometheus/prometheus.yml", &prom)
+	got := map[string]string{}
+	for _, j := range prom.ScrapeConfigs {
+		if j.JobName != "liveness" {
+			continue
+		}
+		for _, sc := range j.StaticConfigs {
+			for _, tg := range sc.Targets {
+				got[tg] = sc.Labels["service_name"]
+			}
+		}
+	}
+	want := map[string]string{}
+	for _, s := range []string{"distributor", "analyzer-1", "analyzer-2", "analyzer-3", "service-a", "service-b"} {
+		env := compose.Services[s].Environment
+		require.NotEmpty(t, env["PORT"], s)
+		want[s+":"+env["PORT"]] = env["OTEL_SERVICE_NAME"]
+	}
+	require.Equal(t, want, got)
 }

@@ -111,6 +111,19 @@ func TestOneTraceSpansServiceAAndServiceB(t *testing.T) {
 	require.Equal(t, serverA.SpanContext().TraceID(), serverB.SpanContext().TraceID(), "one trace across both services")
 	require.Equal(t, trace.SpanKindServer, serverB.SpanKind())
 	require.NotEqual(t, serverA.SpanContext().SpanID(), serverB.Parent().SpanID(), "b's parent is a's client span, not a's server span")
+	// The client span itself is ended through the same provider (so
+	// exported): without it Tempo would show b's server span under a
+	// "<root span not yet received>" gap and structural TraceQL
+	// ({ .service.name = "service-a" } >> { ... }) would find nothing.
+	var client sdktrace.ReadOnlySpan
+	for _, s := range spans.Ended() {
+		if s.SpanContext().SpanID() == serverB.Parent().SpanID() {
+			client = s
+		}
+	}
+	require.NotNil(t, client, "service-a's client span (b's parent) is recorded: %v", byName)
+	require.Equal(t, trace.SpanKindClient, client.SpanKind())
+	require.Equal(t, serverA.SpanContext().SpanID(), client.Parent().SpanID(), "a's client span is a child of a's server span")
 }
 
 func TestTheErrorRouteAnswersTheStatusAskedFor(t *testing.T) {
