@@ -25,7 +25,9 @@ func TestTheKafkaSourceReadsWhatAKafkaGoWriterWrote(t *testing.T) {
 	t.Cleanup(func() { w.Close() })
 	since := time.Now().Add(-time.Minute)
 	old := since.Add(-time.Hour)
-	hdr := func(id string) []kafka.Header { return []kafka.Header{{Key: "packet_id", Value: []byte(id)}, {Key: "tenant", Value: []byte("default")}} }
+	hdr := func(id string) []kafka.Header {
+		return []kafka.Header{{Key: "packet_id", Value: []byte(id)}, {Key: "tenant", Value: []byte("default")}}
+	}
 	// Before since, in a batch of its own: skipped by the time lookup (it
 	// would be a lost packet).
 	require.NoError(t, w.WriteMessages(t.Context(), kafka.Message{Topic: "logs.analyzer-1", Key: []byte("t-1-1-0"), Value: []byte(`{}`), Headers: hdr("t-1-1-0"), Time: old}))
