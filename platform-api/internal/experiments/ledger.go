@@ -186,3 +186,40 @@ func failedLedgerChecks(cs []LedgerCheck) []string {
 	sort.Strings(out)
 	return out
 }
+
+// LedgerOf is one ended experiment's exact ledger (metrics).
+type LedgerOf struct {
+	ID, Name string
+	Result   ledgercheck.Result
+}
+
+// ExactLedgers returns the exact ledgers of the n experiments that ended
+// last (bounded: each is a set of metric series).
+func (m *Manager) ExactLedgers(n int) []LedgerOf {
+	m.mu.Lock()
+	var ended []*Experiment
+	for _, e := range m.exps {
+		if e.ExactLedger != nil && e.EndedAt != nil {
+			ended = append(ended, e)
+		}
+	}
+	sort.Slice(ended, func(i, j int) bool { return ended[i].EndedAt.After(*ended[j].EndedAt) })
+	var out []LedgerOf
+	for _, e := range ended[:min(n, len(ended))] {
+		out = append(out, LedgerOf{ID: e.ID, Name: e.Name, Result: *e.ExactLedger})
+	}
+	m.mu.Unlock()
+	return out
+}
+
+// LedgerCounts are the exact ledger's counts by name (metrics, reports);
+// attempted and accepted only when k6 left them.
+func LedgerCounts(r ledgercheck.Result) map[string]int64 {
+	out := map[string]int64{}
+	for _, k := range ledgerCounts {
+		if v := countOf(&r, k); v != nil {
+			out[k] = *v
+		}
+	}
+	return out
+}
