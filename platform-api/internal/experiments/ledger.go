@@ -25,8 +25,8 @@ type LedgerChecker interface {
 }
 
 // LedgerExpect is what an experiment expects of its exact ledger: a count
-// (attempted, accepted, written, writtenTwice, processed, processings,
-// duplicates, lost, unexpected, unreadable) and a number it must equal
+// (attempted, accepted, acceptedNotWritten, written, writtenTwice,
+// processed, processings, duplicates, lost, unexpected, unreadable) and a number it must equal
 // (0), or a comparison as a string (">0", "<=5", "!=0"). In a preset:
 //
 //	ledger: {lost: 0, duplicates: ">0"}
@@ -37,7 +37,7 @@ type LedgerChecker interface {
 type LedgerExpect map[string]any
 
 // ledgerCounts are the counts an expectation may name, in report order.
-var ledgerCounts = []string{"attempted", "accepted", "written", "writtenTwice", "processed", "processings", "duplicates", "lost", "unexpected", "unreadable"}
+var ledgerCounts = []string{"attempted", "accepted", "acceptedNotWritten", "written", "writtenTwice", "processed", "processings", "duplicates", "lost", "unexpected", "unreadable"}
 
 // LedgerCheck is one expectation and how it was judged.
 type LedgerCheck struct {
@@ -96,7 +96,7 @@ func (l LedgerExpect) parse(p *apierr.Problems) []LedgerCheck {
 
 // value is the count c names in r (nil: k6 left no summary).
 func countOf(r *ledgercheck.Result, count string) *int64 {
-	v := map[string]*int64{"attempted": r.Attempted, "accepted": r.Accepted, "written": &r.Written, "writtenTwice": &r.WrittenTwice,
+	v := map[string]*int64{"attempted": r.Attempted, "accepted": r.Accepted, "acceptedNotWritten": r.AcceptedNotWritten, "written": &r.Written, "writtenTwice": &r.WrittenTwice,
 		"processed": &r.Processed, "processings": &r.Processings, "duplicates": &r.Duplicates, "lost": &r.Lost,
 		"unexpected": &r.Unexpected, "unreadable": &r.Unreadable}[count]
 	if v == nil {
@@ -146,7 +146,7 @@ func (r *runner) exactLedger(ctx context.Context, job *traffic.Job) (*ledgerchec
 	// clocks, the start is the platform's.
 	res := r.m.ledger.Check(ctx, []string{e.TrafficJobID}, r.start.Add(-time.Minute))
 	if job != nil {
-		res.Attempted, res.Accepted = k6Count(*job, "packets_sent"), k6Count(*job, "packets_accepted")
+		res.SetK6(k6Count(*job, "packets_sent"), k6Count(*job, "packets_accepted"))
 	}
 	r.event("ledger-read", "exact ledger of %s: written %d, processed %d, duplicates %d, lost %d, unexpected %d, unreadable %d (%d records read in %.1fs)%s",
 		e.TrafficJobID, res.Written, res.Processed, res.Duplicates, res.Lost, res.Unexpected, res.Unreadable, res.RecordsRead, res.WaitedSeconds, ledgerTrouble(&res))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -97,7 +98,7 @@ func TestTheExactLedgerIsReadForTheExperimentsJobAndItsExpectationsDecide(t *tes
 			require.True(t, c.Passed, "%+v", c)
 		}
 		md := Markdown(e)
-		for _, want := range []string{"## Delivery ledger (exact, from Kafka)", "| — | 1000 | 1000 | 1000 | 12 | 0 | 0 | 0 |", "`t-1-2-7`: written logs.analyzer-2/0@7",
+		for _, want := range []string{"## Delivery ledger (exact, from Kafka)", "| — | 1000 | 0 | 1000 | 1000 | 12 | 0 | 0 | 0 |", "`t-1-2-7`: written logs.analyzer-2/0@7",
 			"ledger ledger.processed/0@95", "| lost == 0 | 0 | ✅ passed |", "| duplicates > 0 | 12 | ✅ passed |", "### Metric ledger (cross-check)"} {
 			require.Contains(t, md, want)
 		}
@@ -112,16 +113,17 @@ func TestTheExactLedgerIsReadForTheExperimentsJobAndItsExpectationsDecide(t *tes
 func TestALostPacketFailsAnExperimentThatExpectsNoneAndSaysWhichCheck(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w, _, store := newWorld(analyzerCrash)
-		m := ledgerManager(w, &fakeLedger{res: summaryOf(1000, 997, 0, 3)}, nil)
+		m := ledgerManager(w, &fakeLedger{res: summaryOf(990, 987, 0, 3)}, nil)
 		m.alerts = store
 		d := crashDefinition()
-		d.Ledger = LedgerExpect{"lost": 0, "duplicates": ">0"}
+		d.Ledger = LedgerExpect{"lost": 0, "duplicates": ">0", "acceptedNotWritten": 0}
 		e, err := m.Start(d)
 		require.NoError(t, err)
 		m.Wait()
 		e, _ = m.Get(e.ID)
 		require.Equal(t, Failed, e.State)
-		require.Contains(t, e.Reason, "2 ledger checks failed")
+		require.Contains(t, e.Reason, "3 ledger checks failed")
+		require.Contains(t, e.Reason, "ledger: acceptedNotWritten == 0 (was 10)", "k6 saw 1000 answered 2xx, logs.* holds 990")
 		require.Contains(t, e.Reason, "ledger: lost == 0 (was 3)")
 		require.Contains(t, e.Reason, "ledger: duplicates > 0 (was 0)")
 		require.Contains(t, Markdown(e), "| lost == 0 | 3 | ❌ failed |")
@@ -196,7 +198,7 @@ delivery: {analyzer-2: effectively-once}
 	for _, f := range []string{"ledger.lsot", "ledger.lost", "ledger.duplicates", "ledger.written", "ledger.processed", "ledger", "delivery.analyzer-2"} {
 		require.Contains(t, problems, f, "%v", ve.Problems)
 	}
-	require.Contains(t, problems["ledger.lsot"], "one of attempted, accepted, written")
+	require.Contains(t, problems["ledger.lsot"], "one of attempted, accepted, acceptedNotWritten, written")
 	require.Contains(t, problems["ledger"], "needs traffic")
 	require.Contains(t, problems["delivery.analyzer-2"], "at-most-once, at-least-once, effectively-once")
 }
@@ -242,4 +244,28 @@ func TestAnAnalyzerWhoseModeCannotBeSetFailsTheExperimentBeforeItsTraffic(t *tes
 		require.Empty(t, e.TrafficJobID)
 		require.Equal(t, []string{"analyzer-1=effectively-once", "analyzer-1=at-least-once"}, a.history, "what was changed is put back")
 	})
+}
+
+func TestTheSIGKILLPresetsExpectTheExactLedgerToLoseNothingAndEachDeliveryModeItsOwnOutcome(t *testing.T) {
+	presets, err := LoadPresets("../../../experiments", 600)
+	require.NoError(t, err)
+	expects := func(name string) map[string]string {
+		out := map[string]string{}
+		for _, c := range presets[name].Ledger.parse(&apierr.Problems{}) {
+			out[c.Count] = fmt.Sprintf("%s %g", c.Comparator, c.Threshold)
+		}
+		return out
+	}
+	for _, name := range []string{"analyzer-crash", "flapping-analyzer", "delivery-semantics-at-least-once", "delivery-semantics-effectively-once"} {
+		require.Equal(t, "== 0", expects(name)["lost"], name)
+	}
+	require.Equal(t, "> 0", expects("delivery-semantics-at-most-once")["lost"])
+	require.Equal(t, "> 0", expects("delivery-semantics-at-least-once")["duplicates"])
+	require.Equal(t, "== 0", expects("delivery-semantics-effectively-once")["duplicates"])
+	for _, mode := range deliveryModes {
+		d := presets["delivery-semantics-"+mode]
+		require.Equal(t, map[string]string{"analyzer-2": mode}, d.Delivery)
+		require.Equal(t, presets["delivery-semantics-at-least-once"].Faults, d.Faults, "the same fault in every mode")
+		require.Equal(t, "0", fmt.Sprint(expects(d.Name)["acceptedNotWritten"][3:]))
+	}
 }

@@ -60,6 +60,11 @@ type Result struct {
 	// (sent, and answered 2xx); nil when k6 left no summary.
 	Attempted *int64 `json:"attempted"`
 	Accepted  *int64 `json:"accepted"`
+	// AcceptedNotWritten is how many more packets k6 saw answered 2xx than
+	// logs.* holds (a 2xx means written: anything above 0 is a loss
+	// before Kafka, or packets whose ids do not name the job). A count
+	// only: k6 does not say which. Nil without k6's count.
+	AcceptedNotWritten *int64 `json:"acceptedNotWritten"`
 	Counts
 	Examples Examples `json:"examples"`
 	// RecordsRead counts every record read (other jobs' too).
@@ -225,4 +230,13 @@ func readTo(ctx context.Context, src Source, t *Tally, q Query, p Partition, nex
 		}
 	}
 	return nil
+}
+
+// SetK6 records k6's own counts of the job's packets (nil: unknown).
+func (r *Result) SetK6(attempted, accepted *int64) {
+	r.Attempted, r.Accepted = attempted, accepted
+	if accepted != nil {
+		n := max(0, *accepted-r.Written)
+		r.AcceptedNotWritten = &n
+	}
 }
