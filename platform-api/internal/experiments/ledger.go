@@ -26,7 +26,8 @@ type LedgerChecker interface {
 
 // LedgerExpect is what an experiment expects of its exact ledger: a count
 // (attempted, accepted, acceptedNotWritten, written, writtenTwice,
-// processed, processings, duplicates, lost, unexpected, unreadable) and a number it must equal
+// processed, processings, duplicates, redelivered, lost, unexpected,
+// unreadable) and a number it must equal
 // (0), or a comparison as a string (">0", "<=5", "!=0"). In a preset:
 //
 //	ledger: {lost: 0, duplicates: ">0"}
@@ -37,7 +38,7 @@ type LedgerChecker interface {
 type LedgerExpect map[string]any
 
 // ledgerCounts are the counts an expectation may name, in report order.
-var ledgerCounts = []string{"attempted", "accepted", "acceptedNotWritten", "written", "writtenTwice", "processed", "processings", "duplicates", "lost", "unexpected", "unreadable"}
+var ledgerCounts = []string{"attempted", "accepted", "acceptedNotWritten", "written", "writtenTwice", "processed", "processings", "duplicates", "redelivered", "lost", "unexpected", "unreadable"}
 
 // LedgerCheck is one expectation and how it was judged.
 type LedgerCheck struct {
@@ -97,7 +98,7 @@ func (l LedgerExpect) parse(p *apierr.Problems) []LedgerCheck {
 // value is the count c names in r (nil: k6 left no summary).
 func countOf(r *ledgercheck.Result, count string) *int64 {
 	v := map[string]*int64{"attempted": r.Attempted, "accepted": r.Accepted, "acceptedNotWritten": r.AcceptedNotWritten, "written": &r.Written, "writtenTwice": &r.WrittenTwice,
-		"processed": &r.Processed, "processings": &r.Processings, "duplicates": &r.Duplicates, "lost": &r.Lost,
+		"processed": &r.Processed, "processings": &r.Processings, "duplicates": &r.Duplicates, "redelivered": &r.Redelivered, "lost": &r.Lost,
 		"unexpected": &r.Unexpected, "unreadable": &r.Unreadable}[count]
 	if v == nil {
 		return nil

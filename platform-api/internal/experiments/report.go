@@ -127,7 +127,7 @@ func ledgerMarkdown(p func(string, ...any), e Experiment) {
 		}
 		p("| attempted (k6) | accepted (k6, 2xx) | accepted, not written | written | processed (unique) | duplicates | lost | unexpected | unreadable |\n|---|---|---|---|---|---|---|---|---|\n")
 		p("| %s | %s | %s | %d | %d | %d | %d | %d | %d |\n", inum(x.Attempted), inum(x.Accepted), inum(x.AcceptedNotWritten), x.Written, x.Processed, x.Duplicates, x.Lost, x.Unexpected, x.Unreadable)
-		p("\n*accepted, not written*: k6's 2xx answers beyond the ids in `logs.*` (a count: above 0, packets answered 2xx are not in Kafka, or their ids do not name the job); *written*: ids in `logs.*` (%d written more than once); *processed*: ids with a ledger record (%d records); *duplicates*: ids processed more than once; *lost*: written, never processed; *unexpected*: processed, never written; *unreadable*: ledger records that are not ledger records.\n", x.WrittenTwice, x.Processings)
+		p("\n*accepted, not written*: k6's 2xx answers beyond the ids in `logs.*` (a count: above 0, packets answered 2xx are not in Kafka, or their ids do not name the job); *written*: ids in `logs.*` (%d written more than once); *processed*: ids with a ledger record (%d records); *duplicates*: ids processed more than once (%d of them the same `logs.*` record again: a re-delivery); *lost*: written, never processed; *unexpected*: processed, never written; *unreadable*: ledger records that are not ledger records.\n", x.WrittenTwice, x.Processings, x.Redelivered)
 		examples(p, "Lost", x.Examples.Lost)
 		examples(p, "Duplicates", x.Examples.Duplicates)
 		examples(p, "Unexpected", x.Examples.Unexpected)

@@ -2,7 +2,6 @@ package ledgercheck
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/ledger"
 )
 
 // history is a hand-written Kafka: topics of records, partitions of one
@@ -46,9 +47,20 @@ func (h *history) write(analyzer, id string) Position {
 
 // process is the analyzer's ledger record for the packet at pos.
 func (h *history) process(analyzer, id string, pos Position) Position {
-	b, _ := json.Marshal(map[string]any{"v": 1, "packet_id": id, "emitter_id": "k6-1", "tenant": "default", "analyzer": analyzer,
-		"topic": pos.Topic, "partition": pos.Partition, "offset": pos.Offset, "processed_at": t0.Add(2 * time.Second), "delivery": "at-least-once", "messages": 3})
-	return h.add("ledger.processed", 0, t0.Add(2*time.Second), b)
+	return h.add("ledger.processed", 0, t0.Add(2*time.Second), ledgerValue(analyzer, id, pos))
+}
+
+// ledgerValue is a ledger record as the analyzers write it.
+func ledgerValue(analyzer, id string, pos Position) []byte {
+	if pos.Topic == "" {
+		pos.Topic = "logs." + analyzer
+	}
+	b, err := ledger.Encode(ledger.Record{PacketID: id, EmitterID: "k6-1", Tenant: "default", Analyzer: analyzer, Topic: pos.Topic, Partition: pos.Partition,
+		Offset: pos.Offset, ProcessedAt: t0.Add(2 * time.Second), Delivery: ledger.AtLeastOnce, Messages: 3})
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func (h *history) Partitions(context.Context) ([]Partition, error) {
@@ -153,13 +165,21 @@ func TestAPacketProcessedTwiceIsADuplicateWithBothProcessings(t *testing.T) {
 	first := h.process("analyzer-2", "t-1-2-7", at)
 	second := h.process("analyzer-2", "t-1-2-7", at) // re-consumed after a crash
 	r := Check(t.Context(), h, DecodeLedger, query("t-1"))
-	require.Equal(t, Counts{Written: 1, Processed: 1, Processings: 2, Duplicates: 1}, r.Counts)
+	require.Equal(t, Counts{Written: 1, Processed: 1, Processings: 2, Duplicates: 1, Redelivered: 1}, r.Counts)
 	require.Len(t, r.Examples.Duplicates, 1)
 	d := r.Examples.Duplicates[0]
 	require.Equal(t, "t-1-2-7", d.PacketID)
 	require.Equal(t, []Position{first, second}, []Position{d.Processed[0].Ledger, d.Processed[1].Ledger})
 	require.Equal(t, at, d.Processed[1].Logs)
 	require.Equal(t, "analyzer-2", d.Processed[1].Analyzer)
+}
+
+func TestTwoCopiesOfAPacketProcessedOnceEachAreADuplicateButNoRedelivery(t *testing.T) {
+	h := newHistory()
+	h.process("analyzer-1", "t-1-1-1", h.write("analyzer-1", "t-1-1-1"))
+	h.process("analyzer-1", "t-1-1-1", h.write("analyzer-1", "t-1-1-1")) // a distributor retry whose first write landed
+	r := Check(t.Context(), h, DecodeLedger, query("t-1"))
+	require.Equal(t, Counts{Written: 1, WrittenTwice: 1, Processed: 1, Processings: 2, Duplicates: 1}, r.Counts)
 }
 
 func TestAPacketProcessedButNeverWrittenIsUnexpected(t *testing.T) {
@@ -194,8 +214,7 @@ func TestTheSameHistoryInAnyOrderGivesTheSameLedger(t *testing.T) {
 		for i, e := range evs {
 			pos := Position{Topic: "logs.analyzer-1", Offset: int64(i)}
 			if e.ledger {
-				b, _ := json.Marshal(map[string]any{"v": 1, "packet_id": e.id, "analyzer": "analyzer-1", "topic": pos.Topic, "offset": 1})
-				tl.Processed(Record{Position: Position{Topic: "ledger.processed"}, Value: b})
+				tl.Processed(Record{Position: Position{Topic: "ledger.processed"}, Value: ledgerValue("analyzer-1", e.id, pos)})
 			} else {
 				tl.Written(Record{Position: Position{Topic: "logs.analyzer-1"}, Headers: []kafka.Header{{Key: "packet_id", Value: []byte(e.id)}}})
 			}

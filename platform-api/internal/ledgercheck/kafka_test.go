@@ -42,11 +42,10 @@ func TestTheKafkaSourceReadsWhatAKafkaGoWriterWrote(t *testing.T) {
 		if i%50 == 7 {
 			continue // lost
 		}
-		rec := fmt.Sprintf(`{"v":1,"packet_id":%q,"analyzer":"analyzer-1","topic":%q,"partition":0,"offset":%d,"processed_at":%q,"delivery":"at-least-once"}`,
-			id, topic, i, time.Now().UTC().Format(time.RFC3339Nano))
-		msgs = append(msgs, kafka.Message{Topic: "ledger.processed", Key: []byte(id), Value: []byte(rec)})
+		rec := ledgerValue("analyzer-1", id, Position{Topic: topic, Offset: int64(i)})
+		msgs = append(msgs, kafka.Message{Topic: "ledger.processed", Key: []byte(id), Value: rec})
 		if i == 100 {
-			msgs = append(msgs, kafka.Message{Topic: "ledger.processed", Key: []byte(id), Value: []byte(rec)}) // processed twice
+			msgs = append(msgs, kafka.Message{Topic: "ledger.processed", Key: []byte(id), Value: rec}) // processed twice
 		}
 	}
 	msgs = append(msgs, kafka.Message{Topic: "ledger.processed", Value: []byte("garbage")},
@@ -59,7 +58,7 @@ func TestTheKafkaSourceReadsWhatAKafkaGoWriterWrote(t *testing.T) {
 	q.Since, q.MaxRecords, q.Quiet, q.Poll = since, 10000, time.Second, 100*time.Millisecond
 	r := Check(t.Context(), src, DecodeLedger, q)
 	require.True(t, r.Complete(), "%+v", r)
-	require.Equal(t, Counts{Written: 300, Processed: 294, Processings: 295, Duplicates: 1, Lost: 6, Unreadable: 1}, r.Counts)
+	require.Equal(t, Counts{Written: 300, Processed: 294, Processings: 295, Duplicates: 1, Redelivered: 1, Lost: 6, Unreadable: 1}, r.Counts)
 	require.ElementsMatch(t, []string{"t-1-1-7", "t-1-0-57", "t-1-2-107", "t-1-1-157", "t-1-0-207", "t-1-2-257"}, ids(r.Examples.Lost))
 	require.Equal(t, []string{"t-1-1-100"}, ids(r.Examples.Duplicates))
 	require.Equal(t, "ledger.processed", r.Examples.Unreadable[0].Topic)

@@ -86,10 +86,13 @@ type Counts struct {
 	// Processings the ledger records (each processing).
 	Processed   int64 `json:"processed"`
 	Processings int64 `json:"processings"`
-	// Duplicates are the ids processed more than once.
-	Duplicates int64 `json:"duplicates"`
-	Lost       int64 `json:"lost"`
-	Unexpected int64 `json:"unexpected"`
+	// Duplicates are the ids processed more than once; Redelivered those
+	// of them whose same logs.* record was processed more than once (a
+	// re-delivery after a crash, not a second copy of the packet).
+	Duplicates  int64 `json:"duplicates"`
+	Redelivered int64 `json:"redelivered"`
+	Lost        int64 `json:"lost"`
+	Unexpected  int64 `json:"unexpected"`
 	// Unreadable counts ledger records that do not decode (whatever job:
 	// an unreadable record names none).
 	Unreadable int64 `json:"unreadable"`
@@ -249,7 +252,22 @@ func (t *Tally) Counts() (Counts, Examples) {
 		if n > 1 {
 			c.Duplicates++
 			add(&ex.Duplicates, id, p)
+			if redelivered(p.processed) {
+				c.Redelivered++
+			}
 		}
 	}
 	return c, ex
+}
+
+// redelivered says whether one logs.* record was processed twice.
+func redelivered(ps []Processing) bool {
+	seen := map[Position]bool{}
+	for _, p := range ps {
+		if seen[p.Logs] {
+			return true
+		}
+		seen[p.Logs] = true
+	}
+	return false
 }
