@@ -51,7 +51,7 @@ type Definition struct {
 	DetectAlerts []string `yaml:"detectAlerts" json:"detectAlerts,omitempty" example:"AnalyzerDown"`
 	// Ledger is what the exact delivery ledger must show at the end (see
 	// LedgerExpect): {lost: 0, duplicates: ">0"}. It needs traffic.
-	Ledger LedgerExpect `yaml:"ledger" json:"ledger,omitempty" example:"lost:0,duplicates:>0"`
+	Ledger LedgerExpect `yaml:"ledger" json:"ledger,omitempty"`
 	// Delivery sets analyzers' delivery modes for the experiment, by
 	// analyzer id (at-most-once, at-least-once, effectively-once), through
 	// each analyzer's admin API; the modes from before are put back at the
