@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/dsplab/dsplab/platform-api/internal/alerts"
 	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/ledgercheck"
 )
@@ -268,4 +269,51 @@ func TestTheSIGKILLPresetsExpectTheExactLedgerToLoseNothingAndEachDeliveryModeIt
 		require.Equal(t, presets["delivery-semantics-at-least-once"].Faults, d.Faults, "the same fault in every mode")
 		require.Equal(t, "0", fmt.Sprint(expects(d.Name)["acceptedNotWritten"][3:]))
 	}
+}
+
+// A kill -9 of the platform while analyzer-2 is in another mode: the mode
+// from before was on disk before the change, and the restarted platform
+// puts it back.
+func TestAnInterruptedExperimentPutsTheDeliveryModesBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		w, _, as := newWorld(analyzerCrash)
+		a := &fakeAnalyzers{modes: map[string]string{"analyzer-2": "at-least-once"}}
+		var killed string
+		checking := &checkingAnalyzers{fakeAnalyzers: a, onSet: func() {
+			if killed == "" {
+				killed = copyDir(t, dir) // what a kill -9 right after the change leaves
+			}
+		}}
+		m := NewManager(Options{Querier: w, Faults: w, Traffic: trafficWorld{w}, Alerts: as, Delivery: checking, MaxFaultSeconds: 600,
+			Logger: slog.New(slog.DiscardHandler), Store: openStore(t, dir)})
+		d := crashDefinition()
+		d.Delivery = map[string]string{"analyzer-2": "at-most-once"}
+		_, err := m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		require.NotEmpty(t, killed)
+
+		a.modes["analyzer-2"], a.history = "at-most-once", nil // as the killed platform left it
+		m2 := NewManager(Options{Querier: w.clone(), Faults: w, Traffic: trafficWorld{w}, Alerts: alerts.New(10), Delivery: a, MaxFaultSeconds: 600,
+			Logger: slog.New(slog.DiscardHandler), Store: openStore(t, killed)})
+		m2.Restore()
+		m2.Wait()
+		list := m2.List()
+		require.Len(t, list, 1)
+		require.Equal(t, Interrupted, list[0].State)
+		require.Contains(t, list[0].Reason, "the analyzers' delivery modes from before restored")
+		require.Equal(t, []string{"analyzer-2=at-least-once"}, a.history)
+	})
+}
+
+type checkingAnalyzers struct {
+	*fakeAnalyzers
+	onSet func()
+}
+
+func (c *checkingAnalyzers) SetDeliveryMode(ctx context.Context, id, mode string) error {
+	err := c.fakeAnalyzers.SetDeliveryMode(ctx, id, mode)
+	c.onSet()
+	return err
 }

@@ -231,8 +231,10 @@ func (m *Manager) conclude(e *Experiment) {
 	done = append(done, r.concludeTraffic(ctx, snap, u)...)
 	l := r.ledgerNow(ctx)
 	var job *traffic.Job
-	if j, err := r.m.traffic.Get(r.snapshot().TrafficJobID); err == nil {
-		job = &j
+	if id := r.snapshot().TrafficJobID; id != "" {
+		if j, err := r.m.traffic.Get(id); err == nil {
+			job = &j
+		}
 	}
 	exact, note := r.exactLedger(ctx, job)
 	checks := judgeLedger(r.snapshot().LedgerChecks, exact, note)
