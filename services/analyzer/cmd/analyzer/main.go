@@ -20,7 +20,7 @@ func main() {
 		name = "analyzer-1"
 	}
 	lifecycle.Main(name, version, func(ctx context.Context, tel *telemetry.Providers, log *slog.Logger) error {
-		cfg, err := app.ConfigFromEnv(os.Getenv)
+		cfg, err := app.ConfigFromEnv(os.LookupEnv)
 		if err != nil {
 			return err
 		}

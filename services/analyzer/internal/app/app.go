@@ -1,5 +1,6 @@
 // Package app wires an analyzer: configuration from the environment, the
-// consumer, and the HTTP endpoints /health, /stats and /metrics.
+// consumer, and the HTTP endpoints /health, /stats, /metrics and the admin
+// route /admin/delivery (admin.go).
 package app
 
 import (
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dsplab/dsplab/internal/httpserver"
+	"github.com/dsplab/dsplab/internal/ledger"
 	"github.com/dsplab/dsplab/internal/telemetry"
 	"github.com/dsplab/dsplab/services/analyzer/internal/consume"
 )
@@ -26,12 +28,21 @@ import (
 type Config struct {
 	Listen   string
 	Consumer consume.Config
+	// StateFile (DELIVERY_STATE_FILE) keeps a delivery mode switched at
+	// run time across restarts of the process; empty: not kept.
+	StateFile string
+	// AdminToken (ADMIN_TOKEN) and AllowedHosts (ALLOWED_HOSTS) protect
+	// the admin routes as the distributor's are protected.
+	AdminToken, AllowedHosts string
 }
 
 // ConfigFromEnv reads PORT, ANALYZER_ID, KAFKA_BROKERS, PROCESSING_DELAY_MS,
-// MAX_MESSAGES_PER_SEC, KAFKA_TOPIC_PREFIX, KAFKA_GROUP, DEDUP_WINDOW and
-// KAFKA_SESSION_TIMEOUT_MS, and reports every bad value at once.
-func ConfigFromEnv(getenv func(string) string) (Config, error) {
+// MAX_MESSAGES_PER_SEC, KAFKA_TOPIC_PREFIX, KAFKA_GROUP, DEDUP_WINDOW,
+// KAFKA_SESSION_TIMEOUT_MS, DELIVERY, LEDGER_TOPIC (set and empty: no
+// ledger), COMMIT_INTERVAL_MS, DELIVERY_STATE_FILE, ADMIN_TOKEN and
+// ALLOWED_HOSTS, and reports every bad value at once.
+func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
+	getenv := func(k string) string { v, _ := lookup(k); return v }
 	get := func(k, def string) string {
 		if v := strings.TrimSpace(getenv(k)); v != "" {
 			return v
@@ -46,20 +57,34 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		return f
 	}
+	ms := func(k, def string) time.Duration { return time.Duration(num(k, def) * float64(time.Millisecond)) }
 	id := get("ANALYZER_ID", "analyzer-1")
 	port := get("PORT", "9001")
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		errs = append(errs, fmt.Errorf("PORT=%q: not a port number", port))
 	}
-	c := Config{Listen: ":" + port, Consumer: consume.Config{
-		ID:                id,
-		Topic:             get("KAFKA_TOPIC_PREFIX", "logs.") + id,
-		Group:             get("KAFKA_GROUP", id), // the distributor reads lag of group <group_prefix><id>
-		ProcessingDelay:   time.Duration(num("PROCESSING_DELAY_MS", "0") * float64(time.Millisecond)),
-		MaxMessagesPerSec: num("MAX_MESSAGES_PER_SEC", "0"),
-		DedupWindow:       int(num("DEDUP_WINDOW", "100000")),
-		SessionTimeout:    time.Duration(num("KAFKA_SESSION_TIMEOUT_MS", "6000") * float64(time.Millisecond)),
-	}}
+	ledgerTopic, set := lookup("LEDGER_TOPIC")
+	if !set {
+		ledgerTopic = ledger.DefaultTopic
+	}
+	mode, err := ledger.ParseMode(get("DELIVERY", string(ledger.AtLeastOnce)))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("DELIVERY: %w", err))
+	}
+	c := Config{Listen: ":" + port, StateFile: strings.TrimSpace(getenv("DELIVERY_STATE_FILE")),
+		AdminToken: strings.TrimSpace(getenv("ADMIN_TOKEN")), AllowedHosts: getenv("ALLOWED_HOSTS"),
+		Consumer: consume.Config{
+			ID:                id,
+			Topic:             get("KAFKA_TOPIC_PREFIX", "logs.") + id,
+			Group:             get("KAFKA_GROUP", id), // the distributor reads lag of group <group_prefix><id>
+			ProcessingDelay:   ms("PROCESSING_DELAY_MS", "0"),
+			MaxMessagesPerSec: num("MAX_MESSAGES_PER_SEC", "0"),
+			DedupWindow:       int(num("DEDUP_WINDOW", "100000")),
+			SessionTimeout:    ms("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+			LedgerTopic:       strings.TrimSpace(ledgerTopic),
+			Delivery:          mode,
+			CommitInterval:    ms("COMMIT_INTERVAL_MS", "200"),
+		}}
 	for _, b := range strings.Split(get("KAFKA_BROKERS", "127.0.0.1:9092"), ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.Consumer.Brokers = append(c.Consumer.Brokers, b)
@@ -71,14 +96,21 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.Consumer.DedupWindow < 1 {
 		errs = append(errs, errors.New("DEDUP_WINDOW: must be at least 1"))
 	}
+	if c.Consumer.CommitInterval < 10*time.Millisecond {
+		errs = append(errs, errors.New("COMMIT_INTERVAL_MS: must be at least 10"))
+	}
+	if mode == ledger.EffectivelyOnce && c.Consumer.LedgerTopic == "" {
+		errs = append(errs, fmt.Errorf("DELIVERY=effectively-once: %w", consume.ErrNoLedger))
+	}
 	return c, errors.Join(errs...)
 }
 
 // App is a running analyzer.
 type App struct {
-	consumer *consume.Consumer
-	stats    *consume.Stats
-	server   *httpserver.Server
+	ledgerTopic string
+	consumer    *consume.Consumer
+	stats       *consume.Stats
+	server      *httpserver.Server
 }
 
 // New builds the analyzer and binds its port (listen overrides cfg.Listen
@@ -88,12 +120,19 @@ func New(cfg Config, listen string, tel *telemetry.Providers, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	a := &App{stats: stats, consumer: consume.New(cfg.Consumer, stats, tel.TracerProvider, log)}
+	if err := loadMode(&cfg, log); err != nil {
+		return nil, err
+	}
+	if cfg.StateFile != "" {
+		cfg.Consumer.OnModeChange = func(m ledger.Mode) error { return saveMode(cfg.StateFile, m) }
+	}
+	a := &App{ledgerTopic: cfg.Consumer.LedgerTopic, stats: stats, consumer: consume.New(cfg.Consumer, stats, tel.TracerProvider, log)}
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Get("/health", a.health)
 	r.Get("/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.stats.Snapshot()) })
 	r.Method(http.MethodGet, "/metrics", tel.MetricsHandler)
+	r.Group(func(r chi.Router) { a.adminRoutes(r, cfg) })
 	if listen == "" {
 		listen = cfg.Listen
 	}
@@ -123,7 +162,7 @@ func (a *App) health(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "healthy"})
+	writeJSON(w, http.StatusOK, map[string]string{"status": "healthy", "delivery": string(a.consumer.Mode())})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -1,14 +1,20 @@
 // Package consume is the analyzer's consumer: it reads its topic with its
 // own consumer group, processes each packet (counts by level and tenant),
-// de-duplicates by packet id over a bounded window, and commits offsets only
-// after processing (at-least-once delivery, exactly-once counting within
-// the window). It continues the trace carried in the record headers.
+// de-duplicates by packet id over a bounded window, records every
+// processing in the ledger topic, and commits offsets as its delivery mode
+// says (delivery.go). It continues the trace carried in the record headers.
+//
+// Records are handled in batches: a fetch goroutine keeps up to maxBatch
+// records ready, and the loop takes what is there (at least one). Batches
+// are what at-most-once commits before processing, and what the other
+// modes flush the ledger and commit after, at most every CommitInterval.
 package consume
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +25,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dsplab/dsplab/internal/envelope"
+	"github.com/dsplab/dsplab/internal/ledger"
 )
+
+// maxBatch bounds a batch, and so what at-most-once loses to a crash.
+const maxBatch = 256
+
+// ledgerRetention is the ledger topic's retention.ms when the analyzer
+// creates it: a day of a lab's experiments.
+const ledgerRetention = "86400000"
 
 // Config is the consumer's configuration.
 type Config struct {
@@ -33,52 +47,141 @@ type Config struct {
 	// SessionTimeout bounds how long a killed analyzer's old group member
 	// blocks its restarted self (kafka-go's default is 30s).
 	SessionTimeout time.Duration
+	// LedgerTopic receives a ledger.Record per processed packet; empty:
+	// no ledger (and no effectively-once).
+	LedgerTopic string
+	// Delivery is the mode at start-up.
+	Delivery ledger.Mode
+	// CommitInterval is how often at-least-once and effectively-once
+	// commit (at-most-once commits every batch before processing it).
+	CommitInterval time.Duration
+	// OnModeChange, when set, is called after every switch of the mode at
+	// run time (the analyzer keeps it in its state file).
+	OnModeChange func(ledger.Mode) error
 }
 
 // Consumer is one analyzer's consume loop.
 type Consumer struct {
-	cfg     Config
-	stats   *Stats
-	dedup   *Dedup
-	tracer  trace.Tracer
-	log     *slog.Logger
+	cfg    Config
+	stats  *Stats
+	tracer trace.Tracer
+	log    *slog.Logger
+
 	running atomic.Bool
-	budget  float64 // message tokens for MaxMessagesPerSec
-	last    time.Time
+	mode    atomic.Value // ledger.Mode
+
+	// mu is held while a batch is handled and while the mode switches:
+	// everything below is the loop's state.
+	mu         sync.Mutex
+	reader     *kafka.Reader // nil until the loop runs
+	ledger     *ledgerWriter // nil without a ledger topic
+	dedup      *Dedup
+	done       map[ledger.Source]struct{} // effectively-once: processed and not yet committed
+	pending    map[int]kafka.Message      // per partition: the last record handled, not committed
+	lastCommit time.Time
+	budget     float64 // message tokens for MaxMessagesPerSec
+	last       time.Time
 }
 
 // New returns a consumer; it connects in Run.
 func New(cfg Config, stats *Stats, tp trace.TracerProvider, log *slog.Logger) *Consumer {
-	return &Consumer{cfg: cfg, stats: stats, dedup: NewDedup(cfg.DedupWindow), log: log,
+	if cfg.Delivery == "" {
+		cfg.Delivery = ledger.AtLeastOnce
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = 200 * time.Millisecond
+	}
+	c := &Consumer{cfg: cfg, stats: stats, dedup: NewDedup(cfg.DedupWindow), log: log, pending: map[int]kafka.Message{},
+		done:   map[ledger.Source]struct{}{},
 		tracer: tp.Tracer("github.com/dsplab/dsplab/services/analyzer/consume")}
+	c.mode.Store(cfg.Delivery)
+	stats.setMode(cfg.Delivery)
+	return c
 }
 
 // Running reports whether the consume loop is alive.
 func (c *Consumer) Running() bool { return c.running.Load() }
 
-// Run consumes until ctx ends. Offsets of processed records are committed
-// every 200ms and on close.
+// Mode is the delivery mode in force.
+func (c *Consumer) Mode() ledger.Mode { return c.mode.Load().(ledger.Mode) }
+
+// Run consumes until ctx ends.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.running.Store(true)
 	defer c.running.Store(false)
-	c.ensureTopic(ctx)
+	c.ensureTopics(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: c.cfg.Brokers, GroupID: c.cfg.Group, Topic: c.cfg.Topic,
 		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 250 * time.Millisecond,
-		CommitInterval: 200 * time.Millisecond, StartOffset: kafka.FirstOffset,
+		// CommitInterval 0: CommitMessages is synchronous, so a commit
+		// has happened when it returns (at-most-once needs that); the
+		// loop batches commits itself.
+		CommitInterval: 0, StartOffset: kafka.FirstOffset,
 		HeartbeatInterval: time.Second, SessionTimeout: c.cfg.SessionTimeout,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) { c.log.Debug("kafka reader", "msg", msg) }),
 	})
-	defer func() {
-		if err := r.Close(); err != nil { // leaves the group and flushes commits
-			c.log.Warn("close reader", "err", err)
+	c.mu.Lock()
+	c.reader = r
+	if c.cfg.LedgerTopic != "" {
+		c.ledger = newLedgerWriter(c.cfg.Brokers, c.cfg.LedgerTopic, c.stats, c.log)
+	}
+	c.mu.Unlock()
+	if c.Mode() == ledger.EffectivelyOnce {
+		c.rebuildUntilDone(ctx)
+	}
+	c.log.Info("consuming", "topic", c.cfg.Topic, "group", c.cfg.Group, "brokers", c.cfg.Brokers, "delivery", c.Mode(), "ledger", c.cfg.LedgerTopic)
+
+	fetched := make(chan kafka.Message, maxBatch)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.fetch(ctx, r, fetched) }()
+	tick := time.NewTicker(c.cfg.CommitInterval)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		select {
+		case m := <-fetched:
+			batch := []kafka.Message{m}
+			for len(batch) < maxBatch && len(fetched) > 0 {
+				batch = append(batch, <-fetched)
+			}
+			c.handle(ctx, batch)
+		case <-tick.C:
+			c.mu.Lock()
+			c.commitPending(ctx)
+			c.mu.Unlock()
+		case <-ctx.Done():
 		}
-	}()
-	c.log.Info("consuming", "topic", c.cfg.Topic, "group", c.cfg.Group, "brokers", c.cfg.Brokers)
+	}
+	wg.Wait()
+	// Graceful stop: what was processed is recorded and committed, on a
+	// detached, bounded context (a SIGTERM loses nothing in any mode).
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	c.mu.Lock()
+	c.commitPending(sctx)
+	c.reader = nil
+	if c.ledger != nil {
+		if err := c.ledger.close(); err != nil {
+			c.log.Warn("close ledger writer", "err", err)
+		}
+		c.ledger = nil
+	}
+	c.mu.Unlock()
+	if err := r.Close(); err != nil { // leaves the group
+		c.log.Warn("close reader", "err", err)
+	}
+	return nil
+}
+
+// fetch keeps the loop's channel filled until ctx ends.
+func (c *Consumer) fetch(ctx context.Context, r *kafka.Reader, out chan<- kafka.Message) {
 	for {
 		m, err := r.FetchMessage(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if err != nil {
 			c.stats.setError(err)
@@ -86,37 +189,49 @@ func (c *Consumer) Run(ctx context.Context) error {
 			sleep(ctx, 500*time.Millisecond)
 			continue
 		}
-		c.process(ctx, m)
-		if err := r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
-			c.stats.setError(err)
-			c.log.Warn("commit", "err", err)
+		select {
+		case out <- m:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
 
-func (c *Consumer) ensureTopic(ctx context.Context) {
+func (c *Consumer) ensureTopics(ctx context.Context) {
+	topics := []kafka.TopicConfig{{Topic: c.cfg.Topic, NumPartitions: 1, ReplicationFactor: 1}}
+	if c.cfg.LedgerTopic != "" {
+		topics = append(topics, kafka.TopicConfig{Topic: c.cfg.LedgerTopic, NumPartitions: 1, ReplicationFactor: 1,
+			ConfigEntries: []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: ledgerRetention}}})
+	}
 	cl := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Timeout: 5 * time.Second}
 	for ctx.Err() == nil {
-		resp, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: c.cfg.Topic, NumPartitions: 1, ReplicationFactor: 1}}})
+		resp, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics})
 		if err == nil {
-			if e := resp.Errors[c.cfg.Topic]; e == nil || errors.Is(e, kafka.TopicAlreadyExists) {
+			for _, t := range topics {
+				if e := resp.Errors[t.Topic]; e != nil && !errors.Is(e, kafka.TopicAlreadyExists) {
+					err = errors.Join(err, e)
+				}
+			}
+			if err == nil {
 				return
 			}
-			err = resp.Errors[c.cfg.Topic]
 		}
 		c.stats.setError(err)
-		c.log.Warn("ensure topic; retrying", "topic", c.cfg.Topic, "err", err)
+		c.log.Warn("ensure topics; retrying", "topics", topics, "err", err)
 		sleep(ctx, 2*time.Second)
 	}
 }
 
-func (c *Consumer) process(ctx context.Context, m kafka.Message) {
+// process handles one record: it returns the ledger record of its
+// processing, or false when it was not processed (unreadable, or a
+// duplicate within the de-duplication window).
+func (c *Consumer) process(ctx context.Context, m kafka.Message, mode ledger.Mode) (ledger.Record, bool) {
 	start := time.Now()
 	ctx = otel.GetTextMapPropagator().Extract(ctx, envelope.HeaderCarrier(&m.Headers))
 	ctx, span := c.tracer.Start(ctx, "process "+c.cfg.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", m.Topic),
 			attribute.String("messaging.operation.type", "process"), attribute.Int64("messaging.kafka.offset", m.Offset),
-			attribute.String("dsplab.analyzer", c.cfg.ID)))
+			attribute.String("dsplab.analyzer", c.cfg.ID), attribute.String("dsplab.delivery", string(mode))))
 	defer span.End()
 	c.stats.setLag(max(m.HighWaterMark-m.Offset-1, 0))
 	env, err := envelope.UnmarshalSummary(m.Value)
@@ -126,13 +241,13 @@ func (c *Consumer) process(ctx context.Context, m kafka.Message) {
 		span.SetStatus(codes.Error, "bad envelope")
 		c.stats.unreadable(ctx)
 		c.log.ErrorContext(ctx, "skip unreadable record", "offset", m.Offset, "err", err)
-		return
+		return ledger.Record{}, false
 	}
 	span.SetAttributes(attribute.String("dsplab.packet_id", env.PacketID), attribute.String("dsplab.tenant", env.Tenant))
-	if c.dedup.Seen(env.Tenant + "\x00" + env.EmitterID + "\x00" + env.PacketID) {
+	if c.dedup.Seen(dedupKey(env.Tenant, env.EmitterID, env.PacketID)) {
 		span.SetAttributes(attribute.Bool("dsplab.duplicate", true))
 		c.stats.duplicate(ctx)
-		return
+		return ledger.Record{}, false
 	}
 	levels := map[string]int64{}
 	for _, msg := range env.Messages {
@@ -144,6 +259,12 @@ func (c *Consumer) process(ctx context.Context, m kafka.Message) {
 	c.throttle(ctx, len(env.Messages))
 	c.stats.processed(ctx, env.Tenant, levels, len(env.Messages), time.Since(start), time.Since(env.ReceivedAt))
 	c.stats.setError(nil)
+	return ledger.Record{PacketID: env.PacketID, EmitterID: env.EmitterID, Tenant: env.Tenant, Analyzer: c.cfg.ID,
+		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, ProcessedAt: time.Now(), Delivery: mode, Messages: len(env.Messages)}, true
+}
+
+func dedupKey(tenant, emitter, packet string) string {
+	return tenant + "\x00" + emitter + "\x00" + packet
 }
 
 // throttle waits until n messages fit under MaxMessagesPerSec.

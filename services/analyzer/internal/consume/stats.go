@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/dsplab/dsplab/internal/ledger"
 	"github.com/dsplab/dsplab/internal/telemetry"
 )
 
@@ -53,11 +54,18 @@ type Stats struct {
 	lag                         int64
 	last                        time.Time
 	lastError                   string
+	mode                        ledger.Mode
+	ledgerRecords, ledgerErrors int64
+	redeliveries                int64
+	lastRebuild                 *Rebuild
 
 	packetsC  metric.Int64Counter
 	messagesC metric.Int64Counter
 	dupsC     metric.Int64Counter
 	unreadC   metric.Int64Counter
+	ledgerC   metric.Int64Counter
+	ledgerErC metric.Int64Counter
+	redelivC  metric.Int64Counter
 	tenantC   metric.Int64Counter
 	procH     metric.Float64Histogram
 	e2eH      metric.Float64Histogram
@@ -89,6 +97,17 @@ type Snapshot struct {
 	ConsumerLag      int64      `json:"consumer_lag"`
 	LastProcessedAt  *time.Time `json:"last_processed_at,omitempty"`
 	LastError        string     `json:"last_error,omitempty"`
+	// Delivery is the delivery mode in force (README "Delivery semantics").
+	Delivery ledger.Mode `json:"delivery"`
+	// LedgerRecords are the ledger records acknowledged, LedgerWriteErrors
+	// those whose write failed (each is written again before a commit).
+	LedgerRecords     int64 `json:"ledger_records"`
+	LedgerWriteErrors int64 `json:"ledger_write_errors"`
+	// RedeliveriesSkipped are records effectively-once did not process
+	// again: the ledger held their processing.
+	RedeliveriesSkipped int64 `json:"redeliveries_skipped"`
+	// LastRebuild is the last rebuild of the processed set.
+	LastRebuild *Rebuild `json:"last_rebuild,omitempty"`
 }
 
 // NewStats creates the counters and their instruments on m. Every series
@@ -116,6 +135,9 @@ func NewStats(id string, m metric.Meter) (*Stats, error) {
 	s.messagesC = c("analyzer_messages_processed", "Messages of unique packets processed, by level (the usual levels, then the first 10 others seen; later ones as _other).")
 	s.dupsC = c("analyzer_duplicate_packets", "Packets seen again within the de-duplication window.")
 	s.unreadC = c("analyzer_unreadable_records", "Records of the topic that are not a readable envelope, skipped (and committed) so that they do not block the partition.")
+	s.ledgerC = c("analyzer_ledger_records", "Ledger records acknowledged by Kafka (one per processing of a packet).")
+	s.ledgerErC = c("analyzer_ledger_write_errors", "Ledger records whose write failed; each is written again before the offsets after it are committed.")
+	s.redelivC = c("analyzer_redeliveries_skipped", "Re-delivered records effectively-once did not process again because the ledger held their processing.")
 	s.tenantC = c("analyzer_tenant_packets_processed", "Unique packets processed, by tenant (the first 50 tenants seen; later ones as _other): with tenant-hash routing each tenant has one analyzer.")
 	s.procH = h("analyzer_processing_duration", "Time to process one packet.")
 	s.e2eH = h("analyzer_end_to_end_latency", "From the distributor receiving a packet to its processing.")
@@ -126,16 +148,35 @@ func NewStats(id string, m metric.Meter) (*Stats, error) {
 	s.packetsC.Add(context.Background(), 0, s.attr)
 	s.dupsC.Add(context.Background(), 0, s.attr)
 	s.unreadC.Add(context.Background(), 0, s.attr)
+	s.ledgerC.Add(context.Background(), 0, s.attr)
+	s.ledgerErC.Add(context.Background(), 0, s.attr)
+	s.redelivC.Add(context.Background(), 0, s.attr)
 	lagG, err := m.Int64ObservableGauge("analyzer_consumer_lag", metric.WithDescription("Records behind the end of the topic at the last fetch."))
 	if err != nil {
 		return nil, err
+	}
+	modeG, err := m.Int64ObservableGauge("analyzer_delivery_mode",
+		metric.WithDescription("1 for the analyzer's delivery mode in force (label delivery), 0 for the others."))
+	if err != nil {
+		return nil, err
+	}
+	modeAttrs := map[ledger.Mode]metric.ObserveOption{}
+	for _, md := range ledger.Modes {
+		modeAttrs[md] = metric.WithAttributes(attribute.String("analyzer", id), attribute.String("delivery", string(md)))
 	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		o.ObserveInt64(lagG, s.lag, metric.WithAttributes(attribute.String("analyzer", id)))
+		for _, md := range ledger.Modes {
+			v := int64(0)
+			if md == s.mode {
+				v = 1
+			}
+			o.ObserveInt64(modeG, v, modeAttrs[md])
+		}
 		return nil
-	}, lagG)
+	}, lagG, modeG)
 	return s, err
 }
 
@@ -208,6 +249,40 @@ func (s *Stats) unreadable(ctx context.Context) {
 	s.unreadC.Add(ctx, 1, s.attr)
 }
 
+func (s *Stats) setMode(m ledger.Mode) {
+	s.mu.Lock()
+	s.mode = m
+	s.mu.Unlock()
+}
+
+func (s *Stats) ledgerWritten(n int, err error) {
+	s.mu.Lock()
+	if err != nil {
+		s.ledgerErrors += int64(n)
+	} else {
+		s.ledgerRecords += int64(n)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.ledgerErC.Add(context.Background(), int64(n), s.attr)
+		return
+	}
+	s.ledgerC.Add(context.Background(), int64(n), s.attr)
+}
+
+func (s *Stats) redelivered(ctx context.Context) {
+	s.mu.Lock()
+	s.redeliveries++
+	s.mu.Unlock()
+	s.redelivC.Add(ctx, 1, s.attr)
+}
+
+func (s *Stats) rebuilt(rb Rebuild) {
+	s.mu.Lock()
+	s.lastRebuild = &rb
+	s.mu.Unlock()
+}
+
 func (s *Stats) setLag(lag int64) {
 	s.mu.Lock()
 	s.lag = lag
@@ -244,7 +319,12 @@ func (s *Stats) Snapshot() Snapshot {
 	defer s.mu.Unlock()
 	snap := Snapshot{AnalyzerID: s.id, PacketsProcessed: s.packets, MessagesProc: s.messages, DuplicatePackets: s.dups, UnreadableRecords: s.unread,
 		MessagesByLevel: map[string]int64{}, MessagesByTenant: map[string]int64{}, ConsumerLag: s.lag, LastError: s.lastError,
-		LevelsTruncated: s.levelsFolded, TenantsTruncated: s.tenantsFolded}
+		LevelsTruncated: s.levelsFolded, TenantsTruncated: s.tenantsFolded, Delivery: s.mode, LedgerRecords: s.ledgerRecords,
+		LedgerWriteErrors: s.ledgerErrors, RedeliveriesSkipped: s.redeliveries}
+	if s.lastRebuild != nil {
+		rb := *s.lastRebuild
+		snap.LastRebuild = &rb
+	}
 	for k, v := range s.byLevel {
 		snap.MessagesByLevel[k] = v
 	}

@@ -1,0 +1,128 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/dsplab/dsplab/internal/httpguard"
+	"github.com/dsplab/dsplab/internal/ledger"
+	"github.com/dsplab/dsplab/services/analyzer/internal/consume"
+)
+
+// adminRoutes are the routes that change the analyzer: GET and PUT
+// /admin/delivery. They are guarded as the distributor's admin routes are
+// (package httpguard): a Host naming the analyzer (its id, the compose
+// service name, localhost or an IP, or one of ALLOWED_HOSTS), no
+// cross-origin browser writes, Content-Type: application/json on writes,
+// and with ADMIN_TOKEN set its bearer token.
+func (a *App) adminRoutes(r chi.Router, cfg Config) {
+	r.Use(httpguard.NewHosts("ALLOWED_HOSTS", cfg.AllowedHosts, cfg.Consumer.ID, "analyzer").Check, httpguard.SameOrigin,
+		httpguard.Bearer(cfg.AdminToken, "analyzer", "ADMIN_TOKEN"), httpguard.JSONOnly())
+	r.Get("/admin/delivery", a.getDelivery)
+	r.Put("/admin/delivery", a.putDelivery)
+}
+
+type deliveryState struct {
+	Mode        ledger.Mode   `json:"mode"`
+	Modes       []ledger.Mode `json:"modes"`
+	LedgerTopic string        `json:"ledger_topic"`
+}
+
+func (a *App) getDelivery(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, deliveryState{Mode: a.consumer.Mode(), Modes: ledger.Modes, LedgerTopic: a.ledgerTopic})
+}
+
+// putDelivery switches the delivery mode: {"mode":"at-most-once"}. It
+// answers when the switch is done (effectively-once: after its processed
+// set is rebuilt from the ledger).
+func (a *App) putDelivery(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Mode string `json:"mode"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "body must be {\"mode\": \"at-most-once|at-least-once|effectively-once\"}: " + err.Error()})
+		return
+	}
+	mode, err := ledger.ParseMode(strings.TrimSpace(body.Mode))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+		return
+	}
+	// The switch waits for the batch in hand and, for effectively-once,
+	// reads the ledger: bounded, and not cut short by a client that leaves
+	// (a half-done switch keeps the old mode anyway).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 60*time.Second)
+	defer cancel()
+	sw, err := a.consumer.SetMode(ctx, mode)
+	switch {
+	case errors.Is(err, consume.ErrNoLedger):
+		writeJSON(w, http.StatusConflict, errorBody{Error: err.Error()})
+	case err != nil:
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the mode stays " + string(a.consumer.Mode()) + ": " + err.Error()})
+	default:
+		writeJSON(w, http.StatusOK, sw)
+	}
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// loadMode applies the mode kept in the state file, if there is one: a
+// mode switched at run time survives a restart of the process (a killed
+// container started again keeps its file), not a new container.
+func loadMode(cfg *Config, log *slog.Logger) error {
+	if cfg.StateFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(cfg.StateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("DELIVERY_STATE_FILE: %w", err)
+	}
+	mode, err := ledger.ParseMode(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("DELIVERY_STATE_FILE %s: %w", cfg.StateFile, err)
+	}
+	if mode == ledger.EffectivelyOnce && cfg.Consumer.LedgerTopic == "" {
+		return fmt.Errorf("DELIVERY_STATE_FILE %s: %w", cfg.StateFile, consume.ErrNoLedger)
+	}
+	if mode != cfg.Consumer.Delivery {
+		log.Info("delivery mode from the state file (switched at run time) instead of DELIVERY", "mode", mode, "DELIVERY", cfg.Consumer.Delivery, "file", cfg.StateFile)
+	}
+	cfg.Consumer.Delivery = mode
+	return nil
+}
+
+// saveMode writes the state file atomically.
+func saveMode(path string, m ledger.Mode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".delivery-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.WriteString(string(m) + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
