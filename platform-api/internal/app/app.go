@@ -62,12 +62,13 @@ type Config struct {
 	// Ledger is where the exact delivery ledger is read (KAFKA_BROKERS,
 	// kafka:9092, "off" for none; KAFKA_TOPIC_PREFIX, logs.; LEDGER_TOPIC,
 	// ledger.processed; LEDGER_MAX_RECORDS, 1000000;
-	// LEDGER_TIMEOUT_SECONDS, 120; LEDGER_QUIET_SECONDS, 5). LedgerOff
+	// LEDGER_TIMEOUT_SECONDS, 120; LEDGER_QUIET_SECONDS, 10: more than a consumer group rejoin after a crash, KAFKA_SESSION_TIMEOUT_MS 6 s). LedgerOff
 	// says KAFKA_BROKERS=off.
 	Ledger    ledgercheck.Config
 	LedgerOff bool
 	// AnalyzerToken is the analyzers' ADMIN_TOKEN, sent to their admin API
-	// (ANALYZER_ADMIN_TOKEN).
+	// (ANALYZER_ADMIN_TOKEN; default: DISTRIBUTOR_ADMIN_TOKEN, which
+	// compose gives the analyzers too).
 	AnalyzerToken string
 }
 
@@ -130,7 +131,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		errs = append(errs, err)
 	}
 	c.StateDir = get("STATE_DIR", "")
-	c.AnalyzerToken = get("ANALYZER_ADMIN_TOKEN", "")
+	// Compose gives the analyzers the distributor's admin token.
+	c.AnalyzerToken = get("ANALYZER_ADMIN_TOKEN", c.DistributorToken)
 	brokers := get("KAFKA_BROKERS", "kafka:9092")
 	c.LedgerOff = brokers == "off"
 	for _, b := range strings.Split(brokers, ",") {
@@ -141,7 +143,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.Ledger.LogsPrefix, c.Ledger.LedgerTopic = get("KAFKA_TOPIC_PREFIX", "logs."), get("LEDGER_TOPIC", "ledger.processed")
 	c.Ledger.MaxRecords = int64(positive("LEDGER_MAX_RECORDS", "1000000"))
 	c.Ledger.Timeout = time.Duration(positive("LEDGER_TIMEOUT_SECONDS", "120")) * time.Second
-	c.Ledger.Quiet = time.Duration(positive("LEDGER_QUIET_SECONDS", "5")) * time.Second
+	c.Ledger.Quiet = time.Duration(positive("LEDGER_QUIET_SECONDS", "10")) * time.Second
 	if strings.HasPrefix(c.Ledger.LedgerTopic, c.Ledger.LogsPrefix) {
 		errs = append(errs, fmt.Errorf("LEDGER_TOPIC=%q starts with KAFKA_TOPIC_PREFIX=%q: the ledger would be read as the distributor's topics", c.Ledger.LedgerTopic, c.Ledger.LogsPrefix))
 	}
