@@ -62,8 +62,9 @@ type Config struct {
 	// Ledger is where the exact delivery ledger is read (KAFKA_BROKERS,
 	// kafka:9092, "off" for none; KAFKA_TOPIC_PREFIX, logs.; LEDGER_TOPIC,
 	// ledger.processed; LEDGER_MAX_RECORDS, 1000000;
-	// LEDGER_TIMEOUT_SECONDS, 120; LEDGER_QUIET_SECONDS, 10: more than a consumer group rejoin after a crash, KAFKA_SESSION_TIMEOUT_MS 6 s). LedgerOff
-	// says KAFKA_BROKERS=off.
+	// LEDGER_TIMEOUT_SECONDS, 120; LEDGER_QUIET_SECONDS, 10: longer than a
+	// restarted analyzer takes to rejoin its consumer group, 6 s).
+	// LedgerOff says KAFKA_BROKERS=off.
 	Ledger    ledgercheck.Config
 	LedgerOff bool
 	// AnalyzerToken is the analyzers' ADMIN_TOKEN, sent to their admin API
