@@ -109,7 +109,9 @@ type recorded struct {
 	encoding string
 	body     []byte
 	emitter  string
-	packet   int
+	packetID string // "<job>-<vu>-<n>"
+	packet   int    // n: the packet's sequence number in its VU
+	xEmitter string // the X-Emitter-ID header (loki-push.js)
 }
 
 func newRecorder(t *testing.T, answer func(r recorded) (int, http.Header)) *recorder {
@@ -123,15 +125,20 @@ func newRecorder(t *testing.T, answer func(r recorded) (int, http.Header)) *reco
 		}
 		var p struct {
 			EmitterID string `json:"emitter_id"`
-			PacketID  int    `json:"packet_id"`
+			PacketID  string `json:"packet_id"`
 		}
 		json.Unmarshal(body, &p)
+		seq := 0
+		if i := strings.LastIndexByte(p.PacketID, '-'); i >= 0 {
+			seq, _ = strconv.Atoi(p.PacketID[i+1:])
+		}
 		rec.mu.Lock()
 		if rec.start.IsZero() {
 			rec.start = time.Now()
 		}
 		rr := recorded{at: time.Since(rec.start), path: r.URL.Path, query: r.URL.RawQuery, tenant: r.Header.Get("X-Scope-OrgID"),
-			encoding: r.Header.Get("Content-Encoding"), body: body, emitter: p.EmitterID, packet: p.PacketID}
+			encoding: r.Header.Get("Content-Encoding"), body: body, emitter: p.EmitterID, packetID: p.PacketID, packet: seq,
+			xEmitter: r.Header.Get("X-Emitter-ID")}
 		rec.reqs = append(rec.reqs, rr)
 		rec.mu.Unlock()
 		status, h := http.StatusAccepted, http.Header(nil)
@@ -190,13 +197,43 @@ func TestConstantProfileSendsItsRateWithIncreasingPacketIDsPerEmitter(t *testing
 	require.Equal(t, "constant", s.Plan.Profile)
 
 	last := map[string]int{}
+	ids := map[string]bool{}
 	for _, r := range reqs {
 		require.Equal(t, "/ingest", r.path)
 		require.NotEmpty(t, r.emitter)
+		require.Regexp(t, `^k6-[0-9a-z]+-\d+-\d+$`, r.packetID, "without DSPLAB_JOB_ID: k6-<run>-<vu>-<n>")
+		require.False(t, ids[r.packetID], "packet ids are unique: %s", r.packetID)
+		ids[r.packetID] = true
 		require.Greater(t, r.packet, last[r.emitter], "packet ids increase per emitter (%s)", r.emitter)
 		last[r.emitter] = r.packet
 	}
 	require.Contains(t, out, "DSP Lab k6 — ingest-packets.js", "a readable summary is printed")
+}
+
+// The platform sets DSPLAB_JOB_ID to the traffic job's id: every packet
+// id is "<job>-<vu>-<n>", unique, and names the job (the delivery ledger
+// finds the job's packets in Kafka by it); a Loki push names it in
+// X-Emitter-ID.
+func TestPacketIDsNameTheJobVUAndIteration(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder(t, nil)
+	_, out, code := runK6(t, "ingest-packets.js", "TARGET_URL="+rec.srv.URL, "RATE=20", "DURATION=2", "MAX_MESSAGES=2", "DSPLAB_JOB_ID=t-0123abcd")
+	require.Zero(t, code, out)
+	ids := map[string]bool{}
+	for _, r := range rec.all() {
+		require.Regexp(t, `^t-0123abcd-\d+-\d+$`, r.packetID)
+		require.False(t, ids[r.packetID], "unique: %s", r.packetID)
+		ids[r.packetID] = true
+	}
+	require.NotEmpty(t, ids)
+
+	loki := newRecorder(t, func(recorded) (int, http.Header) { return http.StatusNoContent, nil })
+	_, out, code = runK6(t, "loki-push.js", "TARGET_URL="+loki.srv.URL, "RATE=5", "DURATION=1", "DSPLAB_JOB_ID=t-0123abcd")
+	require.Zero(t, code, out)
+	require.NotEmpty(t, loki.all())
+	for _, r := range loki.all() {
+		require.Regexp(t, `^t-0123abcd-\d+$`, r.xEmitter)
+	}
 }
 
 func TestRampSpikeAndBurstShapesAreVisiblePerSecond(t *testing.T) {
@@ -294,7 +331,7 @@ func TestRetriesHonourRetryAfterAndKeepThePacketID(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]int{}
 	rec := newRecorder(t, func(r recorded) (int, http.Header) {
-		key := r.emitter + "/" + strconv.Itoa(r.packet)
+		key := r.packetID
 		mu.Lock()
 		defer mu.Unlock()
 		seen[key]++
@@ -310,7 +347,7 @@ func TestRetriesHonourRetryAfterAndKeepThePacketID(t *testing.T) {
 	first := map[string]time.Duration{}
 	packets := 0
 	for _, r := range rec.all() {
-		key := r.emitter + "/" + strconv.Itoa(r.packet)
+		key := r.packetID
 		if at, ok := first[key]; ok {
 			require.GreaterOrEqual(t, r.at-at, 900*time.Millisecond, "the retry of %s waited Retry-After", key)
 			continue

@@ -1,8 +1,12 @@
 // ingest-packets.js — log packets to the distributor's POST /ingest.
 //
-// Each VU is one emitter ("<EMITTER_PREFIX>-<run>-<vu>") sending packets with
-// ids 1, 2, 3... in order, so a ledger can tell a lost packet (a gap) from a
-// duplicate (a repeat). A retried packet keeps its id.
+// Each VU is one emitter ("<EMITTER_PREFIX>-<run>-<vu>") sending packets
+// "<job>-<vu>-<n>" with n = 1, 2, 3... in order: an id is unique across
+// jobs and says which job, VU and iteration sent it, so the platform's
+// delivery ledger can find each packet in Kafka (logs.* and
+// ledger.processed) and tell a lost one from a duplicate. <job> is
+// DSPLAB_JOB_ID (the platform sets the traffic job's id, t-...), else
+// "k6-<run>". A retried packet keeps its id.
 //
 //   TARGET_URL     distributor base URL (default http://localhost:8080)
 //   MIN_MESSAGES, MAX_MESSAGES   messages per packet, uniform (1, 20)
@@ -11,6 +15,7 @@
 //   TENANTS        comma-separated; emitter i always uses tenant i mod n
 //                  (default: no X-Scope-OrgID, the distributor's default tenant)
 //   EMITTER_PREFIX (k6), JOB_ID (tags every metric: job_id)
+//   DSPLAB_JOB_ID  the packet ids' prefix (set by the platform; default k6-<run>)
 //   RETRIES        extra attempts on 429/503 (0); each waits Retry-After
 //                  (capped by RETRY_MAX_WAIT, 5s) or 100ms x 2^attempt
 // plus the profile variables of lib/profile.js and thresholds of
@@ -69,10 +74,11 @@ function packet(emitter, id) {
 
 export function ingest(data) {
   const vu = exec.vu.idInTest;
+  const job = str('DSPLAB_JOB_ID', '') || `k6-${data.run}`;
   const emitter = `${str('EMITTER_PREFIX', 'k6')}-${data.run}-${vu}`;
   const headers = { 'Content-Type': 'application/json' };
   if (TENANTS.length > 0) headers['X-Scope-OrgID'] = TENANTS[(vu - 1) % TENANTS.length];
-  const id = ++seq;
+  const id = `${job}-${vu}-${++seq}`;
   const p = packet(emitter, id);
   packetsSent.add(1);
   for (let attempt = 0; ; attempt++) {

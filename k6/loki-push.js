@@ -1,7 +1,10 @@
 // loki-push.js — the Loki canary as a k6 script: pushes to the distributor's
 // Loki endpoint as Promtail/Alloy would (JSON; gzip with GZIP=true).
 // Every line carries its stream and sequence number, so loss and order can
-// be checked downstream.
+// be checked downstream. Loki's format has no packet id (the distributor
+// numbers each push); each push says X-Emitter-ID: <job>-<vu>, so its
+// emitter_id in Kafka and in the ledger names the job and VU that sent it
+// (<job>: DSPLAB_JOB_ID, set by the platform, else "k6-<start time>").
 //
 //   TARGET_URL        distributor base URL (default http://localhost:8080)
 //   PUSH_PATH         /loki/api/v1/push (or /api/prom/push)
@@ -52,7 +55,11 @@ export const options = {
 let seq = 0;
 const PAD = 'y'.repeat(LINE_BYTES);
 
-export function push() {
+export function setup() {
+  return { job: str('DSPLAB_JOB_ID', '') || `k6-${str('JOB_ID', '') || Date.now().toString(36)}` };
+}
+
+export function push(data) {
   if (JITTER_MS > 0) sleep((Math.random() * JITTER_MS) / 1000);
   const vu = exec.vu.idInTest;
   const tenant = TENANTS[(vu - 1) % TENANTS.length];
@@ -71,7 +78,10 @@ export function push() {
     streams.push({ stream: Object.assign({ canary: `vu-${vu}`, stream: `s${s}`, level }, EXTRA), values });
   }
   const body = JSON.stringify({ streams });
-  const params = { headers: { 'Content-Type': 'application/json', 'X-Scope-OrgID': tenant }, tags: { name: 'POST loki push' } };
+  const params = {
+    headers: { 'Content-Type': 'application/json', 'X-Scope-OrgID': tenant, 'X-Emitter-ID': `${data.job}-${vu}` },
+    tags: { name: 'POST loki push' },
+  };
   if (GZIP) params.compression = 'gzip';
   const res = http.post(URL, body, params);
   pushes.add(1);

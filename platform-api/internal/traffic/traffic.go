@@ -40,7 +40,7 @@ var (
 var endpoint = map[string]string{"ingest-packets": "/ingest", "loki-push": "/loki/api/v1/push", "service-chain": "/api/message-a"}
 
 // reserved environment names are set by the platform, not by params.
-var reserved = []string{"TARGET_URL", "RATE", "RPS", "DURATION", "PROFILE", "SUMMARY_PATH", "JOB_ID"}
+var reserved = []string{"TARGET_URL", "RATE", "RPS", "DURATION", "PROFILE", "SUMMARY_PATH", "JOB_ID", "DSPLAB_JOB_ID"}
 
 var paramName = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
 
@@ -293,9 +293,11 @@ func (m *Manager) create(ctx context.Context, s Spec) (*Job, error) {
 }
 
 func (m *Manager) jobSpec(j *Job, net string) docker.JobSpec {
-	env := []string{"K6_NO_USAGE_REPORT=true", "HOME=/tmp"}
+	env := []string{"K6_NO_USAGE_REPORT=true", "HOME=/tmp", "DSPLAB_JOB_ID=" + j.ID}
 	vars := map[string]string{"TARGET_URL": j.TargetURL, "RATE": strconv.FormatFloat(j.RPS, 'f', -1, 64),
-		"DURATION": strconv.Itoa(int(j.Duration.Seconds())) + "s", "PROFILE": j.Profile, "JOB_ID": j.ID, "SUMMARY_PATH": summaryPath}
+		"DURATION": strconv.Itoa(int(j.Duration.Seconds())) + "s", "PROFILE": j.Profile, "JOB_ID": j.ID, "SUMMARY_PATH": summaryPath,
+		// The packet ids' prefix: the delivery ledger finds the job's packets by it.
+		"DSPLAB_JOB_ID": j.ID}
 	for k, v := range j.Params {
 		vars[k] = v
 	}

@@ -126,3 +126,18 @@ func TestInvalidJobsListEveryProblem(t *testing.T) {
 	require.Equal(t, map[string]bool{"targetUrl": true, "rps": true, "durationSeconds": true, "script": true, "profile": true,
 		"params.lower": true, "params.RATE": true}, fields)
 }
+
+// The job id is the k6 scripts' packet id prefix (DSPLAB_JOB_ID): the
+// delivery ledger finds a job's packets in Kafka by it, so a request
+// cannot set it.
+func TestTheJobIDIsThePacketIDPrefixAndCannotBeSetByParams(t *testing.T) {
+	m := New(context.Background(), nil, Config{MaxRPS: 100, MaxDuration: time.Minute, MaxJobs: 1}, slog.New(slog.DiscardHandler))
+	spec := m.jobSpec(&Job{ID: "t-abc", Script: "ingest-packets", TargetURL: "http://distributor:8080", RPS: 5, Duration: time.Minute}, "net")
+	require.Contains(t, spec.Env, "DSPLAB_JOB_ID=t-abc")
+	require.Contains(t, strings.Join(spec.Cmd, " "), "-e DSPLAB_JOB_ID=t-abc")
+	_, err := m.Start(t.Context(), Spec{TargetURL: "http://distributor:8080", RPS: 5, Duration: time.Minute, Script: "ingest-packets",
+		Params: map[string]string{"DSPLAB_JOB_ID": "mine"}})
+	var ve *apierr.ValidationError
+	require.ErrorAs(t, err, &ve)
+	require.Equal(t, "params.DSPLAB_JOB_ID", ve.Problems[0].Field)
+}

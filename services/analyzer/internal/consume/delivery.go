@@ -243,10 +243,16 @@ func (c *Consumer) committed(ctx context.Context) (map[int]int64, error) {
 	if err == nil {
 		err = resp.Error
 	}
+	out := map[int]int64{}
+	if errors.Is(err, kafka.GroupIdNotFound) {
+		// A group that never committed: kfake answers GROUP_ID_NOT_FOUND
+		// where Apache Kafka answers offset -1 per partition; both mean
+		// nothing is committed.
+		return out, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	out := map[int]int64{}
 	for _, p := range resp.Topics[c.cfg.Topic] {
 		if p.Error != nil {
 			return nil, p.Error

@@ -143,7 +143,9 @@ func TestARestartAfterUncommittedProcessingDuplicatesUnlessEffectivelyOnce(t *te
 				b, err := ledger.Encode(ledger.Record{PacketID: fmt.Sprintf("p-%d", i), EmitterID: "e1", Tenant: "t1", Analyzer: "a1", Topic: "logs.a1",
 					Offset: int64(i), ProcessedAt: time.Now(), Delivery: ledger.AtLeastOnce, Messages: 2})
 				require.NoError(t, err)
-				require.Eventually(t, func() bool { return w.WriteMessages(t.Context(), kafka.Message{Key: fmt.Appendf(nil, "p-%d", i), Value: b}) == nil },
+				require.Eventually(t, func() bool {
+					return w.WriteMessages(t.Context(), kafka.Message{Key: fmt.Appendf(nil, "p-%d", i), Value: b}) == nil
+				},
 					10*time.Second, 100*time.Millisecond)
 			}
 			// An analyzer of another id and garbage in the ledger are not ours.
