@@ -96,3 +96,21 @@ func (r *runner) setModeRetrying(ctx context.Context, id, mode string) error {
 	}
 	return err
 }
+
+// deliveryDrift says which analyzers are no longer in the mode the
+// experiment set (one that restarted without keeping its run-time mode:
+// the experiment did not test what it says).
+func (r *runner) deliveryDrift(ctx context.Context) string {
+	var drift []string
+	for _, id := range slices.Sorted(maps.Keys(r.def.Delivery)) {
+		got, err := r.m.delivery.DeliveryMode(ctx, id)
+		if err == nil && got != r.def.Delivery[id] {
+			r.event("delivery-drifted", "%s is %s, not %s: it did not keep the mode set at run time across its restart", id, got, r.def.Delivery[id])
+			drift = append(drift, fmt.Sprintf("%s ended in %s, not %s", id, got, r.def.Delivery[id]))
+		}
+	}
+	if len(drift) == 0 {
+		return ""
+	}
+	return "delivery modes did not hold: " + strings.Join(drift, ", ")
+}

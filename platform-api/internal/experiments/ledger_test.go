@@ -229,6 +229,36 @@ func TestDeliveryModesAreSetBeforeTheTrafficAndPutBackAtTheEnd(t *testing.T) {
 	})
 }
 
+// resetting is an analyzer that comes back from the kill in its
+// environment's mode.
+type resetting struct{ *fakeAnalyzers }
+
+func (r resetting) DeliveryMode(ctx context.Context, id string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.history) == 1 { // after the change, before the restore
+		return "at-least-once", nil
+	}
+	return r.modes[id], nil
+}
+
+func TestAnAnalyzerThatLostItsModeInTheExperimentFailsIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, _, store := newWorld(analyzerCrash)
+		a := &fakeAnalyzers{modes: map[string]string{"analyzer-2": "at-least-once"}}
+		m := ledgerManager(w, nil, resetting{a})
+		m.alerts = store
+		d := crashDefinition()
+		d.Delivery = map[string]string{"analyzer-2": "effectively-once"}
+		e, _ := m.Start(d)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Failed, e.State)
+		require.Equal(t, "delivery modes did not hold: analyzer-2 ended in at-least-once, not effectively-once", e.Reason)
+		require.Equal(t, []string{"analyzer-2=effectively-once", "analyzer-2=at-least-once"}, a.history, "put back all the same")
+	})
+}
+
 func TestAnAnalyzerWhoseModeCannotBeSetFailsTheExperimentBeforeItsTraffic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w, _, store := newWorld(analyzerCrash)

@@ -272,7 +272,11 @@ func (r *runner) phases(ctx context.Context) (string, string) {
 	if v, reason := r.faultPhase(ctx); v != "" {
 		return v, reason
 	}
-	return r.recoveryPhase(ctx)
+	v, reason := r.recoveryPhase(ctx)
+	if drift := r.deliveryDrift(ctx); drift != "" && v == Passed {
+		return Failed, drift
+	}
+	return v, reason
 }
 
 // faultPhase starts the faults on schedule and evaluates the during checks
