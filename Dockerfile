@@ -18,7 +18,7 @@ FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/
 COPY --from=build /out/app /app
 COPY --from=build /out/healthcheck /healthcheck
-COPY --from=build /out/tmp /tmp
+COPY --from=build --chown=65532:65532 /out/tmp /tmp
 # The platform API carries the k6 scripts and experiment presets it copies
 # into job containers and loads at start (harmless in the other images).
 COPY k6 /k6

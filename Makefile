@@ -25,7 +25,7 @@ build: ## static binaries into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/service-b ./services/service-b/cmd/service-b
 
 SWAG_VERSION := v1.16.6
-SWAG_ARGS := init -q -g api.go -d platform-api/internal/api,platform-api/internal/faults,platform-api/internal/traffic,platform-api/internal/alerts,platform-api/internal/experiments,platform-api/internal/apierr --packageName apidocs --outputTypes go,json,yaml
+SWAG_ARGS := init -q -g api.go -d platform-api/internal/api,platform-api/internal/faults,platform-api/internal/traffic,platform-api/internal/alerts,platform-api/internal/experiments,platform-api/internal/ledgercheck,platform-api/internal/apierr --packageName apidocs --outputTypes go,json,yaml
 
 tools: $(TOOLS)/k6 $(TOOLS)/swag $(TOOLS)/registry ## tools built from the Go module proxy into bin/tools: k6 $(K6_VERSION), swag $(SWAG_VERSION), the Distribution registry $(REGISTRY_VERSION) (image pull tests)
 

@@ -41,7 +41,9 @@ for pkg in healthcheck pumba-standin grafana-standin; do
 done
 
 # image TAG DIR DOCKERFILE-LINES...: a context of its own with the
-# healthcheck helper and a world-writable /tmp.
+# healthcheck helper and a /tmp the services (user 65532) can write: COPY
+# creates the directory as root 0755 whatever the source's mode, so it is
+# chowned (the analyzers keep a run-time delivery mode in /tmp).
 image() {
 	local tag=$prefix$1 dir=$2
 	shift 2
@@ -50,7 +52,7 @@ image() {
 	{
 		echo "FROM scratch"
 		echo "COPY healthcheck /healthcheck"
-		echo "COPY tmp /tmp"
+		echo "COPY --chown=65532:65532 tmp /tmp"
 		printf '%s\n' "$@"
 	} >"$dir/Dockerfile"
 	# (the legacy builder's deprecation notice is noise; errors are shown)

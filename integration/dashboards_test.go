@@ -31,7 +31,7 @@ func init() {
 		"distributor_analyzer_breaker_transitions_total", "distributor_analyzer_up_transitions_total",
 		"analyzer_packets_processed_total", "analyzer_messages_processed_total", "analyzer_duplicate_packets_total",
 		"analyzer_processing_duration_seconds", "analyzer_end_to_end_latency_seconds", "analyzer_consumer_lag",
-		"platform_fault_active", "platform_faults_total", "platform_traffic_jobs_active", "platform_experiments_total",
+		"platform_fault_active", "platform_faults_total", "platform_traffic_jobs_active", "platform_experiments_total", "platform_experiment_ledger_packets",
 		"dsplab:distributor_requests:rate1m", "dsplab:distributor_error_ratio:rate5m", "dsplab:distributor_sla:ratio_rate15m",
 		"dsplab:distributor_request_duration_seconds:p95_5m", "dsplab:distributor_kafka_error_ratio:rate5m", "dsplab:distributor_message_share:rate1m",
 	} {

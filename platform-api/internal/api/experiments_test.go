@@ -169,3 +169,22 @@ func TestTheExperimentHistoryPagesFiltersRerunsAndCompares(t *testing.T) {
 	require.Len(t, problems(t, w), 2)
 	require.Equal(t, http.StatusNotFound, do(h, "GET", "/api/experiments/compare.html?a=x-0&b=x-99", "").Code)
 }
+
+func TestALedgerExpectationOrDeliveryModeThatIsNotOneIsA400NamingTheField(t *testing.T) {
+	fe := &fakeExperiments{}
+	h := NewRouter(Deps{Targets: fakeTargets{}, Faults: &fakeFaults{}, Experiments: fe, MetricsHandler: http.NotFoundHandler(),
+		TracerProvider: noop.NewTracerProvider(), Logger: slog.New(slog.DiscardHandler)})
+	w := do(h, "POST", "/api/experiments", `{"definition":{"name":"x","traffic":{"targetUrl":"http://distributor:8080","rps":10,"durationSeconds":10},
+		"ledger":{"lost":"none","dupes":0,"duplicates":">0"},"delivery":{"analyzer-2":"exactly-once"}}}`)
+	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+	ps := problems(t, w)
+	require.Contains(t, ps["ledger.lost"], `like ">0"`)
+	require.Contains(t, ps["ledger.dupes"], "not a count of the exact ledger")
+	require.Contains(t, ps["delivery.analyzer-2"], "at-most-once, at-least-once, effectively-once")
+	require.NotContains(t, ps, "ledger.duplicates")
+
+	w = do(h, "POST", "/api/experiments", `{"definition":{"name":"x","traffic":{"targetUrl":"http://distributor:8080","rps":10,"durationSeconds":10},
+		"ledger":{"lost":0,"duplicates":">0"},"delivery":{"analyzer-2":"at-most-once"}}}`)
+	require.Equal(t, http.StatusAccepted, w.Code, w.Body.String())
+	require.Equal(t, map[string]string{"analyzer-2": "at-most-once"}, fe.started[0].Delivery)
+}

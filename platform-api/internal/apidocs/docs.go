@@ -2223,6 +2223,16 @@ const docTemplate = `{
                         "$ref": "#/definitions/experiments.ConfigChange"
                     }
                 },
+                "delivery": {
+                    "description": "Delivery sets analyzers' delivery modes for the experiment, by\nanalyzer id (at-most-once, at-least-once, effectively-once), through\neach analyzer's admin API; the modes from before are put back at the\nend, whatever the verdict.",
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "string"
+                    },
+                    "example": {
+                        "analyzer-2": "at-most-once"
+                    }
+                },
                 "description": {
                     "type": "string"
                 },
@@ -2251,6 +2261,14 @@ const docTemplate = `{
                     "description": "IntervalSeconds between check evaluations (default 5).",
                     "type": "number",
                     "example": 5
+                },
+                "ledger": {
+                    "description": "Ledger is what the exact delivery ledger must show at the end (see\nLedgerExpect): {lost: 0, duplicates: \"\u003e0\"}. It needs traffic.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/experiments.LedgerExpect"
+                        }
+                    ]
                 },
                 "name": {
                     "type": "string",
@@ -2317,6 +2335,14 @@ const docTemplate = `{
                 "endedAt": {
                     "type": "string"
                 },
+                "exactLedger": {
+                    "description": "ExactLedger is the delivery ledger read packet by packet from\nKafka at the end (nil: not read; see LedgerNote).",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/ledgercheck.Result"
+                        }
+                    ]
+                },
                 "faultIds": {
                     "type": "array",
                     "items": {
@@ -2335,7 +2361,22 @@ const docTemplate = `{
                     "example": "x-1a2b3c4d5e6f"
                 },
                 "ledger": {
-                    "$ref": "#/definitions/experiments.Ledger"
+                    "description": "Ledger is the metric ledger (Prometheus counters): a cross-check\nof ExactLedger, which decides.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/experiments.Ledger"
+                        }
+                    ]
+                },
+                "ledgerChecks": {
+                    "description": "LedgerChecks are the definition's ledger expectations, judged on\nExactLedger at the end.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/experiments.LedgerCheck"
+                    }
+                },
+                "ledgerNote": {
+                    "type": "string"
                 },
                 "name": {
                     "type": "string"
@@ -2423,6 +2464,36 @@ const docTemplate = `{
                     "type": "number"
                 }
             }
+        },
+        "experiments.LedgerCheck": {
+            "type": "object",
+            "properties": {
+                "comparator": {
+                    "type": "string",
+                    "example": "=="
+                },
+                "count": {
+                    "type": "string",
+                    "example": "lost"
+                },
+                "error": {
+                    "type": "string"
+                },
+                "passed": {
+                    "type": "boolean"
+                },
+                "threshold": {
+                    "type": "number",
+                    "example": 0
+                },
+                "value": {
+                    "type": "integer"
+                }
+            }
+        },
+        "experiments.LedgerExpect": {
+            "type": "object",
+            "additionalProperties": {}
         },
         "experiments.RunSummary": {
             "type": "object",
@@ -2575,6 +2646,199 @@ const docTemplate = `{
                 "targetUrl": {
                     "type": "string",
                     "example": "http://distributor:8080"
+                }
+            }
+        },
+        "ledgercheck.Example": {
+            "type": "object",
+            "properties": {
+                "packetId": {
+                    "type": "string",
+                    "example": "t-1a2b3c4d5e6f-3-118"
+                },
+                "processed": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/ledgercheck.Processing"
+                    }
+                },
+                "written": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/ledgercheck.Position"
+                    }
+                }
+            }
+        },
+        "ledgercheck.Examples": {
+            "type": "object",
+            "properties": {
+                "duplicates": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/ledgercheck.Example"
+                    }
+                },
+                "lost": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/ledgercheck.Example"
+                    }
+                },
+                "unexpected": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/ledgercheck.Example"
+                    }
+                },
+                "unreadable": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/ledgercheck.Unreadable"
+                    }
+                }
+            }
+        },
+        "ledgercheck.Position": {
+            "type": "object",
+            "properties": {
+                "offset": {
+                    "type": "integer",
+                    "example": 1234
+                },
+                "partition": {
+                    "type": "integer"
+                },
+                "topic": {
+                    "type": "string",
+                    "example": "logs.analyzer-2"
+                }
+            }
+        },
+        "ledgercheck.Processing": {
+            "type": "object",
+            "properties": {
+                "analyzer": {
+                    "type": "string",
+                    "example": "analyzer-2"
+                },
+                "delivery": {
+                    "type": "string",
+                    "example": "at-least-once"
+                },
+                "ledger": {
+                    "$ref": "#/definitions/ledgercheck.Position"
+                },
+                "logs": {
+                    "description": "Logs is the logs.* record that was processed, as the analyzer\nreported it; Ledger is the ledger record itself.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/ledgercheck.Position"
+                        }
+                    ]
+                },
+                "processedAt": {
+                    "type": "string"
+                }
+            }
+        },
+        "ledgercheck.Result": {
+            "type": "object",
+            "properties": {
+                "accepted": {
+                    "type": "integer"
+                },
+                "acceptedNotWritten": {
+                    "description": "AcceptedNotWritten is how many more packets k6 saw answered 2xx than\nlogs.* holds (a 2xx means written: anything above 0 is a loss\nbefore Kafka, or packets whose ids do not name the job). A count\nonly: k6 does not say which. Nil without k6's count.",
+                    "type": "integer"
+                },
+                "attempted": {
+                    "description": "Attempted and Accepted are k6's own counts of the job's packets\n(sent, and answered 2xx); nil when k6 left no summary.",
+                    "type": "integer"
+                },
+                "duplicates": {
+                    "description": "Duplicates are the ids processed more than once; Redelivered those\nof them whose same logs.* record was processed more than once (a\nre-delivery after a crash, not a second copy of the packet).",
+                    "type": "integer"
+                },
+                "error": {
+                    "description": "Error says why Kafka could not be read (the counts are then what\nwas read before).",
+                    "type": "string"
+                },
+                "examples": {
+                    "$ref": "#/definitions/ledgercheck.Examples"
+                },
+                "jobIds": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "t-1a2b3c4d5e6f"
+                    ]
+                },
+                "lost": {
+                    "type": "integer"
+                },
+                "processed": {
+                    "description": "Processed is the packet ids in the ledger (each once);\nProcessings the ledger records (each processing).",
+                    "type": "integer"
+                },
+                "processings": {
+                    "type": "integer"
+                },
+                "readAt": {
+                    "type": "string"
+                },
+                "recordsRead": {
+                    "description": "RecordsRead counts every record read (other jobs' too).",
+                    "type": "integer"
+                },
+                "redelivered": {
+                    "type": "integer"
+                },
+                "since": {
+                    "type": "string"
+                },
+                "truncated": {
+                    "description": "Truncated says why the reading stopped before its end (a cap was\nhit): the counts are then partial, and lost may count packets\nstill in work.",
+                    "type": "string"
+                },
+                "unexpected": {
+                    "type": "integer"
+                },
+                "unreadable": {
+                    "description": "Unreadable counts ledger records that do not decode (whatever job:\nan unreadable record names none).",
+                    "type": "integer"
+                },
+                "waitedSeconds": {
+                    "description": "WaitedSeconds is how long the checker waited for the analyzers to\nprocess the backlog.",
+                    "type": "number"
+                },
+                "written": {
+                    "description": "Written is the packet ids in logs.*; WrittenTwice those written\nmore than once (a retried write whose first attempt landed).",
+                    "type": "integer"
+                },
+                "writtenTwice": {
+                    "type": "integer"
+                }
+            }
+        },
+        "ledgercheck.Unreadable": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "string"
+                },
+                "offset": {
+                    "type": "integer",
+                    "example": 1234
+                },
+                "partition": {
+                    "type": "integer"
+                },
+                "topic": {
+                    "type": "string",
+                    "example": "logs.analyzer-2"
                 }
             }
         }

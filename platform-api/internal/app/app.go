@@ -26,6 +26,7 @@ import (
 	"github.com/dsplab/dsplab/platform-api/internal/docker"
 	"github.com/dsplab/dsplab/platform-api/internal/experiments"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
+	"github.com/dsplab/dsplab/platform-api/internal/ledgercheck"
 	"github.com/dsplab/dsplab/platform-api/internal/records"
 	"github.com/dsplab/dsplab/platform-api/internal/traffic"
 )
@@ -62,6 +63,18 @@ type Config struct {
 	// StateDir holds the platform's own state across restarts (STATE_DIR;
 	// /var/lib/dsplab in compose, a volume). Empty: kept in memory only.
 	StateDir string
+	// Ledger is where the exact delivery ledger is read (KAFKA_BROKERS,
+	// kafka:9092, "off" for none; KAFKA_TOPIC_PREFIX, logs.; LEDGER_TOPIC,
+	// ledger.processed; LEDGER_MAX_RECORDS, 1000000;
+	// LEDGER_TIMEOUT_SECONDS, 120; LEDGER_QUIET_SECONDS, 10: longer than a
+	// restarted analyzer takes to rejoin its consumer group, 6 s).
+	// LedgerOff says KAFKA_BROKERS=off.
+	Ledger    ledgercheck.Config
+	LedgerOff bool
+	// AnalyzerToken is the analyzers' ADMIN_TOKEN, sent to their admin API
+	// (ANALYZER_ADMIN_TOKEN; default: DISTRIBUTOR_ADMIN_TOKEN, which
+	// compose gives the analyzers too).
+	AnalyzerToken string
 }
 
 // ConfigFromEnv reads PORT (5050), COMPOSE_PROJECT, PLATFORM_API_TOKEN and
@@ -127,6 +140,22 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.GrafanaPublicURL = get("GRAFANA_PUBLIC_URL", "http://localhost:3000"); c.GrafanaPublicURL == "off" {
 		c.GrafanaPublicURL = ""
 	}
+	// Compose gives the analyzers the distributor's admin token.
+	c.AnalyzerToken = get("ANALYZER_ADMIN_TOKEN", c.DistributorToken)
+	brokers := get("KAFKA_BROKERS", "kafka:9092")
+	c.LedgerOff = brokers == "off"
+	for _, b := range strings.Split(brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" && !c.LedgerOff {
+			c.Ledger.Brokers = append(c.Ledger.Brokers, b)
+		}
+	}
+	c.Ledger.LogsPrefix, c.Ledger.LedgerTopic = get("KAFKA_TOPIC_PREFIX", "logs."), get("LEDGER_TOPIC", "ledger.processed")
+	c.Ledger.MaxRecords = int64(positive("LEDGER_MAX_RECORDS", "1000000"))
+	c.Ledger.Timeout = time.Duration(positive("LEDGER_TIMEOUT_SECONDS", "120")) * time.Second
+	c.Ledger.Quiet = time.Duration(positive("LEDGER_QUIET_SECONDS", "10")) * time.Second
+	if strings.HasPrefix(c.Ledger.LedgerTopic, c.Ledger.LogsPrefix) {
+		errs = append(errs, fmt.Errorf("LEDGER_TOPIC=%q starts with KAFKA_TOPIC_PREFIX=%q: the ledger would be read as the distributor's topics", c.Ledger.LedgerTopic, c.Ledger.LogsPrefix))
+	}
 	c.Grafana.URL, c.Grafana.User, c.Grafana.Password, c.Grafana.Token = get("GRAFANA_URL", ""), get("GRAFANA_USER", "admin"), get("GRAFANA_PASSWORD", "admin"), getenv("GRAFANA_TOKEN")
 	return c, errors.Join(errs...)
 }
@@ -189,14 +218,21 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 		return nil, fmt.Errorf("experiment presets: %w", err)
 	}
 	alertStore := alerts.New(1000)
-	dist := distributor.New(cfg.DistributorURL, cfg.DistributorToken)
+	dist := distributor.New(cfg.DistributorURL, cfg.DistributorToken).WithAnalyzerToken(cfg.AnalyzerToken)
 	expOpts := experiments.Options{Querier: prom.New(cfg.PrometheusURL), Faults: m, Traffic: tm,
-		Alerts: alertStore, Presets: presets, Distributor: dist, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded}
+		Alerts: alertStore, Presets: presets, Distributor: dist, Delivery: dist, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded}
+	if !cfg.LedgerOff {
+		expOpts.Ledger = ledgercheck.New(cfg.Ledger)
+	}
 	if err := openState(cfg.StateDir, &expOpts, meter, log); err != nil {
 		stop()
 		return nil, err
 	}
 	exps := experiments.NewManager(expOpts)
+	if err := registerLedgerGauge(meter, exps); err != nil {
+		stop()
+		return nil, err
+	}
 	// After the faults and traffic jobs are known again: an experiment
 	// that was running is concluded (its faults and jobs found by id).
 	exps.Restore()
@@ -307,6 +343,30 @@ func registerGauges(m metric.Meter, fm *faults.Manager, tm *traffic.Manager) err
 		o.ObserveInt64(jobs, int64(tm.Running()))
 		return nil
 	}, g, jobs)
+	return err
+}
+
+// LedgerSeries is how many experiments' exact ledgers are exported (the
+// newest): each is ten series, and ended experiments are kept by the
+// hundred.
+const LedgerSeries = 20
+
+// registerLedgerGauge exports platform_experiment_ledger_packets{experiment,
+// name, count}: the exact ledger of the experiments that ended last, one
+// series per count (written, processed, duplicates, lost, ...). A value
+// appears when the experiment's ledger is read and stays while it is among
+// the newest LedgerSeries: over time, a step per experiment.
+func registerLedgerGauge(m metric.Meter, exps *experiments.Manager) error {
+	_, err := m.Int64ObservableGauge("platform_experiment_ledger_packets",
+		metric.WithDescription("The exact delivery ledger of the experiments that ended last, by count: packets attempted and accepted (k6), written, processed, duplicates, lost, unexpected; unreadable ledger records."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for _, l := range exps.ExactLedgers(LedgerSeries) {
+				for count, v := range experiments.LedgerCounts(l.Result) {
+					o.Observe(v, metric.WithAttributes(attribute.String("experiment", l.ID), attribute.String("name", l.Name), attribute.String("count", count)))
+				}
+			}
+			return nil
+		}))
 	return err
 }
 

@@ -18,7 +18,9 @@ import (
 type Client struct {
 	url   string
 	token string
-	hc    *http.Client
+	// analyzerToken is sent to the analyzers' admin API.
+	analyzerToken string
+	hc            *http.Client
 }
 
 // New returns a client of the distributor at url (http://distributor:8080).
@@ -28,17 +30,25 @@ func New(url, token string) *Client {
 	return &Client{url: strings.TrimRight(url, "/"), token: token, hc: &http.Client{Timeout: 10 * time.Second}}
 }
 
+// WithAnalyzerToken sets the bearer token sent to the analyzers' admin
+// API (their ADMIN_TOKEN; empty sends none).
+func (c *Client) WithAnalyzerToken(token string) *Client {
+	c.analyzerToken = token
+	return c
+}
+
 // URL is the distributor's base URL.
 func (c *Client) URL() string { return c.url }
 
 // Error is a refusal by the distributor: its status and message.
 type Error struct {
+	From    string // "distributor", "analyzer analyzer-2"
 	Status  int
 	Message string
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("distributor answered %d: %s", e.Status, e.Message)
+	return fmt.Sprintf("%s answered %d: %s", e.From, e.Status, e.Message)
 }
 
 // Overlay returns the overlay in force ("" if none).
@@ -63,24 +73,33 @@ func (c *Client) SetOverlay(ctx context.Context, overlay []byte) error {
 }
 
 func (c *Client) do(ctx context.Context, method string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.url+"/admin/config", bytes.NewReader(body))
+	return c.call(ctx, "distributor", c.url, "/admin/config", c.token, method, body, out)
+}
+
+// call sends one admin request to who (the distributor, an analyzer) at
+// base+path.
+func (c *Client) call(ctx context.Context, who, base, path, token, method string, body []byte, out any) error {
+	url := base + path
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	// The distributor refuses a write without one of its types, body or
 	// not (its admin routes must not be drivable by a web page).
 	switch {
-	case body != nil:
+	case body != nil && path == "/admin/config":
 		req.Header.Set("Content-Type", "application/yaml") // a YAML or JSON document
+	case body != nil:
+		req.Header.Set("Content-Type", "application/json")
 	case method != http.MethodGet:
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("distributor at %s: %w", c.url, err)
+		return fmt.Errorf("%s at %s: %w", who, base, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -91,7 +110,7 @@ func (c *Client) do(ctx context.Context, method string, body []byte, out any) er
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(b))
 		}
-		return &Error{Status: resp.StatusCode, Message: e.Error}
+		return &Error{From: who, Status: resp.StatusCode, Message: e.Error}
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)

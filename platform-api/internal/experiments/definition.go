@@ -8,6 +8,7 @@ package experiments
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,7 +49,18 @@ type Definition struct {
 	// one: naming the alerts that belong to this fault keeps it from
 	// being credited.
 	DetectAlerts []string `yaml:"detectAlerts" json:"detectAlerts,omitempty" example:"AnalyzerDown"`
+	// Ledger is what the exact delivery ledger must show at the end (see
+	// LedgerExpect): {lost: 0, duplicates: ">0"}. It needs traffic.
+	Ledger LedgerExpect `yaml:"ledger" json:"ledger,omitempty"`
+	// Delivery sets analyzers' delivery modes for the experiment, by
+	// analyzer id (at-most-once, at-least-once, effectively-once), through
+	// each analyzer's admin API; the modes from before are put back at the
+	// end, whatever the verdict.
+	Delivery map[string]string `yaml:"delivery" json:"delivery,omitempty" example:"analyzer-2:at-most-once"`
 }
+
+// Delivery modes of the analyzers (DELIVERY).
+var deliveryModes = []string{"at-most-once", "at-least-once", "effectively-once"}
 
 // Traffic is the experiment's load: the platform's traffic request.
 type Traffic struct {
@@ -229,6 +241,18 @@ func (d *Definition) Validate(maxFaultDuration float64) error {
 		}
 		if c.Abort && c.Phase == "after" {
 			bad(field+".abort", "applies to before and during checks only")
+		}
+	}
+	d.Ledger.parse(&p)
+	if len(d.Ledger) > 0 && d.Traffic == nil {
+		bad("ledger", "needs traffic: the exact ledger counts the packets of the experiment's traffic job")
+	}
+	for _, id := range slices.Sorted(maps.Keys(d.Delivery)) {
+		if strings.TrimSpace(id) == "" {
+			bad("delivery", "an analyzer id is empty")
+		}
+		if !slices.Contains(deliveryModes, d.Delivery[id]) {
+			bad("delivery."+id, "must be one of %s (got %q)", strings.Join(deliveryModes, ", "), d.Delivery[id])
 		}
 	}
 	return p.Err("experiment")

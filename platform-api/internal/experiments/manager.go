@@ -30,6 +30,8 @@ type Manager struct {
 	alerts    AlertSource
 	presets   map[string]Definition
 	dist      DistributorConfig
+	ledger    LedgerChecker
+	delivery  DeliverySwitch
 	maxFault  float64
 	log       *slog.Logger
 	onVerdict func(verdict string)
@@ -61,11 +63,17 @@ type Options struct {
 	OnVerdict func(verdict string)
 	// Store keeps experiments across restarts (optional; see Restore).
 	Store Store
+	// Ledger reads the exact delivery ledger at the end (optional: without
+	// it an experiment has only the metric ledger, and ledger expectations
+	// are not judged, so they fail).
+	Ledger LedgerChecker
+	// Delivery sets analyzers' delivery modes (the definition's delivery).
+	Delivery DeliverySwitch
 }
 
 // NewManager returns a manager.
 func NewManager(o Options) *Manager {
-	return &Manager{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, presets: o.Presets, dist: o.Distributor, maxFault: o.MaxFaultSeconds,
+	return &Manager{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, presets: o.Presets, dist: o.Distributor, ledger: o.Ledger, delivery: o.Delivery, maxFault: o.MaxFaultSeconds,
 		log: o.Logger, onVerdict: o.OnVerdict, store: o.Store, saves: map[string]saved{}, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
 }
 
@@ -104,6 +112,7 @@ func (m *Manager) Start(d Definition) (Experiment, error) {
 	for _, c := range d.Checks {
 		e.Checks = append(e.Checks, CheckResult{Check: c, Samples: []Sample{}})
 	}
+	e.LedgerChecks = d.Ledger.parse(&apierr.Problems{}) // valid: Validate said so
 	r := &runner{m: m, e: e, def: d}
 	for _, f := range d.Faults {
 		r.faults = append(r.faults, scheduled{ScheduledFault: f})
@@ -177,6 +186,7 @@ func copyOf(e *Experiment) Experiment {
 	c := *e
 	c.Timeline = append([]Event(nil), e.Timeline...)
 	c.FaultIDs = append([]string(nil), e.FaultIDs...)
+	c.LedgerChecks = slices.Clone(e.LedgerChecks)
 	c.Checks = make([]CheckResult, len(e.Checks))
 	for i, cr := range e.Checks {
 		cr.Samples = append([]Sample(nil), cr.Samples...)

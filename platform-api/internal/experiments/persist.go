@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -55,6 +56,11 @@ type undo struct {
 	// for, until its id is known.
 	FaultsStarting  []starting `json:"faultsStarting,omitempty"`
 	TrafficStarting *time.Time `json:"trafficStarting,omitempty"`
+	// DeliveryBefore are the analyzers' delivery modes read before the
+	// experiment changed them; DeliveryRestored says the runner put them
+	// back itself.
+	DeliveryBefore   map[string]string `json:"deliveryBefore,omitempty"`
+	DeliveryRestored bool              `json:"deliveryRestored,omitempty"`
 	// Judged lists the phases whose checks were decided.
 	Judged []string `json:"judged,omitempty"`
 }
@@ -127,6 +133,7 @@ func (m *Manager) save(e *Experiment) error {
 	rec := record{Experiment: copyOf(e), Undo: e.undo}
 	rec.Undo.FaultsStarting = slices.Clone(e.undo.FaultsStarting)
 	rec.Undo.Judged = slices.Clone(e.undo.Judged)
+	rec.Undo.DeliveryBefore = maps.Clone(e.undo.DeliveryBefore)
 	if e.State == StateRunning {
 		m.saves[e.ID] = saved{at: time.Now()}
 	} else {
@@ -220,8 +227,17 @@ func (m *Manager) conclude(e *Experiment) {
 			done = append(done, "the distributor's overlay from before restored")
 		}
 	}
+	done = append(done, r.concludeDelivery(ctx, u)...)
 	done = append(done, r.concludeTraffic(ctx, snap, u)...)
 	l := r.ledgerNow(ctx)
+	var job *traffic.Job
+	if id := r.snapshot().TrafficJobID; id != "" {
+		if j, err := r.m.traffic.Get(id); err == nil {
+			job = &j
+		}
+	}
+	exact, note := r.exactLedger(ctx, job)
+	checks := judgeLedger(r.snapshot().LedgerChecks, exact, note)
 	now := time.Now().UTC()
 	fws, charts := m.faultWindows(r.snapshot(), now), m.captureCharts(ctx, r.snapshot(), now)
 	reason := "the platform stopped while it ran"
@@ -229,6 +245,7 @@ func (m *Manager) conclude(e *Experiment) {
 		reason += "; at the restart: " + strings.Join(done, ", ")
 	}
 	m.update(e, func(e *Experiment) {
+		e.ExactLedger, e.LedgerNote, e.LedgerChecks = exact, note, checks
 		e.Ledger, e.State, e.Reason, e.EndedAt = l, Interrupted, reason, &now
 		e.Faults, e.Charts = fws, charts
 		if e.Alerts == nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/dsplab/dsplab/platform-api/internal/ledgercheck"
 )
 
 // Markdown renders an experiment's report for people.
@@ -25,11 +27,7 @@ func Markdown(e Experiment) string {
 	if e.TrafficJobID != "" {
 		p("| traffic job | `%s` |\n", e.TrafficJobID)
 	}
-	p("\n## Delivery ledger\n\n| accepted (distributor) | processed (analyzers, unique) | duplicates | lost | accepted (k6) |\n|---|---|---|---|---|\n")
-	p("| %s | %s | %s | %s | %s |\n", num(e.Ledger.Accepted), num(e.Ledger.Processed), num(e.Ledger.Duplicates), num(e.Ledger.Lost), num(e.Ledger.K6Accepted))
-	if e.Ledger.Lost != nil && *e.Ledger.Lost > 0 && killedAnalyzer(e.Definition) {
-		p("\nA SIGKILL hit an analyzer: what it processed after its last metric export (OTEL_METRIC_EXPORT_INTERVAL, 2 s in the compose stack) and before the signal was never exported, so \"lost\" counts those packets too. A `stop` fault (SIGTERM) exports the last counts and makes the ledger exact.\n")
-	}
+	ledgerMarkdown(p, e)
 	p("\n## Checks\n\n| phase | check | query | expected | result | values |\n|---|---|---|---|---|---|\n")
 	for _, c := range e.Checks {
 		result := "✅ passed"
@@ -109,4 +107,84 @@ func killedAnalyzer(d Definition) bool {
 		}
 	}
 	return false
+}
+
+// ledgerMarkdown writes the exact ledger, its expectations and examples,
+// and the metric ledger as a cross-check.
+func ledgerMarkdown(p func(string, ...any), e Experiment) {
+	p("\n## Delivery ledger (exact, from Kafka)\n\n")
+	x := e.ExactLedger
+	if x == nil {
+		p("Not read: %s.\n", orDash(e.LedgerNote))
+	} else {
+		p("Packets of traffic job %s, read packet by packet from `logs.*` (what the distributor wrote before answering 2xx) and the analyzers' ledger topic (each processing) after the backlog drained (waited %.1fs, %d records read).\n\n",
+			"`"+strings.Join(x.JobIDs, "`, `")+"`", x.WaitedSeconds, x.RecordsRead)
+		if x.Error != "" {
+			p("**Not read to the end: %s.** The counts are what was read before.\n\n", x.Error)
+		}
+		if x.Truncated != "" {
+			p("**Partial: %s.**\n\n", x.Truncated)
+		}
+		p("| attempted (k6) | accepted (k6, 2xx) | accepted, not written | written | processed (unique) | duplicates | lost | unexpected | unreadable |\n|---|---|---|---|---|---|---|---|---|\n")
+		p("| %s | %s | %s | %d | %d | %d | %d | %d | %d |\n", inum(x.Attempted), inum(x.Accepted), inum(x.AcceptedNotWritten), x.Written, x.Processed, x.Duplicates, x.Lost, x.Unexpected, x.Unreadable)
+		p("\n*accepted, not written*: k6's 2xx answers beyond the ids in `logs.*` (a count: above 0, packets answered 2xx are not in Kafka, or their ids do not name the job); *written*: ids in `logs.*` (%d written more than once); *processed*: ids with a ledger record (%d records); *duplicates*: ids processed more than once (%d of them the same `logs.*` record again: a re-delivery); *lost*: written, never processed; *unexpected*: processed, never written; *unreadable*: ledger records that are not ledger records.\n", x.WrittenTwice, x.Processings, x.Redelivered)
+		examples(p, "Lost", x.Examples.Lost)
+		examples(p, "Duplicates", x.Examples.Duplicates)
+		examples(p, "Unexpected", x.Examples.Unexpected)
+		if len(x.Examples.Unreadable) > 0 {
+			p("\nUnreadable (first %d):\n\n", len(x.Examples.Unreadable))
+			for _, u := range x.Examples.Unreadable {
+				p("- %s/%d@%d: %s\n", u.Topic, u.Partition, u.Offset, u.Error)
+			}
+		}
+	}
+	if len(e.LedgerChecks) > 0 {
+		p("\n| expected | value | result |\n|---|---|---|\n")
+		for _, c := range e.LedgerChecks {
+			result := "✅ passed"
+			if !c.Passed {
+				result = "❌ failed"
+				if c.Error != "" {
+					result += " (" + c.Error + ")"
+				}
+			}
+			p("| %s %s %g | %s | %s |\n", c.Count, c.Comparator, c.Threshold, inum(c.Value), result)
+		}
+	}
+	p("\n### Metric ledger (cross-check)\n\nIncreases of Prometheus counters over the experiment, every job's traffic included; not the verdict.\n\n| accepted (distributor) | processed (analyzers, unique) | duplicates | lost | accepted (k6) |\n|---|---|---|---|---|\n")
+	p("| %s | %s | %s | %s | %s |\n", num(e.Ledger.Accepted), num(e.Ledger.Processed), num(e.Ledger.Duplicates), num(e.Ledger.Lost), num(e.Ledger.K6Accepted))
+	if e.Ledger.Lost != nil && *e.Ledger.Lost > 0 && killedAnalyzer(e.Definition) {
+		p("\nA SIGKILL hit an analyzer: what it processed after its last metric export (OTEL_METRIC_EXPORT_INTERVAL, 2 s in the compose stack) and before the signal was never exported, so the metric \"lost\" counts those packets too. The exact ledger above counts each packet from Kafka.\n")
+	}
+}
+
+func examples(p func(string, ...any), title string, ex []ledgercheck.Example) {
+	if len(ex) == 0 {
+		return
+	}
+	p("\n%s (first %d):\n\n", title, len(ex))
+	for _, x := range ex {
+		var where []string
+		for _, w := range x.Written {
+			where = append(where, fmt.Sprintf("written %s/%d@%d", w.Topic, w.Partition, w.Offset))
+		}
+		for _, pr := range x.Processed {
+			where = append(where, fmt.Sprintf("processed by %s (%s) at %s, ledger %s/%d@%d", pr.Analyzer, orDash(pr.Delivery), pr.ProcessedAt.Format("15:04:05.000"), pr.Ledger.Topic, pr.Ledger.Partition, pr.Ledger.Offset))
+		}
+		p("- `%s`: %s\n", x.PacketID, strings.Join(where, "; "))
+	}
+}
+
+func inum(v *int64) string {
+	if v == nil {
+		return "—"
+	}
+	return fmt.Sprint(*v)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }

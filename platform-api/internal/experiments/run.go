@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dsplab/dsplab/platform-api/internal/alerts"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
+	"github.com/dsplab/dsplab/platform-api/internal/ledgercheck"
 	"github.com/dsplab/dsplab/platform-api/internal/traffic"
 )
 
@@ -79,9 +81,18 @@ type Experiment struct {
 	TimeToDetectSeconds  *float64       `json:"timeToDetectSeconds,omitempty"`
 	DetectedBy           string         `json:"detectedBy,omitempty"`
 	TimeToRecoverSeconds *float64       `json:"timeToRecoverSeconds,omitempty"`
-	Ledger               Ledger         `json:"ledger"`
-	TrafficJobID         string         `json:"trafficJobId,omitempty"`
-	FaultIDs             []string       `json:"faultIds"`
+	// Ledger is the metric ledger (Prometheus counters): a cross-check
+	// of ExactLedger, which decides.
+	Ledger Ledger `json:"ledger"`
+	// ExactLedger is the delivery ledger read packet by packet from
+	// Kafka at the end (nil: not read; see LedgerNote).
+	ExactLedger *ledgercheck.Result `json:"exactLedger,omitempty"`
+	LedgerNote  string              `json:"ledgerNote,omitempty"`
+	// LedgerChecks are the definition's ledger expectations, judged on
+	// ExactLedger at the end.
+	LedgerChecks []LedgerCheck `json:"ledgerChecks,omitempty"`
+	TrafficJobID string        `json:"trafficJobId,omitempty"`
+	FaultIDs     []string      `json:"faultIds"`
 	// Faults are the windows of its faults, and Charts the series of the
 	// report's charts, read from Prometheus when it ended (charts.go).
 	Faults []FaultWindow `json:"faults,omitempty"`
@@ -240,6 +251,9 @@ func (r *runner) run(ctx context.Context) {
 }
 
 func (r *runner) phases(ctx context.Context) (string, string) {
+	if v, reason := r.applyDelivery(ctx); v != "" {
+		return v, reason
+	}
 	for _, i := range r.checks("before") {
 		if !r.evaluate(ctx, i) {
 			r.event("check-failed", "before: %s", r.def.Checks[i].Name)
@@ -262,7 +276,11 @@ func (r *runner) phases(ctx context.Context) (string, string) {
 	if v, reason := r.faultPhase(ctx); v != "" {
 		return v, reason
 	}
-	return r.recoveryPhase(ctx)
+	v, reason := r.recoveryPhase(ctx)
+	if drift := r.deliveryDrift(ctx); drift != "" && v == Passed {
+		return Failed, drift
+	}
+	return v, reason
 }
 
 // faultPhase starts the faults on schedule and evaluates the during checks
@@ -550,6 +568,12 @@ func (r *runner) cleanup() {
 			r.event("config-restored", "the distributor's overlay from before the experiment is back")
 		}
 	}
+	r.m.mu.Lock()
+	before, restored := maps.Clone(r.e.undo.DeliveryBefore), r.e.undo.DeliveryRestored
+	r.m.mu.Unlock()
+	if len(before) > 0 && !restored {
+		r.restoreDelivery(ctx, before)
+	}
 	e := r.snapshot()
 	if e.TrafficJobID == "" {
 		return
@@ -612,11 +636,20 @@ func (r *runner) finish(verdict, reason string) {
 	if job != nil {
 		l.K6Accepted = k6Accepted(*job)
 	}
+	r.m.flush(r.e)
+	// The exact ledger decides; read after the traffic ended and the
+	// metric ledger settled, it waits for the analyzers' backlog itself.
+	exact, note := r.exactLedger(context.WithoutCancel(ctx), job)
+	checks := judgeLedger(r.snapshot().LedgerChecks, exact, note)
+	if failed := failedLedgerChecks(checks); len(failed) > 0 && verdict == Passed {
+		verdict, reason = Failed, fmt.Sprintf("%d ledger checks failed: %v", len(failed), failed)
+	}
 	now := time.Now().UTC()
 	as := r.m.alerts.Since(r.start)
 	sort.Slice(as, func(i, j int) bool { return as[i].ReceivedAt.Before(as[j].ReceivedAt) })
 	fws, charts := r.m.faultWindows(e, now), r.m.captureCharts(ctx, r.snapshot(), now)
 	r.m.update(r.e, func(e *Experiment) {
+		e.ExactLedger, e.LedgerNote, e.LedgerChecks = exact, note, checks
 		e.Ledger, e.Alerts, e.State, e.Reason, e.EndedAt = l, as, verdict, reason, &now
 		e.Faults, e.Charts = fws, charts
 		if e.Alerts == nil {
@@ -648,14 +681,17 @@ func (r *runner) ledger(ctx context.Context) map[string]*float64 {
 	return out
 }
 
-func k6Accepted(j traffic.Job) *float64 {
+func k6Accepted(j traffic.Job) *float64 { return k6Number(j, "packets_accepted") }
+
+// k6Number is a number of the k6 summary's overview (nil if none).
+func k6Number(j traffic.Job, name string) *float64 {
 	var doc struct {
 		Overview map[string]any `json:"overview"`
 	}
 	if len(j.Summary) == 0 || json.Unmarshal(j.Summary, &doc) != nil {
 		return nil
 	}
-	if v, ok := doc.Overview["packets_accepted"].(float64); ok {
+	if v, ok := doc.Overview[name].(float64); ok {
 		return &v
 	}
 	return nil

@@ -1,0 +1,116 @@
+package experiments
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DeliverySwitch reads and sets an analyzer's delivery mode through its
+// admin API (at-most-once, at-least-once, effectively-once).
+type DeliverySwitch interface {
+	DeliveryMode(ctx context.Context, analyzer string) (string, error)
+	SetDeliveryMode(ctx context.Context, analyzer, mode string) error
+}
+
+// applyDelivery sets the definition's delivery modes, each after the mode
+// in force is on disk (a platform killed after a change still knows what
+// to put back).
+func (r *runner) applyDelivery(ctx context.Context) (string, string) {
+	if len(r.def.Delivery) == 0 {
+		return "", ""
+	}
+	if r.m.delivery == nil {
+		return Failed, "delivery modes: the platform cannot reach the analyzers' admin API"
+	}
+	for _, id := range slices.Sorted(maps.Keys(r.def.Delivery)) {
+		mode := r.def.Delivery[id]
+		prev, err := r.m.delivery.DeliveryMode(ctx, id)
+		if err != nil {
+			r.event("delivery-failed", "reading %s's delivery mode: %v", id, err)
+			return Failed, fmt.Sprintf("delivery mode of %s not read: %v", id, err)
+		}
+		if err := r.m.updateDurable(r.e, func(e *Experiment) {
+			if e.undo.DeliveryBefore == nil {
+				e.undo.DeliveryBefore = map[string]string{}
+			}
+			e.undo.DeliveryBefore[id] = prev
+		}); err != nil {
+			r.event("delivery-failed", "saving %s's delivery mode before changing it: %v", id, err)
+			return Failed, "delivery mode not changed: the mode to put back could not be saved: " + err.Error()
+		}
+		if err := r.m.delivery.SetDeliveryMode(ctx, id, mode); err != nil {
+			r.event("delivery-failed", "%s to %s: %v", id, mode, err)
+			return Failed, fmt.Sprintf("delivery mode of %s not set to %s: %v", id, mode, err)
+		}
+		r.event("delivery-changed", "%s: %s (was %s)", id, mode, prev)
+	}
+	return "", ""
+}
+
+// restoreDelivery puts back the modes from before the experiment; it says
+// what it could not put back.
+func (r *runner) restoreDelivery(ctx context.Context, before map[string]string) []string {
+	var failed []string
+	for _, id := range slices.Sorted(maps.Keys(before)) {
+		if err := r.setModeRetrying(ctx, id, before[id]); err != nil {
+			r.event("delivery-failed", "putting %s's delivery mode back to %s: %v", id, before[id], err)
+			failed = append(failed, fmt.Sprintf("%s NOT back to %s: %v", id, before[id], err))
+			continue
+		}
+		r.event("delivery-restored", "%s: %s again", id, before[id])
+	}
+	if len(failed) == 0 {
+		r.m.updateDurable(r.e, func(e *Experiment) { e.undo.DeliveryRestored = true })
+	}
+	return failed
+}
+
+// concludeDelivery is restoreDelivery for an interrupted experiment.
+func (r *runner) concludeDelivery(ctx context.Context, u undo) []string {
+	if len(u.DeliveryBefore) == 0 || u.DeliveryRestored || r.m.delivery == nil {
+		return nil
+	}
+	if failed := r.restoreDelivery(ctx, u.DeliveryBefore); len(failed) > 0 {
+		return []string{"delivery modes: " + strings.Join(failed, ", ")}
+	}
+	return []string{"the analyzers' delivery modes from before restored"}
+}
+
+// setModeRetrying sets a mode, retrying for about 30 s: at the end of an
+// experiment that killed the analyzer, it may be starting again.
+func (r *runner) setModeRetrying(ctx context.Context, id, mode string) error {
+	var err error
+	for attempt := range 6 {
+		if err = r.m.delivery.SetDeliveryMode(ctx, id, mode); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 2 * time.Second):
+		}
+	}
+	return err
+}
+
+// deliveryDrift says which analyzers are no longer in the mode the
+// experiment set (one that restarted without keeping its run-time mode:
+// the experiment did not test what it says).
+func (r *runner) deliveryDrift(ctx context.Context) string {
+	var drift []string
+	for _, id := range slices.Sorted(maps.Keys(r.def.Delivery)) {
+		got, err := r.m.delivery.DeliveryMode(ctx, id)
+		if err == nil && got != r.def.Delivery[id] {
+			r.event("delivery-drifted", "%s is %s, not %s: it did not keep the mode set at run time across its restart", id, got, r.def.Delivery[id])
+			drift = append(drift, fmt.Sprintf("%s ended in %s, not %s", id, got, r.def.Delivery[id]))
+		}
+	}
+	if len(drift) == 0 {
+		return ""
+	}
+	return "delivery modes did not hold: " + strings.Join(drift, ", ")
+}
