@@ -163,8 +163,12 @@ func TestTrafficThroughTheAPIRunsAK6JobAndReportsItsSummary(t *testing.T) {
 }
 
 func TestAPlatformServesAtOnceWhileALeftoverFaultsCleanupHangs(t *testing.T) {
-	// Pumba is the stand-in (pumba-standin/); the nettools image's tools
-	// never return, as a wedged tc or iptables would not.
+	// Pumba is the stand-in (pumba-standin/). The fault is applied and
+	// expires with working tools; the platform restarts with a nettools
+	// image whose tools never return, as a wedged tc or iptables would not,
+	// so its cleanup of the leftover hangs. (The stand-in applies netem
+	// through the nettools image itself, as Pumba does: with the hanging
+	// image from the start the Pumba job would hang, not expire.)
 	dockertest.BuildPumbaImage(t)
 	proj := dockertest.NewProject(t)
 	proj.Run("analyzer-1", "target")
@@ -172,7 +176,7 @@ func TestAPlatformServesAtOnceWhileALeftoverFaultsCleanupHangs(t *testing.T) {
 	p := &platform{t: t, bin: buildPlatform(t), url: "http://127.0.0.1:" + strconv.Itoa(port),
 		env: []string{"COMPOSE_PROJECT=" + proj.Name, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn", "EXPERIMENTS_DIR=" + repoDir(t, "experiments"),
 			"K6_IMAGE=" + dockertest.PumbaImage, // present: nothing is pulled, no registry is reached
-			"PUMBA_IMAGE=" + dockertest.PumbaImage, "PUMBA_NETTOOLS_IMAGE=" + dockertest.NettoolsHangImage, "PUMBA_CLEANUP_TIMEOUT_SECONDS=2"}}
+			"PUMBA_IMAGE=" + dockertest.PumbaImage, "PUMBA_NETTOOLS_IMAGE=" + dockertest.NettoolsImage, "PUMBA_CLEANUP_TIMEOUT_SECONDS=2"}}
 	p.start()
 	code, f := p.post("/api/faults", `{"type":"loss","target":"analyzer-1","percent":5,"durationSeconds":2}`)
 	require.Equal(t, http.StatusCreated, code, f)
@@ -180,6 +184,11 @@ func TestAPlatformServesAtOnceWhileALeftoverFaultsCleanupHangs(t *testing.T) {
 	p.cmd.Wait()
 	dockertest.WaitState(t, "dsplab-netem-"+f["id"].(string), "exited", 30*time.Second) // expired while nobody watched
 
+	for i, e := range p.env {
+		if strings.HasPrefix(e, "PUMBA_NETTOOLS_IMAGE=") {
+			p.env[i] = "PUMBA_NETTOOLS_IMAGE=" + dockertest.NettoolsHangImage
+		}
+	}
 	p.start() // serves (/health) though the cleanup below is blocked
 	stopped := false
 	defer func() {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/dsplab/dsplab/platform-api/internal/ledgercheck"
 )
 
 // ReportLinks are where the report's links point.
@@ -83,7 +85,7 @@ func reportView(e Experiment, links ReportLinks) map[string]any {
 	}
 	return map[string]any{
 		"E": e, "Timeline": template.HTML(timelineSVG(e)), "Charts": charts, "Checks": checks,
-		"Faults": fws, "Ledger": ledgerRows(e.Ledger), "Links": grafanaLinks(links.GrafanaURL, e, from, to), "Traces": traceLinks(links.GrafanaURL, e),
+		"Faults": fws, "Ledger": ledgerRows(e.Ledger), "Exact": exactView(e), "Links": grafanaLinks(links.GrafanaURL, e, from, to), "Traces": traceLinks(links.GrafanaURL, e),
 		"TTD": secs(e.TimeToDetectSeconds), "TTR": secs(e.TimeToRecoverSeconds),
 		"Killed":    e.Ledger.Lost != nil && *e.Ledger.Lost > 0 && killedAnalyzer(e.Definition),
 		"Chartless": e.Charts == nil, "Generated": time.Now().UTC().Format(time.RFC3339),
@@ -261,9 +263,16 @@ var reportTmpl = template.Must(template.New("report").Funcs(reportFuncs).Parse(p
 
 <section class="two">
 <div>
-<h2>Delivery ledger</h2>
+<h2>Delivery ledger (exact, from Kafka)</h2>
+{{with .Exact}}{{if .Note}}<p class="hint">Not read: {{.Note}}</p>{{else}}
+<p class="hint">The job's packets ({{.Jobs}}), read packet by packet from <code>logs.*</code> (written before a 2xx) and the analyzers' ledger topic (each processing).{{if .Partial}} <b>{{.Partial}}</b>{{end}}</p>
+<table class="ledger">{{range .Rows}}<tr><th>{{.Name}}</th><td>{{.Value}}</td></tr>{{end}}</table>
+{{range .Expect}}<p><span class="result {{.Class}}">{{.Result}}</span> {{.Text}}</p>{{end}}
+{{range .Examples}}<p><b>{{.Title}}</b> (first {{len .Lines}}):</p><ul class="examples">{{range .Lines}}<li><code>{{.ID}}</code>: {{.Where}}</li>{{end}}</ul>{{end}}
+{{end}}{{end}}
+<h3>Metric ledger (cross-check)</h3>
 <table class="ledger">{{range .Ledger}}<tr><th>{{.Name}}</th><td>{{.Value}}</td></tr>{{end}}</table>
-{{if .Killed}}<p class="hint">A SIGKILL hit an analyzer: what it processed after its last metric export was never exported, so "lost" counts those packets too. A <code>stop</code> fault (SIGTERM) makes the ledger exact.</p>{{end}}
+{{if .Killed}}<p class="hint">A SIGKILL hit an analyzer: what it processed after its last metric export was never exported, so the metric "lost" counts those packets too; the exact ledger above counts each packet from Kafka.</p>{{end}}
 </div>
 <div>
 <h2>Faults</h2>
@@ -327,3 +336,59 @@ details{font-size:12px}footer{margin-top:24px;color:#888;font-size:12px}
 .delta{font-size:14px}.delta li{margin:2px 0}.a{color:#0072B2}.b{color:#D55E00}
 @media print{body{max-width:none;padding:0;font-size:11px}.links a{color:#222}details{display:none}h2{break-after:avoid}.two{grid-template-columns:1fr}}
 </style>`
+
+// exactLedgerView is the exact ledger as the HTML report shows it.
+type exactLedgerView struct {
+	Note, Jobs, Partial string
+	Rows                []rowView
+	Expect              []struct{ Class, Result, Text string }
+	Examples            []struct {
+		Title string
+		Lines []struct{ ID, Where string }
+	}
+}
+
+// exactView renders the exact ledger, its expectations and its examples
+// (the same as report.md's).
+func exactView(e Experiment) exactLedgerView {
+	x := e.ExactLedger
+	if x == nil {
+		return exactLedgerView{Note: orDash(e.LedgerNote)}
+	}
+	v := exactLedgerView{Jobs: strings.Join(x.JobIDs, ", "), Partial: strings.TrimSpace(x.Error + " " + x.Truncated)}
+	n := func(name string, value string) { v.Rows = append(v.Rows, rowView{Name: name, Value: value}) }
+	n("attempted (k6)", inum(x.Attempted))
+	n("accepted (k6, 2xx)", inum(x.Accepted))
+	n("accepted, not written", inum(x.AcceptedNotWritten))
+	n("written (logs.*)", fmt.Sprint(x.Written))
+	n("processed (unique)", fmt.Sprint(x.Processed))
+	n("duplicates", fmt.Sprintf("%d (%d re-deliveries)", x.Duplicates, x.Redelivered))
+	n("lost", fmt.Sprint(x.Lost))
+	n("unexpected", fmt.Sprint(x.Unexpected))
+	n("unreadable", fmt.Sprint(x.Unreadable))
+	for _, c := range e.LedgerChecks {
+		class, result := "pass", "passed"
+		if !c.Passed {
+			class, result = "fail", "failed"
+		}
+		v.Expect = append(v.Expect, struct{ Class, Result, Text string }{class, result,
+			fmt.Sprintf("%s %s %g (got %s)", c.Count, c.Comparator, c.Threshold, inum(c.Value))})
+	}
+	for _, g := range []struct {
+		title string
+		ex    []ledgercheck.Example
+	}{{"Lost", x.Examples.Lost}, {"Duplicates", x.Examples.Duplicates}, {"Unexpected", x.Examples.Unexpected}} {
+		if len(g.ex) == 0 {
+			continue
+		}
+		var lines []struct{ ID, Where string }
+		for _, ex := range g.ex {
+			lines = append(lines, struct{ ID, Where string }{ex.PacketID, exampleWhere(ex)})
+		}
+		v.Examples = append(v.Examples, struct {
+			Title string
+			Lines []struct{ ID, Where string }
+		}{g.title, lines})
+	}
+	return v
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dsplab/dsplab/internal/prom"
 	"github.com/dsplab/dsplab/platform-api/internal/alerts"
+	"github.com/dsplab/dsplab/platform-api/internal/ledgercheck"
 )
 
 // syntheticCrash is an ended analyzer-crash run: traffic from 0 s to 90 s,
@@ -427,4 +428,26 @@ func TestARunningExperimentsPageShowsItsPlannedFaultsAndNoCharts(t *testing.T) {
 func requireHas(t *testing.T, page, s string) {
 	t.Helper()
 	require.True(t, strings.Contains(page, s), "the page has %s", s)
+}
+
+func TestTheReportPageShowsTheExactLedgerWithItsExamplesAndExpectations(t *testing.T) {
+	e := syntheticCrash(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
+	i := func(n int64) *int64 { return &n }
+	at := e.StartedAt.Add(30 * time.Second)
+	e.ExactLedger = &ledgercheck.Result{JobIDs: []string{"t-1"}, Attempted: i(27000), Accepted: i(27000), AcceptedNotWritten: i(0),
+		Counts: ledgercheck.Counts{Written: 27000, Processed: 26999, Processings: 27011, Duplicates: 12, Redelivered: 12, Lost: 1},
+		Examples: ledgercheck.Examples{
+			Lost: []ledgercheck.Example{{PacketID: "t-1-3-118", Written: []ledgercheck.Position{{Topic: "logs.analyzer-2", Partition: 0, Offset: 4711}}}},
+			Duplicates: []ledgercheck.Example{{PacketID: "t-1-2-7", Processed: []ledgercheck.Processing{
+				{Analyzer: "analyzer-2", Delivery: "at-least-once", ProcessedAt: at, Ledger: ledgercheck.Position{Topic: "ledger.processed", Offset: 9}},
+				{Analyzer: "analyzer-2", Delivery: "at-least-once", ProcessedAt: at.Add(6 * time.Second), Ledger: ledgercheck.Position{Topic: "ledger.processed", Offset: 99}}}}}}}
+	e.LedgerChecks = []LedgerCheck{{Count: "lost", Comparator: "==", Threshold: 0, Value: i(1), Passed: false}}
+	page := string(HTML(e, ReportLinks{}))
+	for _, want := range []string{"Delivery ledger (exact, from Kafka)", "<th>lost</th><td>1</td>", "<th>duplicates</th><td>12 (12 re-deliveries)</td>",
+		"<code>t-1-3-118</code>: written logs.analyzer-2/0@4711", "<code>t-1-2-7</code>: processed by analyzer-2 (at-least-once)",
+		"ledger ledger.processed/0@99", `<span class="result fail">failed</span> lost == 0 (got 1)`, "Metric ledger (cross-check)"} {
+		require.Contains(t, page, want)
+	}
+	e.ExactLedger, e.LedgerNote = nil, "Kafka is off (KAFKA_BROKERS=off)"
+	require.Contains(t, string(HTML(e, ReportLinks{})), "Not read: Kafka is off (KAFKA_BROKERS=off)")
 }

@@ -164,15 +164,23 @@ func examples(p func(string, ...any), title string, ex []ledgercheck.Example) {
 	}
 	p("\n%s (first %d):\n\n", title, len(ex))
 	for _, x := range ex {
-		var where []string
-		for _, w := range x.Written {
-			where = append(where, fmt.Sprintf("written %s/%d@%d", w.Topic, w.Partition, w.Offset))
-		}
-		for _, pr := range x.Processed {
-			where = append(where, fmt.Sprintf("processed by %s (%s) at %s, ledger %s/%d@%d", pr.Analyzer, orDash(pr.Delivery), pr.ProcessedAt.Format("15:04:05.000"), pr.Ledger.Topic, pr.Ledger.Partition, pr.Ledger.Offset))
-		}
-		p("- `%s`: %s\n", x.PacketID, strings.Join(where, "; "))
+		p("- `%s`: %s\n", x.PacketID, exampleWhere(x))
 	}
+}
+
+// exampleWhere says where an example packet was written and processed.
+func exampleWhere(x ledgercheck.Example) string {
+	var where []string
+	for _, w := range x.Written {
+		where = append(where, fmt.Sprintf("written %s/%d@%d", w.Topic, w.Partition, w.Offset))
+	}
+	for _, pr := range x.Processed {
+		where = append(where, fmt.Sprintf("processed by %s (%s) at %s, ledger %s/%d@%d", pr.Analyzer, orDash(pr.Delivery), pr.ProcessedAt.Format("15:04:05.000"), pr.Ledger.Topic, pr.Ledger.Partition, pr.Ledger.Offset))
+	}
+	if len(where) == 0 {
+		return "nowhere"
+	}
+	return strings.Join(where, "; ")
 }
 
 func inum(v *int64) string {
