@@ -246,8 +246,45 @@ func (r *runner) run(ctx context.Context) {
 	r.start = r.e.StartedAt
 	r.event("started", "experiment %s", r.def.Name)
 	verdict, reason := r.phases(ctx)
+	if verdict != Aborted {
+		r.awaitTraffic(ctx)
+	}
 	r.cleanup()
 	r.finish(verdict, reason)
+}
+
+// trafficGrace is how long past its planned end a traffic job may take to
+// end by itself: k6's graceful stop of the iterations in flight (30 s by
+// default) and its end-of-test summary.
+const trafficGrace = 40 * time.Second
+
+// awaitTraffic lets the experiment's traffic job end by itself (within
+// trafficGrace of its planned end) rather than stopping it in cleanup as
+// soon as the after checks have held: a job stopped early leaves no k6
+// summary, so the exact ledger would have no k6 counts to hold the
+// written packets against. A stop request (ctx) ends the wait.
+func (r *runner) awaitTraffic(ctx context.Context) {
+	id := r.snapshot().TrafficJobID
+	if id == "" {
+		return
+	}
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		j, err := r.m.traffic.Get(id)
+		if err == nil && j.State != traffic.StateRunning {
+			r.event("traffic-ended", "traffic job %s ended by itself: %s", id, j.State)
+			return
+		}
+		if err != nil || time.Now().After(j.StartedAt.Add(j.Duration+trafficGrace)) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func (r *runner) phases(ctx context.Context) (string, string) {

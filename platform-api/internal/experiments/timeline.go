@@ -42,7 +42,7 @@ func trafficWindow(e Experiment) (start, end time.Time, ok bool) {
 		switch ev.Kind {
 		case "traffic-started":
 			start, ok = ev.At, true
-		case "traffic-stopped", "traffic-stop-failed":
+		case "traffic-stopped", "traffic-ended", "traffic-stop-failed":
 			end = ev.At
 		}
 	}
