@@ -296,7 +296,21 @@ func TestTheSIGKILLPresetsExpectTheExactLedgerToLoseNothingAndEachDeliveryModeIt
 	for _, mode := range deliveryModes {
 		d := presets["delivery-semantics-"+mode]
 		require.Equal(t, map[string]string{"analyzer-2": mode}, d.Delivery)
-		require.Equal(t, presets["delivery-semantics-at-least-once"].Faults, d.Faults, "the same fault in every mode")
+		// The same kills in every mode; the CPU limit that gives analyzer-2
+		// a backlog is tighter for at-most-once (its loss needs batches in
+		// hand at the kill; the preset says why).
+		kills := func(fs []ScheduledFault) (out []ScheduledFault) {
+			for _, f := range fs {
+				if f.Type == "cpu" {
+					require.Equal(t, "analyzer-2", f.Target, d.Name)
+					require.Positive(t, f.CPUs, d.Name)
+					f.CPUs = 0
+				}
+				out = append(out, f)
+			}
+			return out
+		}
+		require.Equal(t, kills(presets["delivery-semantics-at-least-once"].Faults), kills(d.Faults), "the same faults in every mode but the CPU limit")
 		require.Equal(t, "0", fmt.Sprint(expects(d.Name)["acceptedNotWritten"][3:]))
 	}
 }
