@@ -36,6 +36,9 @@ type world struct {
 	stopped []string
 	jobs    map[string]*traffic.Job
 	stopErr error // the engine refuses reverts
+	// busyUntil: Start answers a conflict until then (an earlier fault on
+	// the target still being reverted).
+	busyUntil time.Time
 }
 
 func (w *world) since() float64 { return time.Since(w.start).Seconds() }
@@ -70,6 +73,9 @@ func (w *world) Increase(_ context.Context, counter string, _ time.Time) (float6
 func (w *world) Start(_ context.Context, s faults.Spec) (faults.Fault, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if time.Now().Before(w.busyUntil) {
+		return faults.Fault{}, fmt.Errorf("%w: kill fault f-0 on %s is being reverted", faults.ErrConflict, s.Target)
+	}
 	end := time.Now().Add(s.Duration)
 	f := &faults.Fault{ID: "f-" + s.Target, Type: s.Type, Target: s.Target, State: faults.StateActive, StartedAt: time.Now(), EndsAt: &end, Command: "docker " + string(s.Type)}
 	w.faults[f.ID] = f
@@ -729,4 +735,32 @@ func TestDetectAlertsCreditOnlyTheNamedAlerts(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestAScheduledFaultWaitsForTheRevertOfAnEarlierOneOnItsTarget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, m, _ := newWorld(analyzerCrash)
+		// The fault is due at 10 s; an earlier fault's revert holds the
+		// container until 13 s (a slow docker start on a busy engine).
+		w.busyUntil = w.start.Add(13 * time.Second)
+		e, err := m.Start(crashDefinition())
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Passed, e.State, e.Reason)
+		for _, ev := range e.Timeline {
+			if ev.Kind == "fault-started" {
+				require.InDelta(t, 13, ev.At.Sub(e.StartedAt).Seconds(), 0.5, "started once the revert was over")
+			}
+		}
+
+		// A target held for longer than the wait: the fault fails, naming the conflict.
+		w.busyUntil = time.Now().Add(time.Hour)
+		e, err = m.Start(crashDefinition())
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Failed, e.State)
+		require.Contains(t, e.Reason, "is being reverted")
+	})
 }

@@ -3,6 +3,7 @@ package experiments
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -253,6 +254,29 @@ func (r *runner) run(ctx context.Context) {
 	r.finish(verdict, reason)
 }
 
+// conflictWait bounds how long a scheduled fault waits for its target to
+// be free: the revert of the experiment's previous fault on the same
+// container (a docker start on a busy engine takes seconds) holds it.
+const conflictWait = 15 * time.Second
+
+// startFault starts a scheduled fault, retrying while the fault manager
+// answers a conflict, for at most conflictWait: the schedule says "not
+// before", and the timeline shows when it really started.
+func (r *runner) startFault(ctx context.Context, spec faults.Spec) (faults.Fault, error) {
+	deadline := time.Now().Add(conflictWait)
+	for {
+		got, err := r.m.faults.Start(ctx, spec)
+		if err == nil || !errors.Is(err, faults.ErrConflict) || !time.Now().Before(deadline) {
+			return got, err
+		}
+		select {
+		case <-ctx.Done():
+			return got, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // trafficGrace is how long past its planned end a traffic job may take to
 // end by itself: k6's graceful stop of the iterations in flight (30 s by
 // default) and its end-of-test summary.
@@ -342,7 +366,7 @@ func (r *runner) faultPhase(ctx context.Context) (string, string) {
 			r.m.updateDurable(r.e, func(e *Experiment) {
 				e.undo.FaultsStarting = append(e.undo.FaultsStarting, starting{Type: f.Type, Target: f.Target, At: now.UTC()})
 			})
-			got, err := r.m.faults.Start(ctx, f.Spec())
+			got, err := r.startFault(ctx, f.Spec())
 			if err != nil {
 				r.m.update(r.e, func(e *Experiment) { e.undo.FaultsStarting = nil })
 				r.event("fault-failed", "%s on %s: %v", f.Type, f.Target, err)
