@@ -141,6 +141,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.reader = r
 	if c.cfg.LedgerTopic != "" {
 		c.ledger = newLedgerWriter(c.cfg.Brokers, c.cfg.LedgerTopic, c.stats, c.log)
+		c.ledger.ensure = c.ensureTopics
 	}
 	c.unlock()
 	if c.Mode() == ledger.EffectivelyOnce {

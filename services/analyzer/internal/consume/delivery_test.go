@@ -251,3 +251,27 @@ func TestTheLedgerTopicIsCreatedWithItsRetention(t *testing.T) {
 		return false
 	}, 10*time.Second, 50*time.Millisecond)
 }
+
+// A broker that lost the ledger topic (devkafka keeps nothing across a
+// restart: the e2e kafka-outage preset) must not stop the analyzer: before
+// this, every ledger write failed, commits waited on them, and nothing was
+// processed again until the analyzer itself restarted. (kfake stands in
+// for Kafka here, as everywhere in these tests.)
+func TestALostLedgerTopicIsCreatedAgainAndProcessingGoesOn(t *testing.T) {
+	brokers := newBroker(t)
+	start(t, cfgFor(brokers, ledger.AtLeastOnce))
+	produce(t, brokers, "logs.a1", 0, 10)
+	require.Eventually(t, func() bool { return committed(t, brokers) == 10 }, 20*time.Second, 50*time.Millisecond)
+
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
+	resp, err := cl.DeleteTopics(t.Context(), &kafka.DeleteTopicsRequest{Topics: []string{"ledger.processed"}})
+	require.NoError(t, err)
+	require.NoError(t, resp.Errors["ledger.processed"])
+
+	produce(t, brokers, "logs.a1", 10, 20)
+	require.Eventually(t, func() bool { return committed(t, brokers) == 20 }, 30*time.Second, 100*time.Millisecond,
+		"the analyzer creates the ledger topic again, records what it processes and commits")
+	recs := readLedger(t, brokers)
+	require.NotEmpty(t, recs)
+	require.Equal(t, "p-19", recs[len(recs)-1].PacketID, "the packets after the loss are in the new ledger topic")
+}

@@ -32,6 +32,11 @@ type ledgerWriter struct {
 	idle    chan struct{} // closed while pending == 0
 	failed  []kafka.Message
 	lastErr error
+	// ensure creates the ledger topic if it is missing: a broker that
+	// lost its topics (devkafka keeps nothing across a restart, a topic
+	// deleted by hand) would otherwise fail every write, and with them
+	// every commit, for ever.
+	ensure func(ctx context.Context)
 }
 
 func newLedgerWriter(brokers []string, topic string, stats *Stats, log *slog.Logger) *ledgerWriter {
@@ -98,6 +103,9 @@ func (lw *ledgerWriter) flush(ctx context.Context) error {
 		}
 		lw.log.Warn("ledger write failed; writing again before committing", "records", len(failed), "err", err)
 		sleep(ctx, 200*time.Millisecond)
+		if lw.ensure != nil {
+			lw.ensure(ctx)
+		}
 		if ctx.Err() != nil {
 			lw.mu.Lock()
 			lw.failed = append(failed, lw.failed...)
