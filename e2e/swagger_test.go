@@ -6,7 +6,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,21 +13,12 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/browsertest"
 )
 
 // chromium finds Debian's Chromium (CHROMIUM_BIN overrides).
-func chromium(t *testing.T) string {
-	if p := os.Getenv("CHROMIUM_BIN"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("no Chromium: apt-get install chromium (or set CHROMIUM_BIN)")
-	return ""
-}
+func chromium(t *testing.T) string { return browsertest.Chromium(t) }
 
 // TestSwaggerUIStartsTrafficWithTryItOut is a user's first click: Swagger
 // UI in headless Chromium, POST /api/traffic/start expanded, "Try it out",

@@ -6,8 +6,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +13,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/browsertest"
 )
 
 // TestSwaggerUITryItOutInChromium runs Swagger UI in headless Chromium
@@ -25,15 +25,7 @@ import (
 // suite's "Try it out" test does the same against the whole stack; this
 // one needs only Chromium: go test -tags browser -run Chromium ./platform-api/internal/api/
 func TestSwaggerUITryItOutInChromium(t *testing.T) {
-	bin := os.Getenv("CHROMIUM_BIN")
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if bin == "" {
-			bin, _ = exec.LookPath(name)
-		}
-	}
-	if bin == "" {
-		t.Fatal("no Chromium: apt-get install chromium (or set CHROMIUM_BIN)")
-	}
+	bin := browsertest.Chromium(t)
 	f := &countingFaults{}
 	h := securedRouter(f, "", "")
 	var mu sync.Mutex

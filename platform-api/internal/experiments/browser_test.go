@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -19,6 +18,8 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/browsertest"
 )
 
 // TestReportAndComparePagesInChromium opens the synthetic report and the
@@ -28,15 +29,7 @@ import (
 // directory, logged):
 // go test -tags browser -run Chromium ./platform-api/internal/experiments/
 func TestReportAndComparePagesInChromium(t *testing.T) {
-	bin := os.Getenv("CHROMIUM_BIN")
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if bin == "" {
-			bin, _ = exec.LookPath(name)
-		}
-	}
-	if bin == "" {
-		t.Fatal("no Chromium: apt-get install chromium (or set CHROMIUM_BIN)")
-	}
+	bin := browsertest.Chromium(t)
 	dir := os.Getenv("SCREENSHOT_DIR")
 	if dir == "" {
 		dir = t.TempDir()
