@@ -239,6 +239,12 @@ func (c *Consumer) committed(ctx context.Context) (map[int]int64, error) {
 	}
 	parts, err := conn.ReadPartitions(c.cfg.Topic)
 	conn.Close()
+	if errors.Is(err, kafka.UnknownTopicOrPartition) {
+		// The analyzer's topic is not there yet (its reader creates it
+		// where the broker allows): nothing was read from it, so nothing
+		// is committed and nothing can be re-delivered.
+		return map[int]int64{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +268,9 @@ func (c *Consumer) committed(ctx context.Context) (map[int]int64, error) {
 		return nil, err
 	}
 	for _, p := range resp.Topics[c.cfg.Topic] {
+		if errors.Is(p.Error, kafka.UnknownTopicOrPartition) {
+			continue // created meanwhile: that partition has nothing committed
+		}
 		if p.Error != nil {
 			return nil, p.Error
 		}
