@@ -65,7 +65,7 @@ func (m *Manager) checkNetem(ctx context.Context) error {
 		if strings.Contains(out, w) {
 			return fmt.Errorf("%w (%s answered %q, exit %d): delay, loss, duplicate, corrupt and rate need the sch_netem qdisc, "+
 				"which Docker Desktop on Apple silicon, WSL2 and some minikube or Podman machines lack; "+
-				"run them against the netem VM target instead: make e2e-netem (e2e/README.md)",
+				"run them against the netem VM target instead: make e2e-netem (test/e2e/README.md)",
 				ErrNetemMissing, strings.Join(netemProbe, " "), out, code)
 		}
 	}
