@@ -105,52 +105,66 @@ func parseIPTables(c *cli.Context, g globals) (ipRules, error) {
 			return r, wrap(errors.New("using destination port is only supported for tcp and udp protocol"))
 		}
 	}
+	suffix, err := lossStatistic(c)
+	if err != nil {
+		return r, err
+	}
+	suffix = append(suffix, "-j", "DROP")
+	r.add, r.del = ipRuleLines(r, srcs, dsts, sports, dports, suffix)
+	return r, nil
+}
+
+// lossStatistic is the rule's "-m statistic" part from the loss
+// subcommand's flags, checked as Pumba checks them (messages unwrapped).
+func lossStatistic(c *cli.Context) ([]string, error) {
 	mode, prob, every, packet := c.String("mode"), c.Float64("probability"), c.Int("every"), c.Int("packet")
 	suffix := []string{"-m", "statistic", "--mode", mode}
 	switch mode {
 	case "random":
 		if prob < 0 || prob > 1 {
-			return r, errors.New("invalid loss probability: must be between 0.0 and 1.0")
+			return nil, errors.New("invalid loss probability: must be between 0.0 and 1.0")
 		}
 		suffix = append(suffix, "--probability", strconv.FormatFloat(prob, 'f', 2, 64))
 	case "nth":
 		if every <= 0 {
-			return r, errors.New("invalid loss every: must be > 0")
+			return nil, errors.New("invalid loss every: must be > 0")
 		}
 		if packet < 0 || packet > every-1 {
-			return r, errors.New("invalid loss packet: must be 0 <= packet <= every-1")
+			return nil, errors.New("invalid loss packet: must be 0 <= packet <= every-1")
 		}
 		suffix = append(suffix, "--every", strconv.Itoa(every), "--packet", strconv.Itoa(packet))
 	default:
-		return r, errors.New("invalid loss mode: must be either random or nth")
+		return nil, errors.New("invalid loss mode: must be either random or nth")
 	}
-	suffix = append(suffix, "-j", "DROP")
+	return suffix, nil
+}
+
+// ipRuleLines is one INPUT rule per source, destination and port filter
+// (one unfiltered rule when there is none), as "-I" lines to add and "-D"
+// lines to delete, in Pumba's order.
+func ipRuleLines(r ipRules, srcs, dsts, sports, dports, suffix []string) (add, del [][]string) {
 	prefix := []string{"INPUT", "-i", r.iface}
 	if r.protocol != "any" {
 		prefix = append(prefix, "-p", r.protocol)
 	}
 	var filters [][]string
-	for _, ip := range srcs {
-		filters = append(filters, []string{"-s", ip})
-	}
-	for _, ip := range dsts {
-		filters = append(filters, []string{"-d", ip})
-	}
-	for _, port := range sports {
-		filters = append(filters, []string{"--sport", port})
-	}
-	for _, port := range dports {
-		filters = append(filters, []string{"--dport", port})
+	for _, l := range []struct {
+		flag   string
+		values []string
+	}{{"-s", srcs}, {"-d", dsts}, {"--sport", sports}, {"--dport", dports}} {
+		for _, v := range l.values {
+			filters = append(filters, []string{l.flag, v})
+		}
 	}
 	if len(filters) == 0 {
 		filters = [][]string{nil}
 	}
 	for _, f := range filters {
 		rule := slices.Concat(prefix, f, suffix)
-		r.add = append(r.add, append([]string{"-I"}, rule...))
-		r.del = append(r.del, append([]string{"-D"}, rule...))
+		add = append(add, append([]string{"-I"}, rule...))
+		del = append(del, append([]string{"-D"}, rule...))
 	}
-	return r, nil
+	return add, del
 }
 
 // runIPTables adds the rules in one sidecar, holds, and deletes them in

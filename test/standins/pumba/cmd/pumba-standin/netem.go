@@ -100,56 +100,10 @@ func parseNetemBase(c *cli.Context, g globals) (netemBase, error) {
 }
 
 func netemCommand(ctx context.Context, open func() (runtime, error), out io.Writer) cli.Command {
-	sub := func(name string, flags []cli.Flag, build func(c *cli.Context) ([]string, error)) cli.Command {
-		what := netemFailures[name]
-		return cli.Command{Name: name, Flags: flags, Action: action(ctx, open, out, func(c *cli.Context, g globals) (chaos, error) {
-			base, err := parseNetemBase(c.Parent(), g)
-			if err != nil {
-				return chaos{}, fmt.Errorf("error parsing netem parameters: %w", err)
-			}
-			cmd, err := build(c)
-			if err != nil {
-				return chaos{}, err
-			}
-			return chaos{limit: base.limit, run: func(ctx context.Context, rt runtime, t target) error {
-				if err := runNetem(ctx, rt, t, base, cmd, g.dryRun, out); err != nil {
-					return fmt.Errorf("failed to %s for one or more containers: %w", what, err)
-				}
-				return nil
-			}}, nil
-		})}
-	}
-	f2 := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
-	percent := func(what string) func(c *cli.Context) ([]string, error) {
-		return func(c *cli.Context) ([]string, error) {
-			p, corr := c.Float64("percent"), c.Float64("correlation")
-			if p < 0 || p > 100 {
-				return nil, fmt.Errorf("invalid %s percent: must be between 0.0 and 100.0", what)
-			}
-			if corr < 0 || corr > 100 {
-				return nil, fmt.Errorf("invalid %s correlation: must be between 0.0 and 100.0", what)
-			}
-			cmd := []string{what, f2(p)}
-			if corr > 0 {
-				cmd = append(cmd, f2(corr))
-			}
-			return cmd, nil
-		}
+	sub := func(name string, flags []cli.Flag, build netemBuild) cli.Command {
+		return netemSub(ctx, open, out, name, flags, build)
 	}
 	percentFlags := []cli.Flag{cli.Float64Flag{Name: "percent, p"}, cli.Float64Flag{Name: "correlation, c"}}
-	probs := func(kind string, names []string, msg func(string) string) func(c *cli.Context) ([]string, error) {
-		return func(c *cli.Context) ([]string, error) {
-			cmd := []string{"loss", kind}
-			for _, n := range names {
-				v := c.Float64(n)
-				if v < 0 || v > 100 {
-					return nil, errors.New(msg(n))
-				}
-				cmd = append(cmd, f2(v))
-			}
-			return cmd, nil
-		}
-	}
 	return cli.Command{
 		Name: "netem",
 		Flags: []cli.Flag{
@@ -167,33 +121,100 @@ func netemCommand(ctx context.Context, open func() (runtime, error), out io.Writ
 				cli.IntFlag{Name: "time, t", Value: 100}, cli.IntFlag{Name: "jitter, j", Value: 10},
 				cli.Float64Flag{Name: "correlation, c", Value: 20}, cli.StringFlag{Name: "distribution, d"},
 			}, buildDelay),
-			sub("loss", percentFlags, percent("loss")),
+			sub("loss", percentFlags, buildPercent("loss")),
 			sub("loss-state", []cli.Flag{
 				cli.Float64Flag{Name: "p13"}, cli.Float64Flag{Name: "p31", Value: 100}, cli.Float64Flag{Name: "p32"},
 				cli.Float64Flag{Name: "p23", Value: 100}, cli.Float64Flag{Name: "p14"},
-			}, probs("state", []string{"p13", "p31", "p32", "p23", "p14"}, func(n string) string {
+			}, buildProbabilities("state", []string{"p13", "p31", "p32", "p23", "p14"}, func(n string) string {
 				return "invalid " + n + " percentage: : must be between 0.0 and 100.0"
 			})),
 			sub("loss-gemodel", []cli.Flag{
 				cli.Float64Flag{Name: "pg, p"}, cli.Float64Flag{Name: "pb, r", Value: 100},
 				cli.Float64Flag{Name: "one-h", Value: 100}, cli.Float64Flag{Name: "one-k"},
-			}, probs("gemodel", []string{"pg", "pb", "one-h", "one-k"}, func(n string) string {
-				switch n {
-				case "pg":
-					return "invalid pg (Good State) transition probability: must be between 0.0 and 100.0"
-				case "pb":
-					return "invalid pb (Bad State) transition probability: must be between 0.0 and 100.0"
-				}
-				return "invalid loss probability: must be between 0.0 and 100.0"
-			})),
+			}, buildProbabilities("gemodel", []string{"pg", "pb", "one-h", "one-k"}, gemodelError)),
 			sub("rate", []cli.Flag{
 				cli.StringFlag{Name: "rate, r", Value: "100kbit"}, cli.IntFlag{Name: "packetoverhead, p"},
 				cli.IntFlag{Name: "cellsize, s"}, cli.IntFlag{Name: "celloverhead, c"},
 			}, buildRate),
-			sub("duplicate", percentFlags, percent("duplicate")),
-			sub("corrupt", percentFlags, percent("corrupt")),
+			sub("duplicate", percentFlags, buildPercent("duplicate")),
+			sub("corrupt", percentFlags, buildPercent("corrupt")),
 		},
 	}
+}
+
+// netemBuild turns a netem subcommand's flags into the netem arguments of
+// its tc command, or refuses them with Pumba's message.
+type netemBuild func(c *cli.Context) ([]string, error)
+
+// netemSub is one netem subcommand: the parent's flags parsed as Pumba
+// parses them, the subcommand's own built, then tc run on every target.
+func netemSub(ctx context.Context, open func() (runtime, error), out io.Writer, name string, flags []cli.Flag, build netemBuild) cli.Command {
+	what := netemFailures[name]
+	return cli.Command{Name: name, Flags: flags, Action: action(ctx, open, out, func(c *cli.Context, g globals) (chaos, error) {
+		base, err := parseNetemBase(c.Parent(), g)
+		if err != nil {
+			return chaos{}, fmt.Errorf("error parsing netem parameters: %w", err)
+		}
+		cmd, err := build(c)
+		if err != nil {
+			return chaos{}, err
+		}
+		return chaos{limit: base.limit, run: func(ctx context.Context, rt runtime, t target) error {
+			if err := runNetem(ctx, rt, t, base, cmd, g.dryRun, out); err != nil {
+				return fmt.Errorf("failed to %s for one or more containers: %w", what, err)
+			}
+			return nil
+		}}, nil
+	})}
+}
+
+// f2 formats a percentage as Pumba does (two decimals).
+func f2(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+
+// buildPercent is loss, duplicate and corrupt: a percent and an optional
+// correlation, each from 0 to 100.
+func buildPercent(what string) netemBuild {
+	return func(c *cli.Context) ([]string, error) {
+		p, corr := c.Float64("percent"), c.Float64("correlation")
+		if p < 0 || p > 100 {
+			return nil, fmt.Errorf("invalid %s percent: must be between 0.0 and 100.0", what)
+		}
+		if corr < 0 || corr > 100 {
+			return nil, fmt.Errorf("invalid %s correlation: must be between 0.0 and 100.0", what)
+		}
+		cmd := []string{what, f2(p)}
+		if corr > 0 {
+			cmd = append(cmd, f2(corr))
+		}
+		return cmd, nil
+	}
+}
+
+// buildProbabilities is loss-state and loss-gemodel: "loss KIND" and each
+// named probability (0 to 100) in order; msg is Pumba's refusal of one.
+func buildProbabilities(kind string, names []string, msg func(string) string) netemBuild {
+	return func(c *cli.Context) ([]string, error) {
+		cmd := []string{"loss", kind}
+		for _, n := range names {
+			v := c.Float64(n)
+			if v < 0 || v > 100 {
+				return nil, errors.New(msg(n))
+			}
+			cmd = append(cmd, f2(v))
+		}
+		return cmd, nil
+	}
+}
+
+// gemodelError is Pumba's refusal of a loss-gemodel probability.
+func gemodelError(n string) string {
+	switch n {
+	case "pg":
+		return "invalid pg (Good State) transition probability: must be between 0.0 and 100.0"
+	case "pb":
+		return "invalid pb (Bad State) transition probability: must be between 0.0 and 100.0"
+	}
+	return "invalid loss probability: must be between 0.0 and 100.0"
 }
 
 var delayDistributions = []string{"", "uniform", "normal", "pareto", "paretonormal"}
