@@ -4,21 +4,17 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/browsertest"
 )
 
 // dsplabBin is the CLI of `make build` (make e2e-images builds it), or
@@ -103,43 +99,12 @@ func TestReportPagesInChromium(t *testing.T) {
 	require.Positive(t, series["healthy"])
 	require.Positive(t, series["latency"])
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium(t)), chromedp.NoSandbox, chromedp.Headless, chromedp.WindowSize(1100, 900))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	require.NoError(t, chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := cdp.Call(ctx, t, network.Enable, network.EnableParams{})
-		return err
-	})))
-	var mu sync.Mutex
-	var problems, requests []string
-	require.NoError(t, chromedp.Listen(ctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch e := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if e.Type == runtime.ConsoleAPICalledTypeError || e.Type == runtime.ConsoleAPICalledTypeWarning {
-				b, _ := json.Marshal(e.Args)
-				problems = append(problems, string(b))
-			}
-		case *runtime.EventExceptionThrown:
-			problems = append(problems, e.ExceptionDetails.Text)
-		case *log.EventEntryAdded:
-			if e.Entry.Level == log.EntryLevelError {
-				problems = append(problems, e.Entry.Text)
-			}
-		case *network.EventRequestWillBeSent:
-			requests = append(requests, e.Request.URL)
-		}
-	}))
+	ctx, rec := browsertest.Open(t)
 	for _, p := range []struct{ path, shot string }{
 		{"/api/experiments/" + crash + "/report.html", "analyzer-crash-report.png"},
 		{"/api/experiments/compare.html?a=" + crash + "&b=" + base, "compare.png"},
 	} {
-		mu.Lock()
-		requests = nil
-		mu.Unlock()
+		rec.ResetRequests()
 		tctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 		err := chromedp.Do(tctx, chromedp.Navigate(platformURL+p.path), chromedp.WaitVisible(`svg[data-chart="shares"] path.series`))
 		require.NoError(t, err, p.path)
@@ -147,9 +112,7 @@ func TestReportPagesInChromium(t *testing.T) {
 		cancel()
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(artifacts, p.shot), shot, 0o644))
-		mu.Lock()
-		require.Equal(t, []string{platformURL + p.path}, requests, "the page loads nothing else")
-		mu.Unlock()
+		require.Equal(t, []string{platformURL + p.path}, rec.Requests(), "the page loads nothing else")
 	}
-	require.Empty(t, problems, "console errors")
+	require.Empty(t, rec.Problems(), "console errors")
 }
