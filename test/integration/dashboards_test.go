@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/devstack"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -112,13 +114,7 @@ var grafanaVars = strings.NewReplacer("$__rate_interval", "1m", "$__interval", "
 // that `promtool check rules` (Debian's Prometheus) must accept. The
 // alert and recording rules themselves are checked by make check-config.
 func TestDashboardQueriesParseWithPromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool is needed (apt-get install prometheus)")
-		}
-		t.Skip("promtool not installed (apt-get install prometheus); CI runs this test")
-	}
+	promtool := devstack.Command(t, "promtool", "prometheus")
 	var rules strings.Builder
 	rules.WriteString("groups:\n  - name: dashboards\n    rules:\n")
 	n := 0
@@ -175,13 +171,7 @@ func TestPresetQueriesUseRealMetricNamesAndParseWithPromtool(t *testing.T) {
 			require.True(t, known(m), "%s, check %q: %s is not a known metric", q.File, q.Panel, m)
 		}
 	}
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool is needed (apt-get install prometheus)")
-		}
-		t.Skip("promtool not installed (apt-get install prometheus); CI runs this test")
-	}
+	promtool := devstack.Command(t, "promtool", "prometheus")
 	var rules strings.Builder
 	rules.WriteString("groups:\n  - name: presets\n    rules:\n")
 	for i, q := range queries {

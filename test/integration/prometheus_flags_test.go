@@ -23,13 +23,7 @@ import (
 // (which the stack had) Prometheus stops; without it the route answers
 // 403 and Prometheus stays up. The admin API stays off too.
 func TestABrowserPageCannotStopTheStacksPrometheus(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("prometheus is needed (apt-get install prometheus)")
-		}
-		t.Skip("prometheus not installed (apt-get install prometheus); CI runs this test")
-	}
+	bin := devstack.Command(t, "prometheus", "prometheus")
 	var compose struct {
 		Services map[string]struct {
 			Command []string `yaml:"command"`
