@@ -33,7 +33,7 @@ type Comparison struct {
 type RunSummary struct {
 	ID                   string        `json:"id"`
 	Name                 string        `json:"name"`
-	State                string        `json:"state"`
+	State                State         `json:"state"`
 	Reason               string        `json:"reason,omitempty"`
 	StartedAt            time.Time     `json:"startedAt"`
 	TimeToDetectSeconds  *float64      `json:"timeToDetectSeconds,omitempty"`

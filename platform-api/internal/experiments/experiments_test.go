@@ -540,11 +540,11 @@ func TestAfterChecksAreNamedRecoversInTheReport(t *testing.T) {
 		m.Wait()
 		e, _ = m.Get(e.ID)
 		require.Equal(t, Passed, e.State, e.Reason)
-		modes := map[string]string{}
+		modes := map[Phase]Mode{}
 		for _, c := range e.Checks {
 			modes[c.Phase] = c.Mode
 		}
-		require.Equal(t, map[string]string{"before": "always", "during": "eventually", "after": "recovers"}, modes)
+		require.Equal(t, map[Phase]Mode{"before": "always", "during": "eventually", "after": "recovers"}, modes)
 		b, err := json.Marshal(e)
 		require.NoError(t, err)
 		require.Contains(t, string(b), `"phase":"after","mode":"recovers"`)
@@ -557,7 +557,9 @@ func TestAfterChecksAreNamedRecoversInTheReport(t *testing.T) {
 
 func TestAnAfterCheckWithAnotherModeIsRefusedAndRecoversOnlyFitsAfter(t *testing.T) {
 	for _, tc := range []struct {
-		phase, mode, problem string
+		phase   Phase
+		mode    Mode
+		problem string
 	}{
 		{"after", "always", "mode must be recovers or left out"},
 		{"after", "eventually", "mode must be recovers or left out"},

@@ -211,7 +211,7 @@ var reportFuncs = template.FuncMap{
 	"clock":  func(t time.Time) string { return t.UTC().Format("15:04:05") },
 	"ms":     func(s float64) string { return formatValue(s, "s") },
 	"dur":    func(a, b time.Time) string { return fmt.Sprintf("%.0fs", b.Sub(a).Seconds()) },
-	"upper":  strings.ToUpper,
+	"upper":  func(s any) string { return strings.ToUpper(fmt.Sprint(s)) },
 	"labels": labels,
 	"rfc":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 }

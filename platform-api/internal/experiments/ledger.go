@@ -136,16 +136,16 @@ func judgeLedger(checks []LedgerCheck, r *ledgercheck.Result, why string) []Ledg
 // exact ledger of the experiment's traffic job, with k6's own counts. It
 // answers nil with the reason when there is nothing to read.
 func (r *runner) exactLedger(ctx context.Context, job *traffic.Job) (*ledgercheck.Result, string) {
-	e := r.snapshot()
+	e := r.rec.snapshot()
 	switch {
-	case r.m.ledger == nil:
+	case r.ledger == nil:
 		return nil, "the platform reads no Kafka (KAFKA_BROKERS=off)"
 	case e.TrafficJobID == "":
 		return nil, "the experiment has no traffic job"
 	}
 	// A margin for clocks: the broker's record times are the writers'
 	// clocks, the start is the platform's.
-	res := r.m.ledger.Check(ctx, []string{e.TrafficJobID}, r.start.Add(-time.Minute))
+	res := r.ledger.Check(ctx, []string{e.TrafficJobID}, r.start.Add(-time.Minute))
 	if job != nil {
 		res.SetK6(k6Count(*job, "packets_sent"), k6Count(*job, "packets_accepted"))
 	}

@@ -12,7 +12,7 @@ import (
 func Markdown(e Experiment) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	p("# Experiment %s — %s\n\n", e.Name, strings.ToUpper(e.State))
+	p("# Experiment %s — %s\n\n", e.Name, strings.ToUpper(string(e.State)))
 	if e.Definition.Description != "" {
 		p("%s\n\n", e.Definition.Description)
 	}
