@@ -247,6 +247,7 @@ func fill(ctx context.Context, rq RangeQuerier, c Chart, from, to time.Time, ste
 	return c
 }
 
+// points are the finite samples of a series as chart points.
 func points(ss []prom.Sample) []Point {
 	out := make([]Point, 0, len(ss))
 	for _, s := range ss {
@@ -271,6 +272,8 @@ func thin(ps []Point, n int) []Point {
 	return append(out, ps[len(ps)-1])
 }
 
+// labelString names a series by its labels but __name__, sorted, as
+// k=v,k=v ("value" for none).
 func labelString(l map[string]string) string {
 	var parts []string
 	for k, v := range l {

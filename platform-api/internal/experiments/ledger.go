@@ -154,6 +154,7 @@ func (r *runner) exactLedger(ctx context.Context, job *traffic.Job) (*ledgerchec
 	return &res, ""
 }
 
+// ledgerTrouble says why a ledger is incomplete ("" when it is not).
 func ledgerTrouble(r *ledgercheck.Result) string {
 	switch {
 	case r.Error != "":
@@ -164,6 +165,7 @@ func ledgerTrouble(r *ledgercheck.Result) string {
 	return ""
 }
 
+// k6Count is a count of the k6 summary's overview (nil if none).
 func k6Count(j traffic.Job, name string) *int64 {
 	if v := k6Number(j, name); v != nil {
 		n := int64(*v)
