@@ -766,3 +766,30 @@ func TestAScheduledFaultWaitsForTheRevertOfAnEarlierOneOnItsTarget(t *testing.T)
 		require.Contains(t, e.Reason, "is being reverted")
 	})
 }
+
+// The waits at the end of a run (for the traffic job's summary, for the
+// ledger counts to settle) end with their context, not only at their
+// deadline: in the bubble's fake clock, no time passes once it is done.
+func TestTheWaitsAtTheEndStopWithTheirContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, _, _ := newWorld(analyzerCrash)
+		tw := trafficWorld{w}
+		job, err := tw.Start(t.Context(), traffic.Spec{RPS: 1, Duration: time.Hour})
+		require.NoError(t, err)
+		r := newRunner(deps{q: w, traffic: tw}, nil, Experiment{StartedAt: time.Now()})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		before := time.Now()
+		got := r.awaitJobEnd(ctx, job.ID, before.Add(settle))
+		require.NotNil(t, got)
+		require.Equal(t, traffic.StateRunning, got.State, "the job's last record, still running")
+		r.settledLedger(ctx, before.Add(settle))
+		require.Zero(t, time.Since(before), "neither waited")
+
+		// Without an end to its context, the job is awaited until it ends
+		// by itself or the deadline.
+		got = r.awaitJobEnd(t.Context(), job.ID, time.Now().Add(settle))
+		require.Equal(t, traffic.StateRunning, got.State)
+		require.Equal(t, settle, time.Since(before), "waited until the deadline")
+	})
+}
