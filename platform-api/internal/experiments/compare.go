@@ -408,6 +408,7 @@ func ledgerPairs(a, b Ledger) []pairRow {
 	return out
 }
 
+// compareTmpl is the HTML page of a comparison of two runs.
 var compareTmpl = template.Must(template.New("compare").Funcs(reportFuncs).Parse(pageHead + `
 <title>Compare {{.A.Name}} {{.A.ID}} and {{.B.Name}} {{.B.ID}} — DSP Lab</title>
 </head>

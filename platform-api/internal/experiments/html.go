@@ -214,6 +214,7 @@ func traceLinks(base string, e Experiment) []traceView {
 	return out
 }
 
+// reportFuncs are the report templates' functions.
 var reportFuncs = template.FuncMap{
 	"rel": func(e Experiment, t time.Time) string {
 		return fmt.Sprintf("%+.1fs", t.Sub(e.StartedAt).Seconds())
@@ -226,6 +227,7 @@ var reportFuncs = template.FuncMap{
 	"rfc":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 }
 
+// reportTmpl is the HTML report of one experiment.
 var reportTmpl = template.Must(template.New("report").Funcs(reportFuncs).Parse(pageHead + `
 <title>{{.E.Name}} — {{upper .E.State}} — DSP Lab experiment {{.E.ID}}</title>
 </head>

@@ -50,6 +50,8 @@ type LedgerCheck struct {
 	Error      string  `json:"error,omitempty"`
 }
 
+// expectation is a ledger expectation as a string: an optional comparator
+// and a whole number (">0", "<=5", "!=0").
 var expectation = regexp.MustCompile(`^\s*(==|!=|>=|<=|>|<)?\s*([0-9]+)\s*$`)
 
 // parse turns the definition's expectations into checks, sorted by count,

@@ -16,6 +16,7 @@ import (
 // signal ended and leaves one that survived it alone.
 type kill struct{}
 
+// signals are the signals a kill fault may send.
 var signals = []string{"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGSTOP", "SIGCONT"}
 
 // class: a kill fault holds its container's state (see family).

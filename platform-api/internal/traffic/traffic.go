@@ -43,6 +43,8 @@ var endpoint = map[string]string{"ingest-packets": "/ingest", "loki-push": "/lok
 // reserved environment names are set by the platform, not by params.
 var reserved = []string{"TARGET_URL", "RATE", "RPS", "DURATION", "PROFILE", "SUMMARY_PATH", "JOB_ID", "DSPLAB_JOB_ID"}
 
+// paramName is the form of the k6 variables a request may set:
+// UPPER_SNAKE_CASE, at most 64 characters.
 var paramName = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
 
 // Config of the traffic runner.
