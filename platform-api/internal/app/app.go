@@ -316,14 +316,14 @@ func newFaultMetrics(m metric.Meter) (*faultMetrics, error) {
 		return nil, err
 	}
 	e, err := m.Int64Counter("platform_experiments", metric.WithDescription("Experiments ended, by verdict."))
-	for _, v := range []string{experiments.Passed, experiments.Failed, experiments.Aborted, experiments.Interrupted} {
-		e.Add(context.Background(), 0, metric.WithAttributes(attribute.String("verdict", v)))
+	for _, v := range experiments.Verdicts {
+		e.Add(context.Background(), 0, metric.WithAttributes(attribute.String("verdict", string(v))))
 	}
 	return &faultMetrics{total: c, experiments: e}, err
 }
 
-func (f *faultMetrics) experimentEnded(verdict string) {
-	f.experiments.Add(context.Background(), 1, metric.WithAttributes(attribute.String("verdict", verdict)))
+func (f *faultMetrics) experimentEnded(verdict experiments.State) {
+	f.experiments.Add(context.Background(), 1, metric.WithAttributes(attribute.String("verdict", string(verdict))))
 }
 
 func (f *faultMetrics) FaultStarted(x faults.Fault) {

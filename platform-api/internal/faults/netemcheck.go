@@ -42,6 +42,7 @@ var netemMissingWords = []string{"qdisc kind is unknown", "Unknown qdisc", "Oper
 // needsNetem is a family applied with a netem qdisc.
 type needsNetem interface{ needsNetem() }
 
+// needsNetem: a netem fault needs the kernel's netem.
 func (netemJob) needsNetem() {}
 
 // checkNetem returns ErrNetemMissing when tc says the engine's kernel has
