@@ -48,17 +48,7 @@ func promVector(t *testing.T, q, by string) map[string]float64 {
 // Grafana provisions, so that the test reads what the panel shows.
 func panelExpr(t *testing.T, dashboard, title string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root, "grafana", "dashboards", dashboard+".json"))
-	require.NoError(t, err)
-	var d struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	require.NoError(t, json.Unmarshal(b, &d))
+	d := readDashboard(t, filepath.Join(root, "grafana", "dashboards", dashboard+".json"))
 	for _, p := range d.Panels {
 		if p.Title == title && len(p.Targets) > 0 {
 			return p.Targets[0].Expr
@@ -185,4 +175,25 @@ func TestADeadServiceLooksDead(t *testing.T) {
 			t.Logf("ServiceDown for %s resolved at the webhook %s after the revert", c.sv, time.Since(*c.f.EndedAt).Round(time.Second))
 		}
 	})
+}
+
+// dashboard is the part of a provisioned Grafana dashboard the tests
+// read: each panel's title and its queries (Tempo's have no expr).
+type dashboard struct {
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+// readDashboard reads a dashboard file as Grafana provisions it.
+func readDashboard(t *testing.T, path string) dashboard {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var d dashboard
+	require.NoError(t, json.Unmarshal(b, &d), path)
+	return d
 }

@@ -325,17 +325,7 @@ func TestEveryDashboardPanelHasData(t *testing.T) {
 	var empty []string
 	n := 0
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		var d struct {
-			Panels []struct {
-				Title   string `json:"title"`
-				Targets []struct {
-					Expr string `json:"expr"`
-				} `json:"targets"`
-			} `json:"panels"`
-		}
-		require.NoError(t, json.Unmarshal(b, &d))
+		d := readDashboard(t, f)
 		dash := strings.TrimSuffix(filepath.Base(f), ".json")
 		for _, p := range d.Panels {
 			for _, tg := range p.Targets {
