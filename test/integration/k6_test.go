@@ -271,21 +271,28 @@ func TestRampSpikeAndBurstShapesAreVisiblePerSecond(t *testing.T) {
 		require.InDelta(t, 80, ps[2]+dropped+max(ps[1]-10, 0)+max(ps[3]-10, 0), 12)
 		require.InDelta(t, 10, ps[0], 5)
 		require.InDelta(t, 10, ps[4], 5)
-		require.Greater(t, ps[2], 3*max(ps[1], ps[3]), "the spike stands out")
+		require.Greater(t, ps[2]+dropped, 3*max(ps[1], ps[3]), "the spike stands out (what k6 sent or dropped in its second)")
 		require.InDelta(t, 120, sum(ps), 12, "4 s at 10/s and 1 s at 80/s")
 	})
 	t.Run("burst", func(t *testing.T) {
 		t.Parallel()
 		rec := newRecorder(t, nil)
-		_, out, code := runK6(t, "ingest-packets.js", "TARGET_URL="+rec.srv.URL, "PROFILE=burst", "RATE=10", "BURST_PERIOD=2", "BURST_SIZE=40", "DURATION=4", "MAX_MESSAGES=2")
+		s, out, code := runK6(t, "ingest-packets.js", "TARGET_URL="+rec.srv.URL, "PROFILE=burst", "RATE=10", "BURST_PERIOD=2", "BURST_SIZE=40", "DURATION=4", "MAX_MESSAGES=2")
 		require.Zero(t, code, out)
 		ps := rec.perSecond()
-		t.Logf("burst per second: %v", ps)
+		dropped := int(num(s.Overview["dropped_iterations"]))
+		t.Logf("burst per second: %v, dropped %d", ps, dropped)
 		require.GreaterOrEqual(t, len(ps), 4)
-		require.InDelta(t, 50, ps[0], 8)
+		// On a quiet machine: [50 10 50 10]. On a starved one k6 drops
+		// some of a burst's arrivals and starts others late, so a few
+		// land in the next second (seen: [45 13 37 9], 16 dropped, beside
+		// a CI run and a VM): each burst still stands out against the
+		// second after it, and what was sent or dropped is the plan.
+		require.Greater(t, ps[0], 2*ps[1], "the first burst stands out")
+		require.Greater(t, ps[2], 2*ps[3], "the second burst stands out")
 		require.InDelta(t, 10, ps[1], 5)
-		require.InDelta(t, 50, ps[2], 8)
 		require.InDelta(t, 10, ps[3], 5)
+		require.InDelta(t, 120, sum(ps[:4])+dropped, 12, "4 s at 10/s and two bursts of 40")
 	})
 }
 
