@@ -31,20 +31,49 @@ func seconds() int {
 	return 20
 }
 
+// The load is the seed log-streamer's packet format, as its emitter sends
+// it (integration/seed_test.go's seedPacket): a string packet id after the
+// messages, and per message an integer timestamp in milliseconds, an
+// upper-case level, a short message and three metadata keys; ~830 bytes
+// for 5 messages. wrkScript builds it in Lua, seedBody in Go.
 const wrkScript = `
 local counter = 0
-local msgs = {}
-for i = 1, 5 do
-  msgs[i] = string.format('{"level":"info","message":"message %d: user=42 action=checkout status=ok latency_ms=12 region=eu-west-1 pad"}', i)
-end
-local tail = ',"messages":[' .. table.concat(msgs, ",") .. ']}'
+local levels = {"INFO", "WARN", "ERROR", "DEBUG"}
+local topics = {"auth", "database", "api", "cache", "queue"}
 local thread_id = 0
+local run = "0"
 setup = function(thread) thread:set("id", thread_id); thread_id = thread_id + 1 end
+init = function(args) run = args[1] or "0" end
 request = function()
   counter = counter + 1
-  return wrk.format("POST", "/ingest", {["Content-Type"]="application/json"}, '{"emitter_id":"wrk-' .. tostring(id) .. '","packet_id":' .. counter .. tail)
+  local ts = os.time() * 1000 + counter % 1000
+  local msgs = {}
+  for i = 1, 5 do
+    msgs[i] = string.format('{"timestamp":%d,"level":"%s","message":"Sample log message %d from %s","metadata":{"service":"demo-service","version":"1.0.0","instance":"instance-%d"}}',
+      ts, levels[(counter + i) % 4 + 1], i, topics[(counter + i) % 5 + 1], (counter + i) % 10)
+  end
+  local body = '{"emitter_id":"wrk-' .. tostring(id) .. '","messages":[' .. table.concat(msgs, ",") .. '],"packet_id":"wrk-' .. run .. '-' .. tostring(id) .. '-' .. counter .. '"}'
+  return wrk.format("POST", "/ingest", {["Content-Type"]="application/json"}, body)
 end
 `
+
+// seedBody is packet id of emitter in the seed's format (see wrkScript).
+func seedBody(emitter string, id int) string {
+	levels := [...]string{"INFO", "WARN", "ERROR", "DEBUG"}
+	topics := [...]string{"auth", "database", "api", "cache", "queue"}
+	ts := time.Now().UnixMilli()
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"emitter_id":%q,"messages":[`, emitter)
+	for i := 1; i <= 5; i++ {
+		if i > 1 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"timestamp":%d,"level":"%s","message":"Sample log message %d from %s","metadata":{"service":"demo-service","version":"1.0.0","instance":"instance-%d"}}`,
+			ts, levels[(id+i)%4], i, topics[(id+i)%5], (id+i)%10)
+	}
+	fmt.Fprintf(&b, `],"packet_id":"%s-%d"}`, emitter, id)
+	return b.String()
+}
 
 type wrkResult struct {
 	rps, non2xxShare, p50ms, p99ms float64
@@ -56,7 +85,8 @@ func runWrk(t *testing.T, url string, conns, secs int) wrkResult {
 	t.Helper()
 	script := filepath.Join(t.TempDir(), "post.lua")
 	os.WriteFile(script, []byte(wrkScript), 0o644)
-	out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", secs), "--latency", "-s", script, url).CombinedOutput()
+	out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", secs), "--latency", "-s", script, url,
+		"--", strconv.FormatInt(time.Now().UnixNano(), 36)).CombinedOutput() // a run tag: packet ids unique across runs
 	if err != nil {
 		t.Fatalf("wrk (apt-get install wrk): %v\n%s", err, out)
 	}
@@ -173,21 +203,10 @@ type openResult struct {
 // omission). At most maxInflight requests are outstanding; beyond that a
 // request is dropped and counted.
 func openModel(url string, rate, secs, maxInflight int) openResult {
+	emitter := "open-" + strconv.FormatInt(time.Now().UnixNano(), 36) // packet ids unique across runs
 	tr := &http.Transport{MaxIdleConns: maxInflight, MaxIdleConnsPerHost: maxInflight, IdleConnTimeout: time.Minute}
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	defer tr.CloseIdleConnections()
-	body := func(id int) string {
-		var b strings.Builder
-		fmt.Fprintf(&b, `{"emitter_id":"open","packet_id":%d,"messages":[`, id)
-		for i := 0; i < 5; i++ {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `{"level":"info","message":"message %d: user=42 action=checkout status=ok latency_ms=12 region=eu-west-1 pad"}`, i)
-		}
-		b.WriteString("]}")
-		return b.String()
-	}
 	var mu sync.Mutex
 	var lat []float64
 	var res openResult
@@ -210,7 +229,7 @@ func openModel(url string, rate, secs, maxInflight int) openResult {
 		go func(id int, at time.Time) {
 			defer wg.Done()
 			defer inflight.Add(-1)
-			resp, err := client.Post(url+"/ingest", "application/json", strings.NewReader(body(id)))
+			resp, err := client.Post(url+"/ingest", "application/json", strings.NewReader(seedBody(emitter, id)))
 			ok := err == nil && resp.StatusCode/100 == 2
 			if err == nil {
 				io.Copy(io.Discard, resp.Body)
@@ -349,7 +368,7 @@ func TestDistributorBenchmark(t *testing.T) {
 	satRSS := rss.PeakMB()
 	accepted := sat.rps * (1 - sat.non2xxShare)
 	null := runWrk(t, nullServer(t), 32, secs)
-	fmt.Printf("saturation (wrk -t2 -c32 -d%ds, 5-message packets):\n", secs)
+	fmt.Printf("saturation (wrk -t2 -c32 -d%ds, 5-message packets in the seed's format):\n", secs)
 	fmt.Printf("  distributor  %8.0f req/s  accepted %8.0f packets/s = %8.0f messages/s  non-2xx %5.2f%%  p50 %6.2f ms  p99 %6.2f ms  peak RSS %.0f MB\n",
 		sat.rps, accepted, accepted*5, sat.non2xxShare*100, sat.p50ms, sat.p99ms, satRSS)
 	fmt.Printf("  distributor answers by result: %s\n", resultsBreakdown(t, url))
