@@ -332,8 +332,13 @@ func TestDistributorBenchmark(t *testing.T) {
 	// BENCH_DISTRIBUTOR_CONFIG: a config file's YAML for the distributor,
 	// to compare settings (e.g. "kafka: {batch_timeout: 5ms}").
 	denv := []string{"LOG_LEVEL=error"}
-	if os.Getenv("BENCH_PROFILE") != "" {
+	if os.Getenv("BENCH_PROFILE") != "" || os.Getenv("BENCH_TRACE") != "" {
 		denv = append(denv, "PPROF=true") // /debug/pprof/ is off by default
+	}
+	// BENCH_GCTRACE=file: the distributor runs with GODEBUG=gctrace=1 and
+	// its collections (one line each, with their pauses) are saved to file.
+	if os.Getenv("BENCH_GCTRACE") != "" {
+		denv = append(denv, "GODEBUG=gctrace=1")
 	}
 	// BENCH_ANALYZER_ENV: extra analyzer environment, comma-separated, to
 	// compare settings (e.g. "LEDGER_TOPIC=" for the ledger off).
@@ -388,7 +393,17 @@ func TestDistributorBenchmark(t *testing.T) {
 		if rate == 5000 {
 			before = e2eBuckets(t, s)
 		}
+		// BENCH_TRACE=file saves an execution trace of the distributor
+		// during the 5,000/s phase (go tool trace file), 5 s at most.
+		traceDone := make(chan struct{})
+		go func() {
+			defer close(traceDone)
+			if path := os.Getenv("BENCH_TRACE"); path != "" && rate == 5000 {
+				saveFrom(t, fmt.Sprintf("%s/debug/pprof/trace?seconds=%d", url, min(secs-1, 5)), path)
+			}
+		}()
 		r := openModel(url, rate, secs, 4096)
+		<-traceDone
 		if rate == 5000 {
 			p99at5000 = r.p99
 			time.Sleep(2 * time.Second) // let the analyzers finish
@@ -407,6 +422,9 @@ func TestDistributorBenchmark(t *testing.T) {
 	fmt.Printf("2x overload (%d packets/s open model): non-2xx %5.2f%%  dropped %d  peak RSS %.0f MB\n",
 		over, 100*float64(o.non2xx)/float64(max(o.sent, 1)), o.dropped, overRSS)
 
+	if path := os.Getenv("BENCH_GCTRACE"); path != "" {
+		saveGCTrace(t, s.Distributor.Logs(), path)
+	}
 	fmt.Printf("RESULT accepted_packets_per_s=%.0f ratio_to_null=%.2f p99_ms_at_5000=%.2f peak_rss_mb=%.0f (2x overload %.0f)\n",
 		accepted, ratio, p99at5000, satRSS, overRSS)
 }
@@ -440,8 +458,27 @@ func sortedKeys(m map[string]float64) []string {
 	return keys
 }
 
+// saveGCTrace writes the gctrace lines of logs to path.
+func saveGCTrace(t *testing.T, logs, path string) {
+	var lines []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.HasPrefix(l, "gc ") {
+			lines = append(lines, l)
+		}
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Errorf("gctrace: %v", err)
+	}
+	fmt.Printf("distributor GC: %d collections, lines in %s\n", len(lines), path)
+}
+
 func saveProfile(t *testing.T, url, path string, secs int) {
-	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs))
+	saveFrom(t, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs), path)
+}
+
+// saveFrom saves what url answers to path (a profile or a trace).
+func saveFrom(t *testing.T, url, path string) {
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Errorf("profile: %v", err)
 		return
