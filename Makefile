@@ -128,7 +128,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 BENCH_SECONDS ?= 20
 
 bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk), then the starvation scenarios (slow bodies, gzip bombs, metadata-heavy packets), then the delivery modes' cost on one analyzer; see BENCHMARKS.md
-	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/
+	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/ ./internal/httpserver/
 	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestDistributorAB|TestStarvationScenarios|TestDeliveryModesBenchmark' -count=1 -timeout 45m -v ./bench/
 
 BASE ?= main
