@@ -47,11 +47,17 @@ func TestDistributorAB(t *testing.T) {
 		t.Fatal(err)
 	}
 	secs := seconds()
-	s := devstack.Start(t, bins, devstack.Options{DistributorEnv: []string{"LOG_LEVEL=error"}, AnalyzerEnv: []string{"LOG_LEVEL=error"},
-		DistributorConfig: os.Getenv("BENCH_DISTRIBUTOR_CONFIG")})
-	b := s.AddDistributor(t, base)
-	waitHealthy(t, b.URL(), len(s.Analyzers))
-	dists := map[string]*devstack.Proc{"base": b, "cand": s.Distributor}
+	// BENCH_AB_BASE_ENV and BENCH_AB_CAND_ENV (comma-separated) set each
+	// one's environment, e.g. to compare a setting on one binary
+	// (BENCH_AB_BASE=<this tree's> BENCH_AB_CAND_ENV=GOGC=800).
+	// Both run beside the stack's own distributor, which stays idle.
+	s := devstack.Start(t, bins, devstack.Options{DistributorEnv: []string{"LOG_LEVEL=error"},
+		AnalyzerEnv: []string{"LOG_LEVEL=error"}, DistributorConfig: os.Getenv("BENCH_DISTRIBUTOR_CONFIG")})
+	dists := map[string]*devstack.Proc{"base": s.AddDistributor(t, base, envList("BENCH_AB_BASE_ENV")...),
+		"cand": s.AddDistributor(t, bins.Distributor, envList("BENCH_AB_CAND_ENV")...)}
+	for _, d := range dists {
+		waitHealthy(t, d.URL(), len(s.Analyzers))
+	}
 	for _, d := range dists {
 		runWrk(t, d.URL(), 32, 3) // warm-up
 	}
@@ -73,6 +79,14 @@ func TestDistributorAB(t *testing.T) {
 		fmt.Printf("round %d null handler %8.0f req/s\n", r+1, null.rps)
 	}
 	abSummary(runs, median(nulls))
+}
+
+// envList is the comma-separated list in the environment variable name.
+func envList(name string) []string {
+	if v := os.Getenv(name); v != "" {
+		return strings.Split(v, ",")
+	}
+	return nil
 }
 
 // waitHealthy polls a distributor's /health until it sees n analyzers

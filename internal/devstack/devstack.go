@@ -214,10 +214,12 @@ func Start(t testing.TB, bins Binaries, o Options) *Stack {
 // the first one's environment and arguments on a port of its own, beside
 // it on the same broker and analyzers (a benchmark's A/B of two builds).
 // It is stopped in t.Cleanup.
-func (s *Stack) AddDistributor(t testing.TB, path string) *Proc {
+// env is added to (and wins over) the first one's.
+func (s *Stack) AddDistributor(t testing.TB, path string, env ...string) *Proc {
 	t.Helper()
-	d := &Proc{Name: "distributor-b", Port: FreePort(t), path: path, args: s.Distributor.args, logs: &syncBuffer{}}
-	d.env = append(append([]string{}, s.Distributor.env...), "PORT="+strconv.Itoa(d.Port)) // the last PORT wins
+	port := FreePort(t)
+	d := &Proc{Name: "distributor-" + strconv.Itoa(port), Port: port, path: path, args: s.Distributor.args, logs: &syncBuffer{}}
+	d.env = append(append(append([]string{}, s.Distributor.env...), "PORT="+strconv.Itoa(d.Port)), env...) // the last of a name wins
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
