@@ -199,6 +199,7 @@ func TestInstrumentationKeepsResponseController(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
+// itoa and floats print numbers for the comparisons.
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 
 func floats(f []float64) string { return fmt.Sprint(f) }

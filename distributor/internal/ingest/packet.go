@@ -245,6 +245,7 @@ type field struct {
 	name string
 }
 
+// String is the field's name as errors show it.
 func (f field) String() string {
 	if f.i < 0 {
 		return f.name
