@@ -37,8 +37,7 @@ import (
 // headers, are built per request as before), and one allocation wraps
 // both. TestInstrumentationMatchesOtelhttp holds it to otelhttp's output.
 type Instrumentation struct {
-	tp                trace.TracerProvider // nil: the global one, at each request (as otelhttp)
-	tracer            trace.Tracer
+	tracer            trace.Tracer // nil: the global provider's, at each request (as otelhttp)
 	prop              propagation.TextMapPropagator
 	duration          metric.Float64Histogram
 	reqSize, respSize metric.Int64Histogram
@@ -76,7 +75,7 @@ func NewInstrumentation(tp trace.TracerProvider, mp metric.MeterProvider, filter
 	if err != nil {
 		return nil, err
 	}
-	in := &Instrumentation{tp: tp, prop: otel.GetTextMapPropagator(), duration: dur.Inst(), reqSize: req.Inst(), respSize: resp.Inst(),
+	in := &Instrumentation{prop: otel.GetTextMapPropagator(), duration: dur.Inst(), reqSize: req.Inst(), respSize: resp.Inst(),
 		filter: filter, serverKind: trace.WithSpanKind(trace.SpanKindServer), sets: map[setKey][]metric.RecordOption{}, names: map[[2]string]string{}}
 	if tp != nil {
 		in.tracer = tp.Tracer(otelhttp.ScopeName, trace.WithInstrumentationVersion(otelhttp.Version))
