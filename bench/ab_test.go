@@ -113,6 +113,11 @@ func abMeasure(t *testing.T, s *devstack.Stack, d *devstack.Proc, secs int) abRu
 	before := cpuSeconds(procs)
 	sat := runWrk(t, d.URL(), 32, secs)
 	after := cpuSeconds(procs)
+	for name := range procs {
+		if _, ok := after[name]; !ok {
+			t.Errorf("%s is not running: its CPU is missing from this run", name)
+		}
+	}
 	run := abRun{non2xx: sat.non2xxShare, p99Sat: sat.p99ms, cpuUs: map[string]float64{}}
 	run.accepted = sat.rps * (1 - sat.non2xxShare)
 	for name := range after {
