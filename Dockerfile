@@ -11,7 +11,7 @@ COPY . .
 ARG PKG
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/app ${PKG} \
- && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/healthcheck ./healthcheck/cmd/healthcheck \
+ && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/healthcheck ./tools/healthcheck/cmd/healthcheck \
  && mkdir -p /out/tmp && chmod 1777 /out/tmp
 
 FROM scratch

@@ -18,7 +18,7 @@ build: ## static binaries into bin/
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/distributor ./distributor/cmd/distributor
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/analyzer ./services/analyzer/cmd/analyzer
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/devkafka ./devkafka/cmd/devkafka
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/devkafka ./tools/devkafka/cmd/devkafka
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/platform-api ./platform-api/cmd/platform-api
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/dsplab ./platform-api/cmd/dsplab
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/service-a ./services/service-a/cmd/service-a
@@ -53,16 +53,16 @@ $(TOOLS)/otelcol-dsplab: otel/builder/manifest.yaml
 	cd otel/builder && CGO_ENABLED=0 GOFLAGS=-buildvcs=false $(TOOLS)/builder --config manifest.yaml
 	cp otel/builder/_build/otelcol-dsplab $@
 
-E2E_COMPOSE := docker-compose -f docker-compose.yml -f e2e/docker-compose.e2e.yml
+E2E_COMPOSE := docker-compose -f docker-compose.yml -f test/e2e/docker-compose.e2e.yml
 
-e2e-images: build tools otelcol ## build every image of the e2e stack locally (e2e/images.sh; needs Debian's prometheus and prometheus-alertmanager)
-	TOOLS="$(TOOLS)" e2e/images.sh
+e2e-images: build tools otelcol ## build every image of the e2e stack locally (test/e2e/images.sh; needs Debian's prometheus and prometheus-alertmanager)
+	TOOLS="$(TOOLS)" test/e2e/images.sh
 
-e2e: e2e-images ## the end-to-end suite on the real Docker engine: the compose stack with e2e/docker-compose.e2e.yml, the workshop story through the platform API, Swagger UI in Chromium
-	E2E_COMPOSE="$(E2E_COMPOSE)" $(GO) test -tags e2e -count=1 -timeout 50m -v ./e2e/
+e2e: e2e-images ## the end-to-end suite on the real Docker engine: the compose stack with test/e2e/docker-compose.e2e.yml, the workshop story through the platform API, Swagger UI in Chromium
+	E2E_COMPOSE="$(E2E_COMPOSE)" $(GO) test -tags e2e -count=1 -timeout 50m -v ./test/e2e/
 
-e2e-netem: build ## netem faults for real: boots a Debian VM (qemu; its kernel has sch_netem), runs every netem fault type through the platform API in it (e2e/netem/run.sh; needs root)
-	e2e/netem/run.sh
+e2e-netem: build ## netem faults for real: boots a Debian VM (qemu; its kernel has sch_netem), runs every netem fault type through the platform API in it (test/e2e/netem/run.sh; needs root)
+	test/e2e/netem/run.sh
 
 e2e-up: e2e-images ## start the e2e stack by hand (locally built images), to explore it
 	$(E2E_COMPOSE) up -d --no-build
@@ -96,7 +96,7 @@ test-short: ## unit tests only, fast
 
 vet: ## go vet (with the e2e and bench build tags too)
 	$(GO) vet ./...
-	$(GO) vet -tags e2e,bench ./e2e/ ./bench/
+	$(GO) vet -tags e2e,bench ./test/e2e/ ./test/bench/
 
 fmt-check: ## fail if a file is not gofmt'ed
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -112,13 +112,13 @@ check-config: ## validate Prometheus config and rules, run the promtool rule tes
 	promtool check config prometheus/prometheus.yml
 	promtool check rules prometheus/rules/*.yml
 	promtool test rules prometheus/tests/*.test.yml
-	amtool check-config alertmanager/alertmanager.yml
+	amtool check-config prometheus/alertmanager/alertmanager.yml
 	@if [ -x $(TOOLS)/otelcol-dsplab ]; then echo "$(TOOLS)/otelcol-dsplab validate --config otel/collector.yaml"; \
-		$(TOOLS)/otelcol-dsplab validate --config otel/collector.yaml && $(TOOLS)/otelcol-dsplab validate --config e2e/tempo-standin.yaml; \
+		$(TOOLS)/otelcol-dsplab validate --config otel/collector.yaml && $(TOOLS)/otelcol-dsplab validate --config test/e2e/tempo-standin.yaml; \
 	elif [ -n "$$CI" ]; then echo "CI: the collector is needed to validate otel/collector.yaml (make otelcol)"; exit 1; \
 	else echo "skipping the collector config check: run make otelcol first"; fi
 	docker-compose config -q
-	docker-compose -f docker-compose.yml -f e2e/docker-compose.e2e.yml config -q
+	docker-compose -f docker-compose.yml -f test/e2e/docker-compose.e2e.yml config -q
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 	@set -e; for p in ./distributor/internal/ingest/ ./internal/jsonw/ ./internal/envelope/ ./internal/ledger/ ./internal/httpguard/ ./platform-api/internal/api/; do \
@@ -127,20 +127,20 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 
 BENCH_SECONDS ?= 20
 
-bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk), then the starvation scenarios (slow bodies, gzip bombs, metadata-heavy packets), then the delivery modes' cost on one analyzer; see BENCHMARKS.md
+bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk), then the starvation scenarios (slow bodies, gzip bombs, metadata-heavy packets), then the delivery modes' cost on one analyzer; see docs/BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/ ./internal/httpserver/
-	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestDistributorAB|TestStarvationScenarios|TestDeliveryModesBenchmark' -count=1 -timeout 45m -v ./bench/
+	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestDistributorAB|TestStarvationScenarios|TestDeliveryModesBenchmark' -count=1 -timeout 45m -v ./test/bench/
 
 BASE ?= main
 ABDIR ?= /tmp/dsplab-bench-ab
 
-bench-ab: ## A/B of two distributor builds side by side in one run: BASE (a git ref, default main) against this tree, BENCH_AB_ROUNDS rounds (3); see BENCHMARKS.md
+bench-ab: ## A/B of two distributor builds side by side in one run: BASE (a git ref, default main) against this tree, BENCH_AB_ROUNDS rounds (3); see docs/BENCHMARKS.md
 	rm -rf $(ABDIR) && mkdir -p $(ABDIR)/src && git archive $(BASE) | tar -x -C $(ABDIR)/src
 	cd $(ABDIR)/src && CGO_ENABLED=0 $(GO) build -o $(ABDIR)/distributor ./distributor/cmd/distributor
-	BENCH_AB_BASE=$(ABDIR)/distributor BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorAB' -count=1 -timeout 45m -v ./bench/
+	BENCH_AB_BASE=$(ABDIR)/distributor BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorAB' -count=1 -timeout 45m -v ./test/bench/
 
 pull: ## pre-pull the job images the platform starts (K6_IMAGE, PUMBA_IMAGE, PUMBA_NETTOOLS_IMAGE of .env), e.g. before an offline workshop
-	./scripts/pull-images.sh
+	./tools/scripts/pull-images.sh
 
 up: ## start the whole stack with Docker Compose (needs the images' registries; the platform then pulls its job images itself, see make pull)
 	docker compose up -d --build 2>/dev/null || docker-compose up -d --build
@@ -149,7 +149,7 @@ down: ## stop the stack and remove its containers, networks and volumes
 	docker compose down -v 2>/dev/null || docker-compose down -v
 
 dev: build ## run the dev stack on the host: devkafka, analyzer-1..3, distributor (Ctrl-C stops all)
-	./scripts/dev.sh
+	./tools/scripts/dev.sh
 
 clean: ## remove build output
 	rm -rf $(BIN)

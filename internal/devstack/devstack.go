@@ -31,7 +31,7 @@ func Build(dir string) (Binaries, error) {
 		return Binaries{}, err
 	}
 	b := Binaries{Distributor: filepath.Join(dir, "distributor"), Analyzer: filepath.Join(dir, "analyzer"), Devkafka: filepath.Join(dir, "devkafka")}
-	for out, pkg := range map[string]string{b.Distributor: "./distributor/cmd/distributor", b.Analyzer: "./services/analyzer/cmd/analyzer", b.Devkafka: "./devkafka/cmd/devkafka"} {
+	for out, pkg := range map[string]string{b.Distributor: "./distributor/cmd/distributor", b.Analyzer: "./services/analyzer/cmd/analyzer", b.Devkafka: "./tools/devkafka/cmd/devkafka"} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -24,18 +24,32 @@ const (
 // become part of topic names.
 var topicSafe = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 
+// problems collects a configuration's problems, each naming its field.
+type problems []error
+
+// add records that field's value is bad, saying how.
+func (p *problems) add(field, format string, a ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+}
+
 // Validate returns every problem in c at once (errors.Join), or nil.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
-	}
+	var p problems
 	if c.Listen == "" {
-		bad("listen", "is empty")
+		p.add("listen", "is empty")
 	}
 	if c.DefaultTenant == "" {
-		bad("default_tenant", "is empty")
+		p.add("default_tenant", "is empty")
 	}
+	c.validateBounds(&p)
+	c.validateKafkaAndRouting(&p)
+	c.validateRates(&p)
+	p = append(p, c.validateAnalyzers()...)
+	return errors.Join(p...)
+}
+
+// validateBounds checks the counts, durations and their floors.
+func (c Config) validateBounds(p *problems) {
 	positive := map[string]int{
 		"limits.max_body_bytes": c.Limits.MaxBodyBytes, "limits.max_decompressed_bytes": c.Limits.MaxDecompressedBytes,
 		"limits.max_messages_per_packet": c.Limits.MaxMessagesPerPacket, "limits.max_message_bytes": c.Limits.MaxMessageBytes, "limits.max_inflight": c.Limits.MaxInflight, "limits.max_connections": c.Limits.MaxConnections,
@@ -45,7 +59,7 @@ func (c Config) Validate() error {
 	}
 	for f, v := range positive {
 		if v <= 0 {
-			bad(f, "must be positive, is %d", v)
+			p.add(f, "must be positive, is %d", v)
 		}
 	}
 	durations := map[string]time.Duration{
@@ -57,7 +71,7 @@ func (c Config) Validate() error {
 	}
 	for f, d := range durations {
 		if d <= 0 {
-			bad(f, "must be a positive duration, is %s", d)
+			p.add(f, "must be a positive duration, is %s", d)
 		}
 	}
 	// Floors for the loops' periods: a probe every 2ns with a 1ns timeout
@@ -65,64 +79,72 @@ func (c Config) Validate() error {
 	// probe. 100ms is ten times finer than any default.
 	for f, d := range map[string]time.Duration{"health.interval": c.Health.Interval, "routing.lag_poll_interval": c.Routing.LagPollInterval, "sla.eval_period": c.SLA.EvalPeriod} {
 		if d > 0 && d < minPeriod {
-			bad(f, "must be at least %s, is %s", minPeriod, d)
+			p.add(f, "must be at least %s, is %s", minPeriod, d)
 		}
 	}
 	for f, d := range map[string]time.Duration{"health.timeout": c.Health.Timeout, "kafka.request_timeout": c.Kafka.RequestTimeout, "kafka.write_timeout": c.Kafka.WriteTimeout,
 		"health.breaker.base_backoff": c.Health.Breaker.BaseBackoff, "kafka.breaker.base_backoff": c.Kafka.Breaker.BaseBackoff} {
 		if d > 0 && d < minTimeout {
-			bad(f, "must be at least %s, is %s", minTimeout, d)
+			p.add(f, "must be at least %s, is %s", minTimeout, d)
 		}
 	}
 	if c.Health.Timeout >= c.Health.Interval && c.Health.Interval > 0 {
-		bad("health.timeout", "must be shorter than health.interval (%s)", c.Health.Interval)
+		p.add("health.timeout", "must be shorter than health.interval (%s)", c.Health.Interval)
 	}
 	if c.Limits.BodyReadTimeout < 100*time.Millisecond {
-		bad("limits.body_read_timeout", "must be at least 100ms, is %s", c.Limits.BodyReadTimeout)
+		p.add("limits.body_read_timeout", "must be at least 100ms, is %s", c.Limits.BodyReadTimeout)
 	}
 	if c.Limits.MaxBytesInFlight < 1<<20 {
-		bad("limits.max_bytes_in_flight", "must be at least 1 MiB (1048576), is %d", c.Limits.MaxBytesInFlight)
+		p.add("limits.max_bytes_in_flight", "must be at least 1 MiB (1048576), is %d", c.Limits.MaxBytesInFlight)
 	}
 	if c.SLA.Window < c.SLA.EvalPeriod {
-		bad("sla.window", "must be at least sla.eval_period")
+		p.add("sla.window", "must be at least sla.eval_period")
 	}
+}
+
+// validateKafkaAndRouting checks the choices among named values.
+func (c Config) validateKafkaAndRouting(p *problems) {
 	if !(c.SLA.ErrorRateThreshold > 0 && c.SLA.ErrorRateThreshold <= 1) { // NaN too
-		bad("sla.error_rate_threshold", "must be in (0, 1], is %v", c.SLA.ErrorRateThreshold)
+		p.add("sla.error_rate_threshold", "must be in (0, 1], is %v", c.SLA.ErrorRateThreshold)
 	}
 	if len(c.Kafka.Brokers) == 0 {
-		bad("kafka.brokers", "needs at least one broker")
+		p.add("kafka.brokers", "needs at least one broker")
 	}
 	if c.Kafka.Acks != "1" && c.Kafka.Acks != "all" {
-		bad("kafka.acks", "must be \"1\" or \"all\", is %q", c.Kafka.Acks)
+		p.add("kafka.acks", "must be \"1\" or \"all\", is %q", c.Kafka.Acks)
 	}
 	if c.Kafka.TopicPrefix != "" && !topicSafe.MatchString(c.Kafka.TopicPrefix) {
-		bad("kafka.topic_prefix", "may hold only letters, digits, '.', '_' and '-'")
+		p.add("kafka.topic_prefix", "may hold only letters, digits, '.', '_' and '-'")
 	}
 	if c.Routing.Strategy != "weighted" && c.Routing.Strategy != "tenant-hash" {
-		bad("routing.strategy", "must be weighted or tenant-hash, is %q", c.Routing.Strategy)
+		p.add("routing.strategy", "must be weighted or tenant-hash, is %q", c.Routing.Strategy)
 	}
 	if c.Routing.LagThreshold < 0 {
-		bad("routing.lag_threshold", "must not be negative")
+		p.add("routing.lag_threshold", "must not be negative")
 	}
 	if !(c.Routing.MinWeightFactor > 0 && c.Routing.MinWeightFactor <= 1) {
-		bad("routing.min_weight_factor", "must be in (0, 1], is %v", c.Routing.MinWeightFactor)
+		p.add("routing.min_weight_factor", "must be in (0, 1], is %v", c.Routing.MinWeightFactor)
 	}
+}
+
+// validateRates checks the rate limits: finite, not negative.
+func (c Config) validateRates(p *problems) {
 	rates := map[string]ratelimit.Rate{"limits.global": c.Limits.Global, "limits.per_tenant": c.Limits.PerTenant}
 	for t, r := range c.Limits.TenantOverrides {
 		rates[fmt.Sprintf("limits.tenant_overrides[%q]", t)] = r
 	}
 	for name, r := range rates {
 		if !(r.Rate >= 0) || math.IsInf(r.Rate, 0) {
-			bad(name+".rate", "must be a finite number, not negative (0 means unlimited), is %v", r.Rate)
+			p.add(name+".rate", "must be a finite number, not negative (0 means unlimited), is %v", r.Rate)
 		}
 		if r.Burst < 0 {
-			bad(name+".burst", "must not be negative, is %d", r.Burst)
+			p.add(name+".burst", "must not be negative, is %d", r.Burst)
 		}
 	}
-	errs = append(errs, c.validateAnalyzers()...)
-	return errors.Join(errs...)
 }
 
+// validateAnalyzers checks the analyzer list: ids usable in topic names
+// and unique, http(s) URLs, weights in range and at least one positive.
 func (c Config) validateAnalyzers() []error {
 	var errs []error
 	if len(c.Analyzers) == 0 {

@@ -1,6 +1,6 @@
 // Package metrics declares the distributor's instruments. Their names are
 // the ones the dashboards, alerts and README use, as Prometheus shows them
-// (the list is integration/dashboards_test.go's designMetrics): counters get "_total" and
+// (the list is test/integration/dashboards_test.go's designMetrics): counters get "_total" and
 // histograms in seconds get "_seconds" from the exporter's translation, so
 // the instrument names here carry neither.
 package metrics

@@ -42,7 +42,7 @@ func alertmanagerBin(t *testing.T) string {
 }
 
 // TestAlertmanagerDeliversAlertsToAPlatformWithAToken runs the real
-// Alertmanager with the stack's own alertmanager/alertmanager.yml and a
+// Alertmanager with the stack's own prometheus/alertmanager/alertmanager.yml and a
 // token in its credentials file, against the platform's router with
 // PLATFORM_API_TOKEN set. Only one thing of the file is changed: a
 // proxy_url, so the request for http://platform-api:5050 reaches the test
@@ -70,7 +70,7 @@ func TestAlertmanagerDeliversAlertsToAPlatformWithAToken(t *testing.T) {
 	defer platform.Close()
 
 	dir := t.TempDir()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "alertmanager", "alertmanager.yml"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "prometheus", "alertmanager", "alertmanager.yml"))
 	require.NoError(t, err)
 	var cfg map[string]any
 	require.NoError(t, yaml.Unmarshal(b, &cfg))

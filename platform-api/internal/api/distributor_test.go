@@ -13,7 +13,7 @@ import (
 )
 
 // The routes are tested against a stand-in of the distributor's admin API
-// (httptest); the real distributor's overlay is tested in integration/
+// (httptest); the real distributor's overlay is tested in test/integration/
 // (TestConfigOverlay...) and through these routes by the e2e presets.
 func TestDistributorConfigRoutesProxyTheOverlay(t *testing.T) {
 	overlay := ""

@@ -141,7 +141,10 @@ func (h *handler) runPreset(w http.ResponseWriter, r *http.Request) {
 func (h *handler) listExperiments(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var problems apierr.Problems
-	states := []string{experiments.StateRunning, experiments.Passed, experiments.Failed, experiments.Aborted, experiments.Interrupted}
+	states := []string{string(experiments.StateRunning)}
+	for _, v := range experiments.Verdicts {
+		states = append(states, string(v))
+	}
 	state := q.Get("state")
 	if state != "" && !slices.Contains(states, state) {
 		problems.Add("state", "must be one of %s", strings.Join(states, ", "))
@@ -168,7 +171,7 @@ func (h *handler) listExperiments(w http.ResponseWriter, r *http.Request) {
 	}
 	out := ExperimentsResponse{Experiments: []experiments.Experiment{}}
 	for _, e := range h.Experiments.List() { // newest first
-		if (q.Get("preset") != "" && e.Name != q.Get("preset")) || (state != "" && e.State != state) || (after != nil && !after.precedes(e)) {
+		if (q.Get("preset") != "" && e.Name != q.Get("preset")) || (state != "" && string(e.State) != state) || (after != nil && !after.precedes(e)) {
 			continue
 		}
 		if len(out.Experiments) == limit {

@@ -2031,11 +2031,15 @@ const docTemplate = `{
                 },
                 "mode": {
                     "description": "Mode says how the samples are judged. During checks: always (the\ndefault: must hold at every evaluation) or eventually (must hold at\nleast once, e.g. \"the failure was noticed\"). After checks: recovers\n(the only one, filled in): evaluated every interval until every\nafter check holds at the same evaluation (time to recover) or the\nrecovery window ends, and judged on that last evaluation. Before\nchecks are evaluated once (always).",
-                    "type": "string",
                     "enum": [
                         "always",
                         "eventually",
                         "recovers"
+                    ],
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/experiments.Mode"
+                        }
                     ]
                 },
                 "name": {
@@ -2044,11 +2048,15 @@ const docTemplate = `{
                 },
                 "phase": {
                     "description": "Phase: before (once, at the start), during (while faults are\nactive), after (in the recovery window).",
-                    "type": "string",
                     "enum": [
                         "before",
                         "during",
                         "after"
+                    ],
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/experiments.Phase"
+                        }
                     ],
                     "example": "after"
                 },
@@ -2087,11 +2095,15 @@ const docTemplate = `{
                 },
                 "mode": {
                     "description": "Mode says how the samples are judged. During checks: always (the\ndefault: must hold at every evaluation) or eventually (must hold at\nleast once, e.g. \"the failure was noticed\"). After checks: recovers\n(the only one, filled in): evaluated every interval until every\nafter check holds at the same evaluation (time to recover) or the\nrecovery window ends, and judged on that last evaluation. Before\nchecks are evaluated once (always).",
-                    "type": "string",
                     "enum": [
                         "always",
                         "eventually",
                         "recovers"
+                    ],
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/experiments.Mode"
+                        }
                     ]
                 },
                 "name": {
@@ -2103,11 +2115,15 @@ const docTemplate = `{
                 },
                 "phase": {
                     "description": "Phase: before (once, at the start), during (while faults are\nactive), after (in the recovery window).",
-                    "type": "string",
                     "enum": [
                         "before",
                         "during",
                         "after"
+                    ],
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/experiments.Phase"
+                        }
                     ],
                     "example": "after"
                 },
@@ -2326,6 +2342,13 @@ const docTemplate = `{
                         "$ref": "#/definitions/experiments.CheckResult"
                     }
                 },
+                "cleanupErrors": {
+                    "description": "CleanupErrors name what the end of the experiment could not undo\n(a fault not reverted, the distributor's overlay or an analyzer's\ndelivery mode not put back, a traffic job not stopped). They do not\nchange the verdict, which is the checks'; the reason and the\ntimeline (cleanup-failed) name them too.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
                 "definition": {
                     "$ref": "#/definitions/experiments.Definition"
                 },
@@ -2388,13 +2411,17 @@ const docTemplate = `{
                     "type": "string"
                 },
                 "state": {
-                    "type": "string",
                     "enum": [
                         "running",
                         "passed",
                         "failed",
                         "aborted",
                         "interrupted"
+                    ],
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/experiments.State"
+                        }
                     ],
                     "example": "passed"
                 },
@@ -2495,6 +2522,32 @@ const docTemplate = `{
             "type": "object",
             "additionalProperties": {}
         },
+        "experiments.Mode": {
+            "type": "string",
+            "enum": [
+                "always",
+                "eventually",
+                "recovers"
+            ],
+            "x-enum-varnames": [
+                "ModeAlways",
+                "ModeEventually",
+                "ModeRecovers"
+            ]
+        },
+        "experiments.Phase": {
+            "type": "string",
+            "enum": [
+                "before",
+                "during",
+                "after"
+            ],
+            "x-enum-varnames": [
+                "PhaseBefore",
+                "PhaseDuring",
+                "PhaseAfter"
+            ]
+        },
         "experiments.RunSummary": {
             "type": "object",
             "properties": {
@@ -2524,7 +2577,7 @@ const docTemplate = `{
                     "type": "string"
                 },
                 "state": {
-                    "type": "string"
+                    "$ref": "#/definitions/experiments.State"
                 },
                 "timeToDetectSeconds": {
                     "type": "number"
@@ -2602,6 +2655,23 @@ const docTemplate = `{
                     "example": "kill"
                 }
             }
+        },
+        "experiments.State": {
+            "type": "string",
+            "enum": [
+                "running",
+                "passed",
+                "failed",
+                "aborted",
+                "interrupted"
+            ],
+            "x-enum-varnames": [
+                "StateRunning",
+                "Passed",
+                "Failed",
+                "Aborted",
+                "Interrupted"
+            ]
         },
         "experiments.TraceSample": {
             "type": "object",

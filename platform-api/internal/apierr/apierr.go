@@ -23,6 +23,7 @@ type Error struct {
 // New returns an error that means status.
 func New(msg string, status int) *Error { return &Error{msg: msg, status: status} }
 
+// Error is the message.
 func (e *Error) Error() string { return e.msg }
 
 // HTTPStatus is the status the error means.
@@ -69,6 +70,7 @@ type ValidationError struct {
 	Problems []Problem
 }
 
+// Error lists every problem: "invalid fault: target: is required; ...".
 func (e *ValidationError) Error() string {
 	parts := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
@@ -85,20 +87,78 @@ func Invalid(what, field, format string, a ...any) *ValidationError {
 	return &ValidationError{What: what, Problems: []Problem{{Field: field, Problem: fmt.Sprintf(format, a...)}}}
 }
 
-// Problems collects the problems of a request, to report them all at once.
-type Problems struct{ list []Problem }
+// Problems collects the problems of a request, to report them all at once
+// as k6's Validate() does: a validator records every problem it finds and
+// returns Err at the end. The zero value is ready to use; In gives the
+// problems of a part of the request (a list item, a nested object), whose
+// fields are named under the part's.
+type Problems struct {
+	list []Problem
+	// A part's problems are its whole request's, under prefix.
+	whole  *Problems
+	prefix string
+}
 
-// Add records a problem of field.
+// Add records a problem of field ("" for the part itself).
 func (p *Problems) Add(field, format string, a ...any) {
+	if p.whole != nil {
+		p.whole.Add(join(p.prefix, field), format, a...)
+		return
+	}
 	p.list = append(p.list, Problem{Field: field, Problem: fmt.Sprintf(format, a...)})
+}
+
+// Check records a problem of field unless ok.
+func (p *Problems) Check(ok bool, field, format string, a ...any) {
+	if !ok {
+		p.Add(field, format, a...)
+	}
+}
+
+// In returns the problems of the part of the request named by format and
+// a ("faults[%d]", i): a problem of its field "atSeconds" is the
+// request's "faults[2].atSeconds".
+func (p *Problems) In(format string, a ...any) *Problems {
+	return &Problems{whole: p, prefix: fmt.Sprintf(format, a...)}
+}
+
+// Include records the problems of err, the validation of a part checked
+// on its own (a ValidationError: each of its problems; another error: one
+// problem of the part itself). A nil err adds nothing.
+func (p *Problems) Include(err error) {
+	var ve *ValidationError
+	switch {
+	case err == nil:
+	case errors.As(err, &ve):
+		for _, q := range ve.Problems {
+			p.Add(q.Field, "%s", q.Problem)
+		}
+	default:
+		p.Add("", "%v", err)
+	}
 }
 
 // Err is nil without problems, else a ValidationError of what.
 func (p *Problems) Err(what string) error {
+	if p.whole != nil {
+		return p.whole.Err(what)
+	}
 	if len(p.list) == 0 {
 		return nil
 	}
 	return &ValidationError{What: what, Problems: p.list}
+}
+
+// join names field under prefix: "faults[0]" and "atSeconds" are
+// "faults[0].atSeconds"; an empty side is left out.
+func join(prefix, field string) string {
+	switch {
+	case prefix == "":
+		return field
+	case field == "":
+		return prefix
+	}
+	return prefix + "." + field
 }
 
 // Duration checks a duration field (faults, traffic, experiments alike):

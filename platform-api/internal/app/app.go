@@ -198,44 +198,15 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 		stop()
 		return nil, err
 	}
-	// Before serving: a fault left by a platform that was killed is
-	// reverted (expired) or taken over (still running); traffic jobs are
-	// watched again or harvested. Each step is bounded, and the network
-	// cleanups (sidecars that may hang) go on in the background, shown in
-	// the fault records: the API serves whatever they do.
-	if err := m.Reconcile(ctx); err != nil {
-		log.Error("reconcile faults", "err", err)
-	}
-	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = tm.Reconcile(tctx)
-	cancel()
-	if err != nil {
-		log.Error("reconcile traffic jobs", "err", err)
-	}
-	presets, err := experiments.LoadPresets(cfg.ExperimentsDir, cfg.Limits.MaxDuration.Seconds())
-	if err != nil {
-		stop()
-		return nil, fmt.Errorf("experiment presets: %w", err)
-	}
+	reconcile(ctx, m, tm, log)
 	alertStore := alerts.New(1000)
 	dist := distributor.New(cfg.DistributorURL, cfg.DistributorToken).WithAnalyzerToken(cfg.AnalyzerToken)
-	expOpts := experiments.Options{Querier: prom.New(cfg.PrometheusURL), Faults: m, Traffic: tm,
-		Alerts: alertStore, Presets: presets, Distributor: dist, Delivery: dist, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded}
-	if !cfg.LedgerOff {
-		expOpts.Ledger = ledgercheck.New(cfg.Ledger)
-	}
-	if err := openState(cfg.StateDir, &expOpts, meter, log); err != nil {
+	exps, err := newExperiments(cfg, experiments.Options{Querier: prom.New(cfg.PrometheusURL), Faults: m, Traffic: tm,
+		Alerts: alertStore, Distributor: dist, Delivery: dist, MaxFaultSeconds: cfg.Limits.MaxDuration.Seconds(), Logger: log, OnVerdict: obs.experimentEnded}, meter, log)
+	if err != nil {
 		stop()
 		return nil, err
 	}
-	exps := experiments.NewManager(expOpts)
-	if err := registerLedgerGauge(meter, exps); err != nil {
-		stop()
-		return nil, err
-	}
-	// After the faults and traffic jobs are known again: an experiment
-	// that was running is concluded (its faults and jobs found by id).
-	exps.Restore()
 	a := &App{rt: rt, faults: m, traffic: tm, exps: exps, grafana: grafana, stop: stop, log: log}
 	if listen == "" {
 		listen = cfg.Listen
@@ -246,10 +217,51 @@ func New(ctx context.Context, cfg Config, listen string, tel *telemetry.Provider
 		TracerProvider: tel.TracerProvider, Logger: log,
 	}), httpserver.Options{Logger: log})
 	if err != nil {
+		stop()
 		return nil, err
 	}
 	log.Info("platform API ready", "project", rt.Project(), "addr", a.server.Addr(), "token_required", cfg.Token != "", "allowed_hosts", cfg.AllowedHosts)
 	return a, nil
+}
+
+// reconcile runs before serving: a fault left by a platform that was
+// killed is reverted (expired) or taken over (still running); traffic jobs
+// are watched again or harvested. Each step is bounded, and the network
+// cleanups (sidecars that may hang) go on in the background, shown in the
+// fault records: the API serves whatever they do.
+func reconcile(ctx context.Context, m *faults.Manager, tm *traffic.Manager, log *slog.Logger) {
+	if err := m.Reconcile(ctx); err != nil {
+		log.Error("reconcile faults", "err", err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := tm.Reconcile(tctx); err != nil {
+		log.Error("reconcile traffic jobs", "err", err)
+	}
+}
+
+// newExperiments loads the presets, opens the saved records and builds
+// the experiment manager; then, the faults and traffic jobs being known
+// again, an experiment that was running is concluded (its faults and jobs
+// found by id).
+func newExperiments(cfg Config, opts experiments.Options, meter metric.Meter, log *slog.Logger) (*experiments.Manager, error) {
+	presets, err := experiments.LoadPresets(cfg.ExperimentsDir, cfg.Limits.MaxDuration.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("experiment presets: %w", err)
+	}
+	opts.Presets = presets
+	if !cfg.LedgerOff {
+		opts.Ledger = ledgercheck.New(cfg.Ledger)
+	}
+	if err := openState(cfg.StateDir, &opts, meter, log); err != nil {
+		return nil, err
+	}
+	exps := experiments.NewManager(opts)
+	if err := registerLedgerGauge(meter, exps); err != nil {
+		return nil, err
+	}
+	exps.Restore()
+	return exps, nil
 }
 
 // Addr is the HTTP listen address.
@@ -304,14 +316,14 @@ func newFaultMetrics(m metric.Meter) (*faultMetrics, error) {
 		return nil, err
 	}
 	e, err := m.Int64Counter("platform_experiments", metric.WithDescription("Experiments ended, by verdict."))
-	for _, v := range []string{experiments.Passed, experiments.Failed, experiments.Aborted, experiments.Interrupted} {
-		e.Add(context.Background(), 0, metric.WithAttributes(attribute.String("verdict", v)))
+	for _, v := range experiments.Verdicts {
+		e.Add(context.Background(), 0, metric.WithAttributes(attribute.String("verdict", string(v))))
 	}
 	return &faultMetrics{total: c, experiments: e}, err
 }
 
-func (f *faultMetrics) experimentEnded(verdict string) {
-	f.experiments.Add(context.Background(), 1, metric.WithAttributes(attribute.String("verdict", verdict)))
+func (f *faultMetrics) experimentEnded(verdict experiments.State) {
+	f.experiments.Add(context.Background(), 1, metric.WithAttributes(attribute.String("verdict", string(verdict))))
 }
 
 func (f *faultMetrics) FaultStarted(x faults.Fault) {

@@ -163,7 +163,7 @@ func TestTrafficThroughTheAPIRunsAK6JobAndReportsItsSummary(t *testing.T) {
 }
 
 func TestAPlatformServesAtOnceWhileALeftoverFaultsCleanupHangs(t *testing.T) {
-	// Pumba is the stand-in (pumba-standin/). The fault is applied and
+	// Pumba is the stand-in (test/standins/pumba/). The fault is applied and
 	// expires with working tools; the platform restarts with a nettools
 	// image whose tools never return, as a wedged tc or iptables would not,
 	// so its cleanup of the leftover hangs. (The stand-in applies netem

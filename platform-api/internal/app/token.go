@@ -8,7 +8,7 @@ import (
 
 // platformToken is the API's bearer token: PLATFORM_API_TOKEN, or the
 // content of the file PLATFORM_API_TOKEN_FILE. The compose stack mounts one
-// file, alertmanager/platform-api-token, into both the platform and
+// file, prometheus/alertmanager/platform-api-token, into both the platform and
 // Alertmanager, whose webhook sends it (http_config.authorization.
 // credentials_file), so one token is written in one place. Read as
 // Alertmanager reads it: surrounding white space is not part of it.
@@ -30,7 +30,7 @@ func platformToken(getenv func(string) string) (string, error) {
 	fromFile := strings.TrimSpace(string(b))
 	if tok != "" && tok != fromFile {
 		return "", fmt.Errorf("PLATFORM_API_TOKEN differs from the token in PLATFORM_API_TOKEN_FILE (%s), which Alertmanager sends with every alert: "+
-			"write the same token into that file (in the compose stack: alertmanager/platform-api-token), or leave PLATFORM_API_TOKEN unset", path)
+			"write the same token into that file (in the compose stack: prometheus/alertmanager/platform-api-token), or leave PLATFORM_API_TOKEN unset", path)
 	}
 	return fromFile, nil
 }

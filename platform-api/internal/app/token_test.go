@@ -35,7 +35,7 @@ func TestTheTokenComesFromTheEnvironmentOrTheFileAlertmanagerReadsAndBothMustAgr
 	require.ErrorContains(t, err, "Alertmanager sends with every alert")
 	require.NoError(t, os.WriteFile(file, nil, 0o644))
 	_, err = ConfigFromEnv(env(map[string]string{"PLATFORM_API_TOKEN_FILE": file, "PLATFORM_API_TOKEN": "s3cret"}))
-	require.ErrorContains(t, err, "alertmanager/platform-api-token", "a token only in the environment would refuse every alert")
+	require.ErrorContains(t, err, "prometheus/alertmanager/platform-api-token", "a token only in the environment would refuse every alert")
 	_, err = ConfigFromEnv(env(map[string]string{"PLATFORM_API_TOKEN_FILE": filepath.Join(t.TempDir(), "missing")}))
 	require.ErrorContains(t, err, "PLATFORM_API_TOKEN_FILE")
 }

@@ -32,7 +32,7 @@ type platform struct {
 	requests []recorded
 	// polls counts GET /api/experiments/x-1; states are answered in turn.
 	polls  int
-	states []string
+	states []experiments.State
 }
 
 type recorded struct {
@@ -109,7 +109,7 @@ func (p *platform) handler(token string) http.Handler {
 	return httpguard.NewHosts("ALLOWED_HOSTS", "", "platform-api").Check(httpguard.SameOrigin(h))
 }
 
-func start(t *testing.T, token string, states ...string) (*platform, *httptest.Server) {
+func start(t *testing.T, token string, states ...experiments.State) (*platform, *httptest.Server) {
 	p := &platform{t: t, states: states}
 	srv := httptest.NewServer(p.handler(token))
 	t.Cleanup(srv.Close)
@@ -163,16 +163,16 @@ func TestFaultAndTrafficCommandsSendWhatTheAPIExpects(t *testing.T) {
 
 func TestRunWatchFollowsTheExperimentAndExitsWithItsVerdict(t *testing.T) {
 	for _, c := range []struct {
-		state string
+		state experiments.State
 		code  int
 	}{{experiments.Passed, ExitOK}, {experiments.Failed, ExitFailed}, {experiments.Aborted, ExitError}, {experiments.Interrupted, ExitError}} {
-		t.Run(c.state, func(t *testing.T) {
+		t.Run(string(c.state), func(t *testing.T) {
 			p, srv := start(t, "", experiments.StateRunning, experiments.StateRunning, c.state)
 			r := dsplab(t, srv.URL, "", "run", "analyzer-crash", "--watch")
 			require.Equal(t, c.code, r.code, r.stdout+r.stderr)
 			require.Contains(t, r.stdout, "experiment x-1 (analyzer-crash) started")
 			require.Regexp(t, `x-1 analyzer-crash\s+during\s+2\ds/65s\s+faults active 1\s+checks 1 passing 0 failing`, r.stdout)
-			require.Contains(t, r.stdout, "x-1 analyzer-crash: "+strings.ToUpper(c.state)+" the reason")
+			require.Contains(t, r.stdout, "x-1 analyzer-crash: "+strings.ToUpper(string(c.state))+" the reason")
 			require.Regexp(t, `during\s+the crash is noticed\s+(passed|FAILED)\s+1\s+<= 2 \(eventually\)`, r.stdout)
 			require.Contains(t, r.stdout, srv.URL+"/api/experiments/x-1/report.html")
 			require.Equal(t, 3, p.polls)

@@ -257,7 +257,7 @@ func (r *runner) experiments(ctx context.Context, args []string) int {
 	}
 	rows := [][]string{{"ID", "PRESET", "STATE", "STARTED", "TTD", "TTR"}}
 	for _, e := range out.Experiments {
-		rows = append(rows, []string{e.ID, e.Name, e.State, e.StartedAt.Local().Format(time.DateTime), optSecs(e.TimeToDetectSeconds), optSecs(e.TimeToRecoverSeconds)})
+		rows = append(rows, []string{e.ID, e.Name, string(e.State), e.StartedAt.Local().Format(time.DateTime), optSecs(e.TimeToDetectSeconds), optSecs(e.TimeToRecoverSeconds)})
 	}
 	r.table(rows)
 	if out.Next != "" {

@@ -145,7 +145,7 @@ func progress(e experiments.Experiment, now time.Time) (line, key string) {
 
 // verdict prints the verdict table and returns the exit code.
 func (r *runner) verdict(e experiments.Experiment) int {
-	fmt.Fprintf(r.out, "%s %s: %s %s\n", e.ID, e.Name, strings.ToUpper(e.State), e.Reason)
+	fmt.Fprintf(r.out, "%s %s: %s %s\n", e.ID, e.Name, strings.ToUpper(string(e.State)), e.Reason)
 	rows := [][]string{{"PHASE", "CHECK", "RESULT", "LAST VALUE", "EXPECTED"}}
 	for _, c := range e.Checks {
 		res := "passed"
@@ -159,7 +159,7 @@ func (r *runner) verdict(e experiments.Experiment) int {
 		if n := len(c.Samples); n > 0 && c.Samples[n-1].Value != nil {
 			last = fmt.Sprintf("%g", *c.Samples[n-1].Value)
 		}
-		rows = append(rows, []string{c.Phase, c.Name, res, last, fmt.Sprintf("%s %g (%s)", c.Comparator, c.Threshold, c.Mode)})
+		rows = append(rows, []string{string(c.Phase), c.Name, res, last, fmt.Sprintf("%s %g (%s)", c.Comparator, c.Threshold, c.Mode)})
 	}
 	r.table(rows)
 	l := e.Ledger
@@ -258,7 +258,7 @@ func (r *runner) compare(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(r.out, "a %s (%s) vs b %s (%s): %s\n", c.A.ID, c.A.Name, c.B.ID, c.B.Name, same)
 	r.table([][]string{{"", "A", "B"},
-		{"verdict", c.A.State, c.B.State},
+		{"verdict", string(c.A.State), string(c.B.State)},
 		{"time to detect", optSecs(c.A.TimeToDetectSeconds), optSecs(c.B.TimeToDetectSeconds)},
 		{"time to recover", optSecs(c.A.TimeToRecoverSeconds), optSecs(c.B.TimeToRecoverSeconds)},
 		{"accepted", optNum(c.A.Ledger.Accepted), optNum(c.B.Ledger.Accepted)},

@@ -15,7 +15,7 @@ import (
 
 // standIn guards a stand-in of the distributor's /admin/config with the
 // same httpguard chain the distributor puts on it (distributor/internal/api
-// admin.go; the real binary's refusals are tested in integration/
+// admin.go; the real binary's refusals are tested in test/integration/
 // security_test.go): the client must pass it, token and types included.
 func standIn(t *testing.T, token string, overlay *string) *httptest.Server {
 	r := chi.NewRouter()

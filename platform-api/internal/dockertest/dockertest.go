@@ -280,7 +280,7 @@ func BuildK6Image(t testing.TB) {
 	}
 }
 
-// PumbaImage is the tag of the Pumba stand-in image (pumba-standin/): the
+// PumbaImage is the tag of the Pumba stand-in image (test/standins/pumba/): the
 // real ghcr.io/alexei-led/pumba cannot be pulled here and the kernel has no
 // netem. NettoolsImage plays ghcr.io/alexei-led/pumba-alpine-nettools as
 // Pumba and the platform use it: ENTRYPOINT ["tail","-f","/dev/null"], and
@@ -297,7 +297,7 @@ var pumbaOnce sync.Once
 var pumbaErr error
 
 // BuildPumbaImage builds PumbaImage, NettoolsImage and NettoolsHangImage
-// FROM scratch from pumba-standin.
+// FROM scratch from test/standins/pumba.
 func BuildPumbaImage(t testing.TB) {
 	t.Helper()
 	pumbaOnce.Do(func() { pumbaErr = buildPumbaImages() })
@@ -318,7 +318,7 @@ func buildPumbaImages() error {
 			return err
 		}
 	}
-	if err := goBuild(filepath.Join(rootfs, "pumba"), "./pumba-standin/cmd/pumba-standin"); err != nil {
+	if err := goBuild(filepath.Join(rootfs, "pumba"), "./test/standins/pumba/cmd/pumba-standin"); err != nil {
 		return err
 	}
 	// The stand-in is a multi-call binary: run as tail it idles, as tc or

@@ -8,14 +8,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
@@ -29,7 +24,6 @@ import (
 // directory, logged):
 // go test -tags browser -run Chromium ./platform-api/internal/experiments/
 func TestReportAndComparePagesInChromium(t *testing.T) {
-	bin := browsertest.Chromium(t)
 	dir := os.Getenv("SCREENSHOT_DIR")
 	if dir == "" {
 		dir = t.TempDir()
@@ -48,40 +42,9 @@ func TestReportAndComparePagesInChromium(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Headless, chromedp.WindowSize(1100, 900))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	// The first call starts the browser: no timeout on its context.
-	require.NoError(t, chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := cdp.Call(ctx, t, network.Enable, network.EnableParams{})
-		return err
-	})))
-	var mu sync.Mutex
-	var problems, requests []string
-	require.NoError(t, chromedp.Listen(ctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch e := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if e.Type == runtime.ConsoleAPICalledTypeError || e.Type == runtime.ConsoleAPICalledTypeWarning {
-				problems = append(problems, string(e.Type))
-			}
-		case *runtime.EventExceptionThrown:
-			problems = append(problems, e.ExceptionDetails.Text)
-		case *log.EventEntryAdded:
-			if e.Entry.Level == log.EntryLevelError {
-				problems = append(problems, e.Entry.Text)
-			}
-		case *network.EventRequestWillBeSent:
-			requests = append(requests, e.Request.URL)
-		}
-	}))
+	ctx, rec := browsertest.Open(t)
 	for _, name := range []string{"report", "compare"} {
-		mu.Lock()
-		requests = nil
-		mu.Unlock()
+		rec.ResetRequests()
 		tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		err := chromedp.Do(tctx, chromedp.Navigate(srv.URL+"/"+name+".html"), chromedp.WaitVisible(`svg[data-chart="latency"]`))
 		require.NoError(t, err, name)
@@ -91,9 +54,7 @@ func TestReportAndComparePagesInChromium(t *testing.T) {
 		path := filepath.Join(dir, name+".png")
 		require.NoError(t, os.WriteFile(path, png, 0o644))
 		t.Logf("%s: %s (%d bytes)", name, path, len(png))
-		mu.Lock()
-		require.Equal(t, []string{srv.URL + "/" + name + ".html"}, requests, "the page loads nothing else")
-		mu.Unlock()
+		require.Equal(t, []string{srv.URL + "/" + name + ".html"}, rec.Requests(), "the page loads nothing else")
 	}
-	require.Empty(t, problems, "console errors or exceptions")
+	require.Empty(t, rec.Problems(), "console errors or exceptions")
 }

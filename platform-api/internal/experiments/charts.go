@@ -189,8 +189,8 @@ func chartWindow(start, end time.Time) (from, to time.Time, step time.Duration) 
 // captureCharts reads every chart of e from Prometheus, bounded: the
 // report draws them after Prometheus has forgotten the window. Nothing is
 // read without a range querier (tests' scripted queriers).
-func (m *Manager) captureCharts(ctx context.Context, e Experiment, end time.Time) *Charts {
-	rq, ok := m.q.(RangeQuerier)
+func (d deps) captureCharts(ctx context.Context, e Experiment, end time.Time) *Charts {
+	rq, ok := d.q.(RangeQuerier)
 	if !ok {
 		return nil
 	}
@@ -202,7 +202,7 @@ func (m *Manager) captureCharts(ctx context.Context, e Experiment, end time.Time
 		to = now
 	}
 	out := &Charts{From: from.UTC(), To: to.UTC(), StepSeconds: step.Seconds(), Charts: []Chart{}, Checks: make([]Chart, len(e.Checks))}
-	out.Traces = sampleTraces(ctx, m.q, from, to)
+	out.Traces = sampleTraces(ctx, d.q, from, to)
 	for _, c := range chartSpecs(e.TrafficJobID) {
 		out.Charts = append(out.Charts, fill(ctx, rq, c, from, to, step))
 	}
@@ -247,6 +247,7 @@ func fill(ctx context.Context, rq RangeQuerier, c Chart, from, to time.Time, ste
 	return c
 }
 
+// points are the finite samples of a series as chart points.
 func points(ss []prom.Sample) []Point {
 	out := make([]Point, 0, len(ss))
 	for _, s := range ss {
@@ -271,6 +272,8 @@ func thin(ps []Point, n int) []Point {
 	return append(out, ps[len(ps)-1])
 }
 
+// labelString names a series by its labels but __name__, sorted, as
+// k=v,k=v ("value" for none).
 func labelString(l map[string]string) string {
 	var parts []string
 	for k, v := range l {
@@ -299,10 +302,10 @@ type FaultWindow struct {
 }
 
 // faultWindows reads the experiment's faults from the fault manager.
-func (m *Manager) faultWindows(e Experiment, now time.Time) []FaultWindow {
+func (d deps) faultWindows(e Experiment, now time.Time) []FaultWindow {
 	out := []FaultWindow{}
 	for _, id := range e.FaultIDs {
-		f, err := m.faults.Get(id)
+		f, err := d.faults.Get(id)
 		if err != nil {
 			continue
 		}

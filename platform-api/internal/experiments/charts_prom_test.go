@@ -29,14 +29,7 @@ func realPrometheus(t *testing.T, openMetrics string) string {
 	t.Helper()
 	bins := map[string]string{}
 	for _, name := range []string{"prometheus", "promtool"} {
-		bin, err := exec.LookPath(name)
-		if err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is needed (apt-get install prometheus)", name)
-			}
-			t.Skipf("%s not installed (apt-get install prometheus); CI runs this test", name)
-		}
-		bins[name] = bin
+		bins[name] = devstack.Command(t, name, "prometheus")
 	}
 	dir := t.TempDir()
 	in := filepath.Join(dir, "samples.om")

@@ -33,7 +33,7 @@ type Comparison struct {
 type RunSummary struct {
 	ID                   string        `json:"id"`
 	Name                 string        `json:"name"`
-	State                string        `json:"state"`
+	State                State         `json:"state"`
 	Reason               string        `json:"reason,omitempty"`
 	StartedAt            time.Time     `json:"startedAt"`
 	TimeToDetectSeconds  *float64      `json:"timeToDetectSeconds,omitempty"`
@@ -66,6 +66,7 @@ func anchor(e Experiment) time.Time {
 	return a
 }
 
+// summary is one side of a comparison.
 func summary(e Experiment) RunSummary {
 	fws := faultWindowsOf(e)
 	if fws == nil {
@@ -153,6 +154,7 @@ func definitionDiffs(a, b Definition) []string {
 	return out
 }
 
+// orNone is s, or "(none)" when empty.
 func orNone(s string) string {
 	if s == "" {
 		return "(none)"
@@ -160,6 +162,8 @@ func orNone(s string) string {
 	return s
 }
 
+// toJSON is v as generic JSON (maps, slices, numbers, strings), for
+// flatten.
 func toJSON(v any) any {
 	b, _ := json.Marshal(v)
 	var out any
@@ -167,6 +171,8 @@ func toJSON(v any) any {
 	return out
 }
 
+// flatten writes v's leaves into out by path ("checks[0].threshold"), each
+// as JSON, for a field-by-field comparison of two definitions.
 func flatten(prefix string, v any, out map[string]string) {
 	switch x := v.(type) {
 	case map[string]any:
@@ -262,11 +268,14 @@ func during(ps []Point, length int64, peak bool) (float64, bool) {
 	return vs[len(vs)/2], true
 }
 
+// differs says whether two values differ by more than a tenth (and more
+// than rounding).
 func differs(a, b float64) bool {
 	d := math.Abs(a - b)
 	return d > 0.1*max(math.Abs(a), math.Abs(b)) && d > 1e-9
 }
 
+// optValue formats an optional value in unit ("—" for none).
 func optValue(v *float64, unit string) string {
 	if v == nil {
 		return "—"
@@ -303,6 +312,8 @@ func compareSVG(ch ComparedChart, from, to int64, fa, fb []FaultWindow) string {
 	return b.String()
 }
 
+// seriesColours gives each series name of a compared chart its colour,
+// the same on both sides.
 func seriesColours(ch ComparedChart) map[string]string {
 	out := map[string]string{}
 	for _, s := range append(append([]ChartSeries{}, ch.A...), ch.B...) {
@@ -370,6 +381,7 @@ func CompareHTML(a, b Experiment) []byte {
 	return []byte(out.String())
 }
 
+// containsLegend says whether the legend names a series already.
 func containsLegend(l []legendItem, name string) bool {
 	for _, x := range l {
 		if x.Name == name {
@@ -379,8 +391,10 @@ func containsLegend(l []legendItem, name string) bool {
 	return false
 }
 
+// pairRow is one row of a two-sided table: a name and each side's value.
 type pairRow struct{ Name, A, B string }
 
+// ledgerPairs are the rows of two metric ledgers side by side.
 func ledgerPairs(a, b Ledger) []pairRow {
 	ra, rb := ledgerRows(a), ledgerRows(b)
 	out := make([]pairRow, 0, len(ra))
@@ -394,6 +408,7 @@ func ledgerPairs(a, b Ledger) []pairRow {
 	return out
 }
 
+// compareTmpl is the HTML page of a comparison of two runs.
 var compareTmpl = template.Must(template.New("compare").Funcs(reportFuncs).Parse(pageHead + `
 <title>Compare {{.A.Name}} {{.A.ID}} and {{.B.Name}} {{.B.ID}} — DSP Lab</title>
 </head>

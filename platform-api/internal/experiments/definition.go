@@ -6,7 +6,6 @@
 package experiments
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -122,7 +121,7 @@ type Check struct {
 	Threshold  float64 `yaml:"threshold" json:"threshold" example:"3"`
 	// Phase: before (once, at the start), during (while faults are
 	// active), after (in the recovery window).
-	Phase string `yaml:"phase" json:"phase" example:"after" enums:"before,during,after"`
+	Phase Phase `yaml:"phase" json:"phase" example:"after" enums:"before,during,after"`
 	// Mode says how the samples are judged. During checks: always (the
 	// default: must hold at every evaluation) or eventually (must hold at
 	// least once, e.g. "the failure was noticed"). After checks: recovers
@@ -130,21 +129,16 @@ type Check struct {
 	// after check holds at the same evaluation (time to recover) or the
 	// recovery window ends, and judged on that last evaluation. Before
 	// checks are evaluated once (always).
-	Mode string `yaml:"mode" json:"mode,omitempty" enums:"always,eventually,recovers"`
+	Mode Mode `yaml:"mode" json:"mode,omitempty" enums:"always,eventually,recovers"`
 	// Abort stops the experiment as soon as this check fails (before and
 	// during checks): the verdict is aborted and every fault is reverted.
 	Abort bool `yaml:"abort" json:"abort,omitempty"`
 }
 
+// comparators are a check's comparators.
 var comparators = []string{">", ">=", "<", "<=", "==", "!="}
 
-// Check modes (see Check.Mode).
-const (
-	ModeAlways     = "always"
-	ModeEventually = "eventually"
-	ModeRecovers   = "recovers"
-)
-
+// holds says whether v satisfies the check's comparison.
 func (c Check) holds(v float64) bool {
 	switch c.Comparator {
 	case ">":
@@ -164,98 +158,75 @@ func (c Check) holds(v float64) bool {
 // Validate fills defaults and lists every problem.
 func (d *Definition) Validate(maxFaultDuration float64) error {
 	var p apierr.Problems
-	bad := p.Add
-	if strings.TrimSpace(d.Name) == "" {
-		bad("name", "is required")
-	}
 	if d.IntervalSeconds == 0 {
 		d.IntervalSeconds = 5
-	}
-	if d.IntervalSeconds < 0.5 || d.IntervalSeconds > 60 {
-		bad("intervalSeconds", "must be from 0.5 to 60")
-	}
-	if d.RecoverySeconds < 0 || d.RecoverySeconds > 3600 {
-		bad("recoverySeconds", "must be from 0 to 3600")
 	}
 	if d.DetectQuery == "" {
 		d.DetectQuery = "(min(distributor_analyzer_up) < 1) or (distributor_health_up < 1)"
 	}
+	p.Check(strings.TrimSpace(d.Name) != "", "name", "is required")
+	p.Check(d.IntervalSeconds >= 0.5 && d.IntervalSeconds <= 60, "intervalSeconds", "must be from 0.5 to 60")
+	p.Check(d.RecoverySeconds >= 0 && d.RecoverySeconds <= 3600, "recoverySeconds", "must be from 0 to 3600")
 	if t := d.Traffic; t != nil {
-		if t.TargetURL == "" || !(t.RPS > 0) {
-			bad("traffic", "needs targetUrl and rps > 0")
-		}
+		p.Check(t.TargetURL != "" && t.RPS > 0, "traffic", "needs targetUrl and rps > 0")
 		// The traffic manager bounds it at start; the rule is the same
 		// as for POST /api/traffic/start.
 		p.Duration("traffic.durationSeconds", seconds(t.DurationSeconds), 0)
 	}
 	for i, f := range d.Faults {
-		field := fmt.Sprintf("faults[%d]", i)
-		if f.AtSeconds < 0 {
-			bad(field+".atSeconds", "must not be negative")
-		}
-		s := f.Spec()
-		if err := s.Validate(faults.Limits{MaxDuration: seconds(maxFaultDuration)}, 1<<10); err != nil {
-			var ve *apierr.ValidationError
-			errors.As(err, &ve)
-			for _, fp := range ve.Problems {
-				bad(field+"."+fp.Field, "%s", fp.Problem)
-			}
-		}
+		f.validate(p.In("faults[%d]", i), maxFaultDuration)
 	}
 	for i, c := range d.ConfigChanges {
-		field := fmt.Sprintf("configChanges[%d]", i)
-		if c.AtSeconds < 0 {
-			bad(field+".atSeconds", "must not be negative")
-		}
-		if (len(c.Overlay) == 0) == !c.Clear {
-			bad(field, "needs either a non-empty overlay or clear: true")
-		}
+		c.validate(p.In("configChanges[%d]", i))
 	}
 	for i := range d.Checks {
-		c := &d.Checks[i]
-		field := fmt.Sprintf("checks[%d]", i)
-		if c.Name == "" {
-			c.Name = c.Query
-		}
-		if strings.TrimSpace(c.Query) == "" {
-			bad(field+".query", "is required (PromQL)")
-		}
-		if !slices.Contains(comparators, c.Comparator) {
-			bad(field+".comparator", "must be one of %s", strings.Join(comparators, " "))
-		}
-		if !slices.Contains([]string{"before", "during", "after"}, c.Phase) {
-			bad(field+".phase", "must be before, during or after")
-		}
-		switch {
-		case c.Phase == "after" && (c.Mode == "" || c.Mode == ModeRecovers):
-			c.Mode = ModeRecovers
-		case c.Phase == "after":
-			bad(field+".mode", "after checks are judged when recovery ends (every after check holding at one evaluation, or the window over): mode must be recovers or left out, not %q", c.Mode)
-		case c.Mode == "":
-			c.Mode = ModeAlways
-		case c.Mode != ModeAlways && c.Mode != ModeEventually:
-			bad(field+".mode", "must be always or eventually for %s checks (recovers is for after checks)", c.Phase)
-		}
-		if c.Phase != "after" && strings.Contains(c.Query, RecoveryVar) {
-			bad(field+".query", "%s (the recovery so far) is for after checks only; use %s (the experiment so far) in %s checks", RecoveryVar, RangeVar, c.Phase)
-		}
-		if c.Abort && c.Phase == "after" {
-			bad(field+".abort", "applies to before and during checks only")
-		}
+		d.Checks[i].validate(p.In("checks[%d]", i))
 	}
 	d.Ledger.parse(&p)
-	if len(d.Ledger) > 0 && d.Traffic == nil {
-		bad("ledger", "needs traffic: the exact ledger counts the packets of the experiment's traffic job")
-	}
+	p.Check(len(d.Ledger) == 0 || d.Traffic != nil, "ledger", "needs traffic: the exact ledger counts the packets of the experiment's traffic job")
 	for _, id := range slices.Sorted(maps.Keys(d.Delivery)) {
-		if strings.TrimSpace(id) == "" {
-			bad("delivery", "an analyzer id is empty")
-		}
-		if !slices.Contains(deliveryModes, d.Delivery[id]) {
-			bad("delivery."+id, "must be one of %s (got %q)", strings.Join(deliveryModes, ", "), d.Delivery[id])
-		}
+		p.Check(strings.TrimSpace(id) != "", "delivery", "an analyzer id is empty")
+		p.Check(slices.Contains(deliveryModes, d.Delivery[id]), "delivery."+id, "must be one of %s (got %q)", strings.Join(deliveryModes, ", "), d.Delivery[id])
 	}
 	return p.Err("experiment")
+}
+
+// validate records the problems of a scheduled fault in p: those of its
+// offset, and those the fault manager would answer.
+func (f ScheduledFault) validate(p *apierr.Problems, maxFaultDuration float64) {
+	p.Check(f.AtSeconds >= 0, "atSeconds", "must not be negative")
+	s := f.Spec()
+	p.Include(s.Validate(faults.Limits{MaxDuration: seconds(maxFaultDuration)}, 1<<10))
+}
+
+// validate records the problems of a config change in p.
+func (c ConfigChange) validate(p *apierr.Problems) {
+	p.Check(c.AtSeconds >= 0, "atSeconds", "must not be negative")
+	p.Check((len(c.Overlay) == 0) != !c.Clear, "", "needs either a non-empty overlay or clear: true")
+}
+
+// validate fills a check's defaults (its name, its mode) and records its
+// problems in p.
+func (c *Check) validate(p *apierr.Problems) {
+	if c.Name == "" {
+		c.Name = c.Query
+	}
+	p.Check(strings.TrimSpace(c.Query) != "", "query", "is required (PromQL)")
+	p.Check(slices.Contains(comparators, c.Comparator), "comparator", "must be one of %s", strings.Join(comparators, " "))
+	p.Check(slices.Contains(phases, c.Phase), "phase", "must be before, during or after")
+	switch {
+	case c.Phase == PhaseAfter && (c.Mode == "" || c.Mode == ModeRecovers):
+		c.Mode = ModeRecovers
+	case c.Phase == PhaseAfter:
+		p.Add("mode", "after checks are judged when recovery ends (every after check holding at one evaluation, or the window over): mode must be recovers or left out, not %q", c.Mode)
+	case c.Mode == "":
+		c.Mode = ModeAlways
+	case c.Mode != ModeAlways && c.Mode != ModeEventually:
+		p.Add("mode", "must be always or eventually for %s checks (recovers is for after checks)", c.Phase)
+	}
+	p.Check(c.Phase == PhaseAfter || !strings.Contains(c.Query, RecoveryVar), "query",
+		"%s (the recovery so far) is for after checks only; use %s (the experiment so far) in %s checks", RecoveryVar, RangeVar, c.Phase)
+	p.Check(!c.Abort || c.Phase != PhaseAfter, "abort", "applies to before and during checks only")
 }
 
 // LoadPresets reads every *.yaml of dir as a Definition, strictly.

@@ -19,36 +19,36 @@ type DeliverySwitch interface {
 // applyDelivery sets the definition's delivery modes, each after the mode
 // in force is on disk (a platform killed after a change still knows what
 // to put back).
-func (r *runner) applyDelivery(ctx context.Context) (string, string) {
+func (r *runner) applyDelivery(ctx context.Context) outcome {
 	if len(r.def.Delivery) == 0 {
-		return "", ""
+		return proceed
 	}
-	if r.m.delivery == nil {
-		return Failed, "delivery modes: the platform cannot reach the analyzers' admin API"
+	if r.delivery == nil {
+		return fail("delivery modes: the platform cannot reach the analyzers' admin API")
 	}
 	for _, id := range slices.Sorted(maps.Keys(r.def.Delivery)) {
 		mode := r.def.Delivery[id]
-		prev, err := r.m.delivery.DeliveryMode(ctx, id)
+		prev, err := r.delivery.DeliveryMode(ctx, id)
 		if err != nil {
 			r.event("delivery-failed", "reading %s's delivery mode: %v", id, err)
-			return Failed, fmt.Sprintf("delivery mode of %s not read: %v", id, err)
+			return fail("delivery mode of %s not read: %v", id, err)
 		}
-		if err := r.m.updateDurable(r.e, func(e *Experiment) {
+		if err := r.rec.updateDurable(func(e *Experiment) {
 			if e.undo.DeliveryBefore == nil {
 				e.undo.DeliveryBefore = map[string]string{}
 			}
 			e.undo.DeliveryBefore[id] = prev
 		}); err != nil {
 			r.event("delivery-failed", "saving %s's delivery mode before changing it: %v", id, err)
-			return Failed, "delivery mode not changed: the mode to put back could not be saved: " + err.Error()
+			return fail("delivery mode not changed: the mode to put back could not be saved: %v", err)
 		}
-		if err := r.m.delivery.SetDeliveryMode(ctx, id, mode); err != nil {
+		if err := r.delivery.SetDeliveryMode(ctx, id, mode); err != nil {
 			r.event("delivery-failed", "%s to %s: %v", id, mode, err)
-			return Failed, fmt.Sprintf("delivery mode of %s not set to %s: %v", id, mode, err)
+			return fail("delivery mode of %s not set to %s: %v", id, mode, err)
 		}
 		r.event("delivery-changed", "%s: %s (was %s)", id, mode, prev)
 	}
-	return "", ""
+	return proceed
 }
 
 // restoreDelivery puts back the modes from before the experiment; it says
@@ -64,20 +64,21 @@ func (r *runner) restoreDelivery(ctx context.Context, before map[string]string) 
 		r.event("delivery-restored", "%s: %s again", id, before[id])
 	}
 	if len(failed) == 0 {
-		r.m.updateDurable(r.e, func(e *Experiment) { e.undo.DeliveryRestored = true })
+		r.rec.updateDurable(func(e *Experiment) { e.undo.DeliveryRestored = true })
 	}
 	return failed
 }
 
 // concludeDelivery is restoreDelivery for an interrupted experiment.
-func (r *runner) concludeDelivery(ctx context.Context, u undo) []string {
-	if len(u.DeliveryBefore) == 0 || u.DeliveryRestored || r.m.delivery == nil {
-		return nil
+func (r *runner) concludeDelivery(ctx context.Context, u undo, rep *undone) {
+	if len(u.DeliveryBefore) == 0 || u.DeliveryRestored || r.delivery == nil {
+		return
 	}
 	if failed := r.restoreDelivery(ctx, u.DeliveryBefore); len(failed) > 0 {
-		return []string{"delivery modes: " + strings.Join(failed, ", ")}
+		rep.notDone("delivery modes: " + strings.Join(failed, ", "))
+		return
 	}
-	return []string{"the analyzers' delivery modes from before restored"}
+	rep.done("the analyzers' delivery modes from before restored")
 }
 
 // setModeRetrying sets a mode, retrying for about 30 s: at the end of an
@@ -85,13 +86,8 @@ func (r *runner) concludeDelivery(ctx context.Context, u undo) []string {
 func (r *runner) setModeRetrying(ctx context.Context, id, mode string) error {
 	var err error
 	for attempt := range 6 {
-		if err = r.m.delivery.SetDeliveryMode(ctx, id, mode); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
+		if err = r.delivery.SetDeliveryMode(ctx, id, mode); err == nil || !sleep(ctx, time.Duration(attempt+1)*2*time.Second) {
 			return err
-		case <-time.After(time.Duration(attempt+1) * 2 * time.Second):
 		}
 	}
 	return err
@@ -103,7 +99,7 @@ func (r *runner) setModeRetrying(ctx context.Context, id, mode string) error {
 func (r *runner) deliveryDrift(ctx context.Context) string {
 	var drift []string
 	for _, id := range slices.Sorted(maps.Keys(r.def.Delivery)) {
-		got, err := r.m.delivery.DeliveryMode(ctx, id)
+		got, err := r.delivery.DeliveryMode(ctx, id)
 		if err == nil && got != r.def.Delivery[id] {
 			r.event("delivery-drifted", "%s is %s, not %s: it did not keep the mode set at run time across its restart", id, got, r.def.Delivery[id])
 			drift = append(drift, fmt.Sprintf("%s ended in %s, not %s", id, got, r.def.Delivery[id]))

@@ -540,11 +540,11 @@ func TestAfterChecksAreNamedRecoversInTheReport(t *testing.T) {
 		m.Wait()
 		e, _ = m.Get(e.ID)
 		require.Equal(t, Passed, e.State, e.Reason)
-		modes := map[string]string{}
+		modes := map[Phase]Mode{}
 		for _, c := range e.Checks {
 			modes[c.Phase] = c.Mode
 		}
-		require.Equal(t, map[string]string{"before": "always", "during": "eventually", "after": "recovers"}, modes)
+		require.Equal(t, map[Phase]Mode{"before": "always", "during": "eventually", "after": "recovers"}, modes)
 		b, err := json.Marshal(e)
 		require.NoError(t, err)
 		require.Contains(t, string(b), `"phase":"after","mode":"recovers"`)
@@ -557,7 +557,9 @@ func TestAfterChecksAreNamedRecoversInTheReport(t *testing.T) {
 
 func TestAnAfterCheckWithAnotherModeIsRefusedAndRecoversOnlyFitsAfter(t *testing.T) {
 	for _, tc := range []struct {
-		phase, mode, problem string
+		phase   Phase
+		mode    Mode
+		problem string
 	}{
 		{"after", "always", "mode must be recovers or left out"},
 		{"after", "eventually", "mode must be recovers or left out"},
@@ -762,5 +764,32 @@ func TestAScheduledFaultWaitsForTheRevertOfAnEarlierOneOnItsTarget(t *testing.T)
 		e, _ = m.Get(e.ID)
 		require.Equal(t, Failed, e.State)
 		require.Contains(t, e.Reason, "is being reverted")
+	})
+}
+
+// The waits at the end of a run (for the traffic job's summary, for the
+// ledger counts to settle) end with their context, not only at their
+// deadline: in the bubble's fake clock, no time passes once it is done.
+func TestTheWaitsAtTheEndStopWithTheirContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, _, _ := newWorld(analyzerCrash)
+		tw := trafficWorld{w}
+		job, err := tw.Start(t.Context(), traffic.Spec{RPS: 1, Duration: time.Hour})
+		require.NoError(t, err)
+		r := newRunner(deps{q: w, traffic: tw}, nil, Experiment{StartedAt: time.Now()})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		before := time.Now()
+		got := r.awaitJobEnd(ctx, job.ID, before.Add(settle))
+		require.NotNil(t, got)
+		require.Equal(t, traffic.StateRunning, got.State, "the job's last record, still running")
+		r.settledLedger(ctx, before.Add(settle))
+		require.Zero(t, time.Since(before), "neither waited")
+
+		// Without an end to its context, the job is awaited until it ends
+		// by itself or the deadline.
+		got = r.awaitJobEnd(t.Context(), job.ID, time.Now().Add(settle))
+		require.Equal(t, traffic.StateRunning, got.State)
+		require.Equal(t, settle, time.Since(before), "waited until the deadline")
 	})
 }

@@ -33,18 +33,23 @@ func HTML(e Experiment, links ReportLinks) []byte {
 	return b.Bytes()
 }
 
+// chartView is one chart of the HTML report, drawn.
 type chartView struct {
 	Chart
 	SVG    template.HTML
 	Legend []legendItem
 }
 
+// legendItem is a series name and its colour.
 type legendItem struct{ Name, Colour string }
 
+// linkView is a link of the report (Grafana, Prometheus).
 type linkView struct{ Name, URL string }
 
+// rowView is a name and a value of a summary table.
 type rowView struct{ Name, Value string }
 
+// checkView is a check as the HTML report shows it: its result and chart.
 type checkView struct {
 	CheckResult
 	Result string
@@ -53,6 +58,8 @@ type checkView struct {
 	SVG    template.HTML
 }
 
+// reportView is what the HTML report template shows of e: its charts,
+// check rows, timeline, ledgers and links.
 func reportView(e Experiment, links ReportLinks) map[string]any {
 	from, to, step := window(e)
 	fws := faultWindowsOf(e)
@@ -92,6 +99,7 @@ func reportView(e Experiment, links ReportLinks) map[string]any {
 	}
 }
 
+// legend gives each series its palette colour.
 func legend(ss []ChartSeries) []legendItem {
 	out := make([]legendItem, len(ss))
 	for i, s := range ss {
@@ -148,6 +156,7 @@ func jsonValue(raw json.RawMessage) string {
 	return out
 }
 
+// trimNumber formats a threshold without a needless ".0".
 func trimNumber(f float64) string {
 	if f == float64(int64(f)) {
 		return fmt.Sprintf("%d", int64(f))
@@ -181,6 +190,7 @@ func grafanaLinks(base string, e Experiment, from, to time.Time) []linkView {
 	return out
 }
 
+// traceView is a trace sampled during the run, with its link in Grafana.
 type traceView struct {
 	TraceSample
 	URL string
@@ -204,6 +214,7 @@ func traceLinks(base string, e Experiment) []traceView {
 	return out
 }
 
+// reportFuncs are the report templates' functions.
 var reportFuncs = template.FuncMap{
 	"rel": func(e Experiment, t time.Time) string {
 		return fmt.Sprintf("%+.1fs", t.Sub(e.StartedAt).Seconds())
@@ -211,11 +222,12 @@ var reportFuncs = template.FuncMap{
 	"clock":  func(t time.Time) string { return t.UTC().Format("15:04:05") },
 	"ms":     func(s float64) string { return formatValue(s, "s") },
 	"dur":    func(a, b time.Time) string { return fmt.Sprintf("%.0fs", b.Sub(a).Seconds()) },
-	"upper":  strings.ToUpper,
+	"upper":  func(s any) string { return strings.ToUpper(fmt.Sprint(s)) },
 	"labels": labels,
 	"rfc":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 }
 
+// reportTmpl is the HTML report of one experiment.
 var reportTmpl = template.Must(template.New("report").Funcs(reportFuncs).Parse(pageHead + `
 <title>{{.E.Name}} — {{upper .E.State}} — DSP Lab experiment {{.E.ID}}</title>
 </head>

@@ -50,6 +50,8 @@ type LedgerCheck struct {
 	Error      string  `json:"error,omitempty"`
 }
 
+// expectation is a ledger expectation as a string: an optional comparator
+// and a whole number (">0", "<=5", "!=0").
 var expectation = regexp.MustCompile(`^\s*(==|!=|>=|<=|>|<)?\s*([0-9]+)\s*$`)
 
 // parse turns the definition's expectations into checks, sorted by count,
@@ -136,16 +138,16 @@ func judgeLedger(checks []LedgerCheck, r *ledgercheck.Result, why string) []Ledg
 // exact ledger of the experiment's traffic job, with k6's own counts. It
 // answers nil with the reason when there is nothing to read.
 func (r *runner) exactLedger(ctx context.Context, job *traffic.Job) (*ledgercheck.Result, string) {
-	e := r.snapshot()
+	e := r.rec.snapshot()
 	switch {
-	case r.m.ledger == nil:
+	case r.ledger == nil:
 		return nil, "the platform reads no Kafka (KAFKA_BROKERS=off)"
 	case e.TrafficJobID == "":
 		return nil, "the experiment has no traffic job"
 	}
 	// A margin for clocks: the broker's record times are the writers'
 	// clocks, the start is the platform's.
-	res := r.m.ledger.Check(ctx, []string{e.TrafficJobID}, r.start.Add(-time.Minute))
+	res := r.ledger.Check(ctx, []string{e.TrafficJobID}, r.start.Add(-time.Minute))
 	if job != nil {
 		res.SetK6(k6Count(*job, "packets_sent"), k6Count(*job, "packets_accepted"))
 	}
@@ -154,6 +156,7 @@ func (r *runner) exactLedger(ctx context.Context, job *traffic.Job) (*ledgerchec
 	return &res, ""
 }
 
+// ledgerTrouble says why a ledger is incomplete ("" when it is not).
 func ledgerTrouble(r *ledgercheck.Result) string {
 	switch {
 	case r.Error != "":
@@ -164,6 +167,7 @@ func ledgerTrouble(r *ledgercheck.Result) string {
 	return ""
 }
 
+// k6Count is a count of the k6 summary's overview (nil if none).
 func k6Count(j traffic.Job, name string) *int64 {
 	if v := k6Number(j, name); v != nil {
 		n := int64(*v)

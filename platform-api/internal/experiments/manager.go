@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -24,17 +25,11 @@ import (
 // traffic, and restore each other's overlays out of order (the second to
 // end putting back the first one's overlay for good).
 type Manager struct {
-	q         Querier
-	faults    FaultStarter
-	traffic   TrafficRunner
-	alerts    AlertSource
+	deps      // handed to each run
 	presets   map[string]Definition
-	dist      DistributorConfig
-	ledger    LedgerChecker
-	delivery  DeliverySwitch
 	maxFault  float64
 	log       *slog.Logger
-	onVerdict func(verdict string)
+	onVerdict func(verdict State)
 	// store keeps every experiment across restarts (nil: memory only);
 	// saveFailing says the last save failed (logged once).
 	store       Store
@@ -60,7 +55,7 @@ type Options struct {
 	MaxFaultSeconds float64
 	Logger          *slog.Logger
 	// OnVerdict is called when an experiment ends (metrics).
-	OnVerdict func(verdict string)
+	OnVerdict func(verdict State)
 	// Store keeps experiments across restarts (optional; see Restore).
 	Store Store
 	// Ledger reads the exact delivery ledger at the end (optional: without
@@ -73,8 +68,9 @@ type Options struct {
 
 // NewManager returns a manager.
 func NewManager(o Options) *Manager {
-	return &Manager{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, presets: o.Presets, dist: o.Distributor, ledger: o.Ledger, delivery: o.Delivery, maxFault: o.MaxFaultSeconds,
-		log: o.Logger, onVerdict: o.OnVerdict, store: o.Store, saves: map[string]saved{}, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
+	d := deps{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, dist: o.Distributor, ledger: o.Ledger, delivery: o.Delivery}
+	return &Manager{deps: d, presets: o.Presets, maxFault: o.MaxFaultSeconds, log: o.Logger, onVerdict: o.OnVerdict,
+		store: o.Store, saves: map[string]saved{}, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
 }
 
 // Presets returns the shipped experiments, sorted by name.
@@ -113,13 +109,7 @@ func (m *Manager) Start(d Definition) (Experiment, error) {
 		e.Checks = append(e.Checks, CheckResult{Check: c, Samples: []Sample{}})
 	}
 	e.LedgerChecks = d.Ledger.parse(&apierr.Problems{}) // valid: Validate said so
-	r := &runner{m: m, e: e, def: d}
-	for _, f := range d.Faults {
-		r.faults = append(r.faults, scheduled{ScheduledFault: f})
-	}
-	sort.SliceStable(r.faults, func(i, j int) bool { return r.faults[i].AtSeconds < r.faults[j].AtSeconds })
-	r.configs = slices.Clone(d.ConfigChanges)
-	sort.SliceStable(r.configs, func(i, j int) bool { return r.configs[i].AtSeconds < r.configs[j].AtSeconds })
+	r := newRunner(m.deps, managed{m, e}, *e)
 	ctx, cancel := context.WithCancel(context.Background())
 	m.mu.Lock()
 	for _, x := range m.exps {
@@ -138,7 +128,7 @@ func (m *Manager) Start(d Definition) (Experiment, error) {
 	go func() {
 		defer m.wg.Done()
 		defer cancel()
-		r.run(ctx)
+		m.finished(r.run(ctx))
 	}()
 	m.log.Info("experiment started", "id", e.ID, "name", d.Name)
 	return out, nil
@@ -187,6 +177,10 @@ func copyOf(e *Experiment) Experiment {
 	c.Timeline = append([]Event(nil), e.Timeline...)
 	c.FaultIDs = append([]string(nil), e.FaultIDs...)
 	c.LedgerChecks = slices.Clone(e.LedgerChecks)
+	c.CleanupErrors = slices.Clone(e.CleanupErrors)
+	c.undo.FaultsStarting = slices.Clone(e.undo.FaultsStarting)
+	c.undo.Judged = slices.Clone(e.undo.Judged)
+	c.undo.DeliveryBefore = maps.Clone(e.undo.DeliveryBefore)
 	c.Checks = make([]CheckResult, len(e.Checks))
 	for i, cr := range e.Checks {
 		cr.Samples = append([]Sample(nil), cr.Samples...)
@@ -195,6 +189,7 @@ func copyOf(e *Experiment) Experiment {
 	return c
 }
 
+// update applies fn to e under the lock, and saves e soon.
 func (m *Manager) update(e *Experiment, fn func(*Experiment)) {
 	defer m.saveSoon(e) // after the unlock (persist.go)
 	m.mu.Lock()
@@ -221,13 +216,38 @@ func (m *Manager) trim() {
 	}
 }
 
-func (m *Manager) finished(verdict string) {
+// finished counts an experiment that ended with verdict, and forgets
+// the oldest beyond MaxFinished.
+func (m *Manager) finished(verdict State) {
 	m.mu.Lock()
 	m.trim()
 	m.mu.Unlock()
 	if m.onVerdict != nil {
 		m.onVerdict(verdict)
 	}
+}
+
+// managed is one experiment's record kept by the manager: the recorder
+// its runner reports to.
+type managed struct {
+	m *Manager
+	e *Experiment
+}
+
+// update changes the record under the manager's lock; it is saved soon.
+func (r managed) update(fn func(*Experiment)) { r.m.update(r.e, fn) }
+
+// updateDurable changes the record and returns once it is saved.
+func (r managed) updateDurable(fn func(*Experiment)) error { return r.m.updateDurable(r.e, fn) }
+
+// flush saves an update held back.
+func (r managed) flush() { r.m.flush(r.e) }
+
+// snapshot is a copy of the record.
+func (r managed) snapshot() Experiment {
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	return copyOf(r.e)
 }
 
 // Wait waits for running experiments (tests, shutdown).

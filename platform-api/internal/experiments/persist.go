@@ -1,23 +1,10 @@
 package experiments
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"time"
-
-	"github.com/dsplab/dsplab/platform-api/internal/alerts"
-	"github.com/dsplab/dsplab/platform-api/internal/faults"
-	"github.com/dsplab/dsplab/platform-api/internal/traffic"
 )
-
-// Interrupted is the state of an experiment that was running when the
-// platform stopped without aborting it (kill -9, a crash, a stop with no
-// time left): the next start concludes it (see Manager.Restore).
-const Interrupted = "interrupted"
 
 // KeepFinished is how many ended experiments the state directory keeps
 // (with their reports); older ones are deleted. The same number as in
@@ -62,9 +49,10 @@ type undo struct {
 	DeliveryBefore   map[string]string `json:"deliveryBefore,omitempty"`
 	DeliveryRestored bool              `json:"deliveryRestored,omitempty"`
 	// Judged lists the phases whose checks were decided.
-	Judged []string `json:"judged,omitempty"`
+	Judged []Phase `json:"judged,omitempty"`
 }
 
+// starting is a fault asked for whose id is not known yet.
 type starting struct {
 	Type   string    `json:"type"`
 	Target string    `json:"target"`
@@ -130,10 +118,8 @@ func (m *Manager) save(e *Experiment) error {
 		return nil
 	}
 	m.mu.Lock()
-	rec := record{Experiment: copyOf(e), Undo: e.undo}
-	rec.Undo.FaultsStarting = slices.Clone(e.undo.FaultsStarting)
-	rec.Undo.Judged = slices.Clone(e.undo.Judged)
-	rec.Undo.DeliveryBefore = maps.Clone(e.undo.DeliveryBefore)
+	c := copyOf(e)
+	rec := record{Experiment: c, Undo: c.undo}
 	if e.State == StateRunning {
 		m.saves[e.ID] = saved{at: time.Now()}
 	} else {
@@ -202,160 +188,4 @@ func (m *Manager) Restore() {
 			m.conclude(e)
 		}()
 	}
-}
-
-// conclude ends an experiment a stopped platform left running, on a
-// detached bounded context: everything it changed is undone, and the
-// report it had is kept, marked interrupted.
-func (m *Manager) conclude(e *Experiment) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	r := &runner{m: m, e: e, def: e.Definition, start: e.StartedAt}
-	r.event("interrupted", "the platform stopped while this experiment ran; it is concluded at the restart, not resumed")
-	m.mu.Lock()
-	snap, u := copyOf(e), e.undo
-	m.mu.Unlock()
-	var done []string
-	done = append(done, r.concludeFaults(ctx, snap, u)...)
-	if u.OverlaySaved && !u.OverlayRestored && m.dist != nil {
-		if err := r.restoreOverlay(ctx, u.Overlay); err != nil {
-			r.event("config-failed", "putting the distributor's overlay back: %v", err)
-			done = append(done, "the distributor's overlay NOT restored: "+err.Error())
-		} else {
-			m.updateDurable(e, func(e *Experiment) { e.undo.OverlayRestored = true })
-			r.event("config-restored", "the distributor's overlay from before the experiment is back")
-			done = append(done, "the distributor's overlay from before restored")
-		}
-	}
-	done = append(done, r.concludeDelivery(ctx, u)...)
-	done = append(done, r.concludeTraffic(ctx, snap, u)...)
-	l := r.ledgerNow(ctx)
-	var job *traffic.Job
-	if id := r.snapshot().TrafficJobID; id != "" {
-		if j, err := r.m.traffic.Get(id); err == nil {
-			job = &j
-		}
-	}
-	exact, note := r.exactLedger(ctx, job)
-	checks := judgeLedger(r.snapshot().LedgerChecks, exact, note)
-	now := time.Now().UTC()
-	fws, charts := m.faultWindows(r.snapshot(), now), m.captureCharts(ctx, r.snapshot(), now)
-	reason := "the platform stopped while it ran"
-	if len(done) > 0 {
-		reason += "; at the restart: " + strings.Join(done, ", ")
-	}
-	m.update(e, func(e *Experiment) {
-		e.ExactLedger, e.LedgerNote, e.LedgerChecks = exact, note, checks
-		e.Ledger, e.State, e.Reason, e.EndedAt = l, Interrupted, reason, &now
-		e.Faults, e.Charts = fws, charts
-		if e.Alerts == nil {
-			e.Alerts = []alerts.Alert{}
-		}
-		for i := range e.Checks {
-			if c := &e.Checks[i]; !slices.Contains(e.undo.Judged, c.Phase) {
-				c.Passed, c.Error = false, notJudged
-			}
-		}
-	})
-	r.event("verdict", "%s %s", Interrupted, reason)
-	m.log.Info("interrupted experiment concluded", "id", e.ID, "reason", reason)
-	m.finished(Interrupted)
-}
-
-// concludeFaults reverts the experiment's faults that are still active:
-// those it recorded by id, and those it had asked for without learning
-// their id (found among the faults taken over at start-up by type, target
-// and start time).
-func (r *runner) concludeFaults(ctx context.Context, e Experiment, u undo) []string {
-	ids := slices.Clone(e.FaultIDs)
-	if l, ok := r.m.faults.(interface{ List() []faults.Fault }); ok && len(u.FaultsStarting) > 0 {
-		for _, f := range l.List() {
-			for _, s := range u.FaultsStarting {
-				if string(f.Type) == s.Type && (f.Target == s.Target || f.Container == s.Target) &&
-					!f.StartedAt.Before(s.At.Add(-time.Second)) && !slices.Contains(ids, f.ID) {
-					ids = append(ids, f.ID)
-					r.m.updateDurable(r.e, func(e *Experiment) { e.FaultIDs = append(e.FaultIDs, f.ID) })
-				}
-			}
-		}
-	}
-	var done []string
-	for _, id := range ids {
-		got, err := r.m.faults.Get(id)
-		if err != nil || (got.State != faults.StateActive && got.State != "reverting") {
-			continue // reverted already, at its end or at start-up
-		}
-		if _, err := r.m.faults.StopFault(ctx, id); err != nil {
-			r.event("fault-stop-failed", "%s on %s (%s) not reverted: %v", got.Type, got.Target, id, err)
-			done = append(done, fmt.Sprintf("fault %s NOT reverted: %v", id, err))
-			continue
-		}
-		r.event("fault-stopped", "%s on %s (%s) reverted after the restart", got.Type, got.Target, id)
-		done = append(done, "fault "+id+" reverted")
-	}
-	return done
-}
-
-// restoreOverlay puts the overlay back, retrying for a minute: after a
-// restart of the whole stack the distributor may come up after the
-// platform.
-func (r *runner) restoreOverlay(ctx context.Context, overlay string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	wait := time.Second
-	for {
-		err := r.m.dist.SetOverlay(ctx, []byte(overlay))
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 10*time.Second)
-	}
-}
-
-// concludeTraffic stops the experiment's traffic job if it still runs
-// (recorded by id, or asked for and found among the jobs watched again at
-// start-up by target and start time).
-func (r *runner) concludeTraffic(ctx context.Context, e Experiment, u undo) []string {
-	id := e.TrafficJobID
-	if l, ok := r.m.traffic.(interface{ List() []traffic.Job }); ok && id == "" && u.TrafficStarting != nil && e.Definition.Traffic != nil {
-		for _, j := range l.List() {
-			if j.TargetURL == e.Definition.Traffic.TargetURL && !j.StartedAt.Before(u.TrafficStarting.Add(-time.Second)) {
-				id = j.ID
-				r.m.updateDurable(r.e, func(e *Experiment) { e.TrafficJobID = j.ID })
-				break
-			}
-		}
-	}
-	if id == "" {
-		return nil
-	}
-	if j, err := r.m.traffic.Get(id); err != nil || j.State != traffic.StateRunning {
-		return nil
-	}
-	if _, err := r.m.traffic.Stop(ctx, id); err != nil {
-		r.event("traffic-stop-failed", "traffic job %s not stopped: %v", id, err)
-		return []string{"traffic job " + id + " NOT stopped: " + err.Error()}
-	}
-	r.event("traffic-stopped", "traffic job %s stopped after the restart", id)
-	return []string{"traffic job " + id + " stopped"}
-}
-
-// ledgerNow reads the ledger once, bounded: over the experiment's start
-// until now (the platform's downtime included), nil where Prometheus has
-// nothing or does not answer.
-func (r *runner) ledgerNow(ctx context.Context) Ledger {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	end := r.ledger(ctx)
-	l := Ledger{Accepted: end["accepted"], Processed: end["processed"], Duplicates: end["duplicates"]}
-	if l.Accepted != nil && l.Processed != nil {
-		lost := max(0, *l.Accepted-*l.Processed)
-		l.Lost = &lost
-	}
-	return l
 }

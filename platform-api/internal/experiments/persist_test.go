@@ -438,6 +438,9 @@ func TestTheOverlayIsPutBackOnceTheDistributorAnswersAfterARestartAndNotWhenItNe
 			require.Contains(t, got.Reason, c.want)
 			if c.failures < 10 {
 				require.Equal(t, []string{before}, dist2.history)
+				require.Empty(t, got.CleanupErrors)
+			} else {
+				require.Equal(t, []string{c.want}, got.CleanupErrors, "what a restart could not undo is listed")
 			}
 		}
 		m.Stop(e.ID)

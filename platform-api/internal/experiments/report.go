@@ -12,7 +12,7 @@ import (
 func Markdown(e Experiment) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	p("# Experiment %s — %s\n\n", e.Name, strings.ToUpper(e.State))
+	p("# Experiment %s — %s\n\n", e.Name, strings.ToUpper(string(e.State)))
 	if e.Definition.Description != "" {
 		p("%s\n\n", e.Definition.Description)
 	}
@@ -57,6 +57,7 @@ func Markdown(e Experiment) string {
 	return b.String()
 }
 
+// secs formats optional seconds ("—" for none).
 func secs(v *float64) string {
 	if v == nil {
 		return "—"
@@ -64,6 +65,7 @@ func secs(v *float64) string {
 	return fmt.Sprintf("%.1fs", *v)
 }
 
+// num formats an optional number ("—" for none).
 func num(v *float64) string {
 	if v == nil {
 		return "—"
@@ -71,6 +73,7 @@ func num(v *float64) string {
 	return fmt.Sprintf("%.0f", *v)
 }
 
+// values lists the first eight sample values ("no data" where none).
 func values(ss []Sample) string {
 	var parts []string
 	for i, s := range ss {
@@ -87,6 +90,7 @@ func values(ss []Sample) string {
 	return strings.Join(parts, ", ")
 }
 
+// labels are an alert's labels but its name, as k=v.
 func labels(l map[string]string) string {
 	var parts []string
 	for k, v := range l {
@@ -158,6 +162,7 @@ func ledgerMarkdown(p func(string, ...any), e Experiment) {
 	}
 }
 
+// examples writes a titled list of ledger examples (nothing for none).
 func examples(p func(string, ...any), title string, ex []ledgercheck.Example) {
 	if len(ex) == 0 {
 		return
@@ -183,6 +188,7 @@ func exampleWhere(x ledgercheck.Example) string {
 	return strings.Join(where, "; ")
 }
 
+// inum formats an optional count ("—" for none).
 func inum(v *int64) string {
 	if v == nil {
 		return "—"
@@ -190,6 +196,7 @@ func inum(v *int64) string {
 	return fmt.Sprint(*v)
 }
 
+// orDash is s, or "—" when empty.
 func orDash(s string) string {
 	if s == "" {
 		return "—"

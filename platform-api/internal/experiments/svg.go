@@ -38,6 +38,7 @@ type frame struct {
 	lo, hi     float64
 }
 
+// newFrame is the plot area of a chart over from..to, height high.
 func newFrame(from, to time.Time, height float64) frame {
 	return frame{from: from.UnixMilli(), to: max(to.UnixMilli(), from.UnixMilli()+1), x: plotLeft, y: plotTop, w: svgWidth - plotLeft - plotRight, h: height - plotTop - plotBottom, hi: 1}
 }
@@ -54,12 +55,16 @@ func (f frame) Y(v float64) float64 {
 	return f.y + f.h*(1-min(1, max(0, r)))
 }
 
+// svgBuf is an SVG document being written.
 type svgBuf struct{ strings.Builder }
 
+// p writes a formatted line of SVG.
 func (b *svgBuf) p(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 
+// esc escapes s for SVG text and attributes.
 func esc(s string) string { return html.EscapeString(s) }
 
+// open starts an SVG chart of the frame and its plot area.
 func (b *svgBuf) open(f frame, height float64, class, id, label string) {
 	b.p(`<svg xmlns="http://www.w3.org/2000/svg" class="%s" data-chart="%s" viewBox="0 0 %g %g" width="100%%" role="img" aria-label="%s">`, class, esc(id), svgWidth, height, esc(label))
 	b.p(`<rect class="plot" x="%.1f" y="%.1f" width="%.1f" height="%.1f" data-from="%d" data-to="%d"/>`, f.x, f.y, f.w, f.h, f.from, f.to)
@@ -131,6 +136,8 @@ func formatValue(v float64, unit string) string {
 	return trimFloat(v) + " " + unit
 }
 
+// trimFloat is an axis label: three significant digits, k and M for
+// large values.
 func trimFloat(v float64) string {
 	switch a := math.Abs(v); {
 	case a >= 1e6:

@@ -18,7 +18,7 @@ import (
 // are the pumba stand-in's (print and succeed, or hang). Debian's real tc
 // in the e2e image answers "Cannot delete qdisc with handle of zero" (exit
 // 2) when there is nothing to delete: checked by hand, see
-// pumba-standin/README.md.
+// test/standins/pumba/README.md.
 
 // sidecars lists the project's nettools sidecars.
 func sidecars(t *testing.T, p *dockertest.Project) []string {

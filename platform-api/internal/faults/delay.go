@@ -12,6 +12,7 @@ import (
 // to the target's egress (Pumba netem delay; tc qdisc ... netem delay).
 type delay struct{ netemJob }
 
+// validate checks a delay fault's own fields (see family).
 func (delay) validate(s *Spec, p *apierr.Problems, _ int) {
 	if s.DelayMs < 1 || s.DelayMs > 60_000 {
 		p.Add("delayMs", "must be from 1 to 60000")
@@ -33,6 +34,7 @@ func (delay) validate(s *Spec, p *apierr.Problems, _ int) {
 	}
 }
 
+// params are a delay fault's fields as its record shows them.
 func (delay) params(s Spec) map[string]string {
 	p := durationParams(s)
 	p["delayMs"], p["jitterMs"], p["correlation"] = strconv.Itoa(s.DelayMs), strconv.Itoa(s.JitterMs), formatFloat(s.Correlation)
@@ -42,6 +44,7 @@ func (delay) params(s Spec) map[string]string {
 	return p
 }
 
+// args are Pumba's command line for a delay fault.
 func (delay) args(m *Manager, f *Fault) []string {
 	s := f.spec
 	sub := []string{"delay", "--time", strconv.Itoa(s.DelayMs), "--jitter", strconv.Itoa(s.JitterMs), "--correlation", formatFloat(s.Correlation)}
@@ -51,8 +54,10 @@ func (delay) args(m *Manager, f *Fault) []string {
 	return m.netemArgs(f, sub...)
 }
 
+// command is the command line a learner would type for a delay fault.
 func (d delay) command(m *Manager, f *Fault) string { return pumbaCommand(d.args(m, f)) }
 
+// apply injects a delay fault (see family).
 func (d delay) apply(ctx context.Context, m *Manager, f *Fault) error {
 	return m.runPumba(ctx, f, d.args(m, f))
 }

@@ -74,6 +74,7 @@ func durationParams(s Spec) map[string]string {
 	return p
 }
 
+// formatFloat formats v without a needless exponent or trailing zeros.
 func formatFloat(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 // Every network family is run by Pumba and knows its leftovers.

@@ -16,10 +16,13 @@ import (
 // signal ended and leaves one that survived it alone.
 type kill struct{}
 
+// signals are the signals a kill fault may send.
 var signals = []string{"SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGSTOP", "SIGCONT"}
 
+// class: a kill fault holds its container's state (see family).
 func (kill) class() class { return classState }
 
+// validate checks a kill fault's own fields (see family).
 func (kill) validate(s *Spec, p *apierr.Problems, _ int) {
 	if s.Signal == "" {
 		s.Signal = "SIGKILL"
@@ -28,21 +31,22 @@ func (kill) validate(s *Spec, p *apierr.Problems, _ int) {
 	if !strings.HasPrefix(s.Signal, "SIG") {
 		s.Signal = "SIG" + s.Signal
 	}
-	if !slices.Contains(signals, s.Signal) {
-		p.Add("signal", "%q is not one of %s", s.Signal, strings.Join(signals, ", "))
-	}
+	p.Check(slices.Contains(signals, s.Signal), "signal", "%q is not one of %s", s.Signal, strings.Join(signals, ", "))
 }
 
+// params are a kill fault's fields as its record shows them.
 func (kill) params(s Spec) map[string]string {
 	p := durationParams(s)
 	p["signal"] = s.Signal
 	return p
 }
 
+// command is the command line a learner would type for a kill fault.
 func (kill) command(_ *Manager, f *Fault) string {
 	return "docker kill --signal " + f.spec.Signal + " " + f.Container
 }
 
+// apply injects a kill fault (see family).
 func (kill) apply(ctx context.Context, m *Manager, f *Fault) error {
 	if err := m.mark(ctx, f); err != nil {
 		return err
@@ -50,6 +54,7 @@ func (kill) apply(ctx context.Context, m *Manager, f *Fault) error {
 	return m.rt.Kill(ctx, f.ContainerID, f.spec.Signal)
 }
 
+// revert undoes a kill fault (see family).
 func (kill) revert(ctx context.Context, m *Manager, f *Fault) error {
 	if f.spec.Signal == "SIGSTOP" {
 		return m.rt.Kill(ctx, f.ContainerID, "SIGCONT")

@@ -188,8 +188,10 @@ func (m *Manager) describeHold(g, f *Fault) string {
 	return fmt.Sprintf("%s already has an active %s fault (%s) until %s; stop it first", f.Container, g.Type, g.ID, g.EndsAt.Format(time.RFC3339))
 }
 
+// values are the faults, in no order (m.mu held).
 func (m *Manager) values() []*Fault { return valuesOf(m.faults) }
 
+// valuesOf are the faults of fs, in no order.
 func valuesOf(fs map[string]*Fault) []*Fault {
 	out := make([]*Fault, 0, len(fs))
 	for _, f := range fs {

@@ -57,6 +57,8 @@ func (m *Manager) save(ctx context.Context, f *Fault) error {
 	return nil
 }
 
+// markerLabels record f on its marker container: what a restarted
+// platform needs to revert or re-arm it.
 func markerLabels(f *Fault) map[string]string {
 	spec, _ := json.Marshal(f.spec)
 	saved, _ := json.Marshal(f.saved)
@@ -69,6 +71,7 @@ func markerLabels(f *Fault) map[string]string {
 	}
 }
 
+// fromMarker reads a fault back from its marker's labels.
 func fromMarker(mk docker.Container) (*Fault, error) {
 	l := mk.Labels
 	var s Spec

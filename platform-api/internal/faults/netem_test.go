@@ -15,7 +15,7 @@ import (
 
 // Network faults run as Pumba job containers. Pumba itself cannot run here
 // (no registry, no netem in this kernel): these tests use the stand-in of
-// pumba-standin/, compared argv by argv with real Pumba 1.1.7 (its
+// test/standins/pumba/, compared argv by argv with real Pumba 1.1.7 (its
 // README.md), which parses Pumba's command line with Pumba's own parser,
 // prints the tc commands real Pumba would run, runs Pumba's iptables
 // sidecars the way Pumba does (entrypoint tail -f /dev/null, the tool by
@@ -151,7 +151,7 @@ func TestNetworkFaultValidation(t *testing.T) {
 		{Spec{Type: Corrupt, Target: "a", Duration: time.Second, Percent: 5, Correlation: 101}, "correlation"},
 		{Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "fast"}, "rate"},
 		// Pumba 1.1.7 refuses every rate but ^[0-9]+[gmk]?bit$ (exit 1;
-		// see pumba-standin/README.md), though tc knows these units.
+		// see test/standins/pumba/README.md), though tc knows these units.
 		{Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "1tbit"}, "rate"},
 		{Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "100kbps"}, "rate"},
 		{Spec{Type: Rate, Target: "a", Duration: time.Second, Rate: "1mbps"}, "rate"},

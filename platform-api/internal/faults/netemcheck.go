@@ -42,6 +42,7 @@ var netemMissingWords = []string{"qdisc kind is unknown", "Unknown qdisc", "Oper
 // needsNetem is a family applied with a netem qdisc.
 type needsNetem interface{ needsNetem() }
 
+// needsNetem: a netem fault needs the kernel's netem.
 func (netemJob) needsNetem() {}
 
 // checkNetem returns ErrNetemMissing when tc says the engine's kernel has
@@ -65,7 +66,7 @@ func (m *Manager) checkNetem(ctx context.Context) error {
 		if strings.Contains(out, w) {
 			return fmt.Errorf("%w (%s answered %q, exit %d): delay, loss, duplicate, corrupt and rate need the sch_netem qdisc, "+
 				"which Docker Desktop on Apple silicon, WSL2 and some minikube or Podman machines lack; "+
-				"run them against the netem VM target instead: make e2e-netem (e2e/README.md)",
+				"run them against the netem VM target instead: make e2e-netem (test/e2e/README.md)",
 				ErrNetemMissing, strings.Join(netemProbe, " "), out, code)
 		}
 	}

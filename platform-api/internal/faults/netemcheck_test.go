@@ -32,7 +32,7 @@ func tcIn(t *testing.T, container string, args ...string) (string, bool) {
 }
 
 // This runs on the real engine and its kernel with Debian's tc, and with
-// the Pumba stand-in (pumba-standin/, which applies netem through its
+// the Pumba stand-in (test/standins/pumba/, which applies netem through its
 // sidecar as Pumba 1.1.7 does). What the kernel has is asked directly
 // first, then the platform must agree: on a kernel without netem (this
 // project's machines) the start is refused with ErrNetemMissing (501)

@@ -16,9 +16,13 @@ import (
 // --probability 1.00 -j DROP.
 type partition struct{}
 
-func (partition) twoSided()    {}
+// twoSided: a partition acts between the target and its peer.
+func (partition) twoSided() {}
+
+// class: a partition fault holds its container's network (see family).
 func (partition) class() class { return classNetwork }
 
+// validate checks a partition fault's own fields (see family).
 func (partition) validate(s *Spec, p *apierr.Problems, _ int) {
 	if s.Peer == "" {
 		p.Add("peer", "is required: the service cut off from target, both directions")
@@ -27,6 +31,7 @@ func (partition) validate(s *Spec, p *apierr.Problems, _ int) {
 	}
 }
 
+// params are a partition fault's fields as its record shows them.
 func (partition) params(s Spec) map[string]string {
 	p := durationParams(s)
 	p["peer"] = s.Peer
@@ -47,6 +52,7 @@ func (partition) args(m *Manager, f *Fault) []string {
 	return args
 }
 
+// command is the command line a learner would type for a partition fault.
 func (p partition) command(m *Manager, f *Fault) string { return pumbaCommand(p.args(m, f)) }
 
 // apply finds both sides' addresses on the project network, then starts
@@ -67,6 +73,7 @@ func (p partition) apply(ctx context.Context, m *Manager, f *Fault) error {
 	return m.runPumba(ctx, f, p.args(m, f))
 }
 
+// revert undoes a partition fault (see family).
 func (partition) revert(ctx context.Context, m *Manager, f *Fault) error { return m.stopPumba(ctx, f) }
 
 // leftovers are the rules Pumba inserted, deleted with -D.

@@ -11,11 +11,19 @@ import (
 // sockets: peers see a host that accepts connections and never answers.
 type pause struct{}
 
-func (pause) class() class                          { return classState }
-func (pause) validate(*Spec, *apierr.Problems, int) {}
-func (pause) params(s Spec) map[string]string       { return durationParams(s) }
-func (pause) command(_ *Manager, f *Fault) string   { return "docker pause " + f.Container }
+// class: a pause fault holds its container's state (see family).
+func (pause) class() class { return classState }
 
+// validate: a pause fault has no fields of its own.
+func (pause) validate(*Spec, *apierr.Problems, int) {}
+
+// params are a pause fault's fields as its record shows them.
+func (pause) params(s Spec) map[string]string { return durationParams(s) }
+
+// command is the command line a learner would type for a pause fault.
+func (pause) command(_ *Manager, f *Fault) string { return "docker pause " + f.Container }
+
+// apply injects a pause fault (see family).
 func (pause) apply(ctx context.Context, m *Manager, f *Fault) error {
 	if err := m.mark(ctx, f); err != nil {
 		return err
@@ -23,6 +31,7 @@ func (pause) apply(ctx context.Context, m *Manager, f *Fault) error {
 	return m.rt.Pause(ctx, f.ContainerID)
 }
 
+// revert undoes a pause fault (see family).
 func (pause) revert(ctx context.Context, m *Manager, f *Fault) error {
 	return m.rt.Unpause(ctx, f.ContainerID)
 }

@@ -43,10 +43,13 @@ type network interface {
 // deletes its qdisc) and their leftover, a root qdisc.
 type netemJob struct{}
 
+// class: a netem fault holds its container's network (see family).
 func (netemJob) class() class { return classNetwork }
 
+// revert undoes a netem fault (see family).
 func (netemJob) revert(ctx context.Context, m *Manager, f *Fault) error { return m.stopPumba(ctx, f) }
 
+// leftovers remove what a netem fault's Pumba, killed early, may leave.
 func (netemJob) leftovers(*Fault) [][]string {
 	return [][]string{{"tc", "qdisc", "del", "dev", "eth0", "root"}}
 }
@@ -58,6 +61,7 @@ func (m *Manager) netemArgs(f *Fault, sub ...string) []string {
 	return append(append(args, sub...), f.Container)
 }
 
+// pumbaCommand is a Pumba command line, as a learner would type it.
 func pumbaCommand(args []string) string { return "pumba " + strings.Join(args, " ") }
 
 // ensureImages makes Pumba's images present before a network fault is

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -42,6 +43,8 @@ var endpoint = map[string]string{"ingest-packets": "/ingest", "loki-push": "/lok
 // reserved environment names are set by the platform, not by params.
 var reserved = []string{"TARGET_URL", "RATE", "RPS", "DURATION", "PROFILE", "SUMMARY_PATH", "JOB_ID", "DSPLAB_JOB_ID"}
 
+// paramName is the form of the k6 variables a request may set:
+// UPPER_SNAKE_CASE, at most 64 characters.
 var paramName = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
 
 // Config of the traffic runner.
@@ -163,7 +166,6 @@ func New(ctx context.Context, rt Runtime, cfg Config, log *slog.Logger, obs ...O
 // validate fills defaults and returns every problem of s.
 func (m *Manager) validate(s *Spec) error {
 	var p apierr.Problems
-	bad := p.Add
 	if s.Script == "" {
 		s.Script = "ingest-packets"
 	}
@@ -171,44 +173,39 @@ func (m *Manager) validate(s *Spec) error {
 	if s.Profile == "" {
 		s.Profile = "constant"
 	}
+	validateTarget(s, &p)
+	p.Check(s.RPS > 0 && s.RPS <= m.cfg.MaxRPS, "rps", "must be above 0 and at most %g", m.cfg.MaxRPS)
+	p.Duration("durationSeconds", s.Duration, m.cfg.MaxDuration)
+	p.Check(slices.Contains(Scripts, s.Script), "script", "%q is not one of %s", s.Script, strings.Join(Scripts, ", "))
+	p.Check(slices.Contains(Profiles, s.Profile), "profile", "%q is not one of %s", s.Profile, strings.Join(Profiles, ", "))
+	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
+		switch {
+		case !paramName.MatchString(k):
+			p.Add("params."+k, "must be an UPPER_SNAKE_CASE k6 variable of the script (see k6/*.js)")
+		case slices.Contains(reserved, k):
+			p.Add("params."+k, "is set by the platform from the request's own fields")
+		case len(s.Params[k]) > 1024:
+			p.Add("params."+k, "is longer than 1024 characters")
+		}
+	}
+	return p.Err("traffic job")
+}
+
+// validateTarget checks the target URL and normalises it: no trailing
+// slash, and no endpoint path the script adds itself.
+func validateTarget(s *Spec, p *apierr.Problems) {
 	u, err := url.Parse(s.TargetURL)
 	switch {
 	case s.TargetURL == "":
-		bad("targetUrl", "is required, e.g. http://distributor:8080")
+		p.Add("targetUrl", "is required, e.g. http://distributor:8080")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		bad("targetUrl", "%q must be an absolute http(s) URL", s.TargetURL)
+		p.Add("targetUrl", "%q must be an absolute http(s) URL", s.TargetURL)
 	default:
-		if p := endpoint[s.Script]; p != "" && strings.TrimSuffix(u.Path, "/") == p {
+		if path := endpoint[s.Script]; path != "" && strings.TrimSuffix(u.Path, "/") == path {
 			u.Path = "" // the seed's clients name the endpoint; the scripts add it
 		}
 		s.TargetURL = strings.TrimSuffix(u.String(), "/")
 	}
-	if !(s.RPS > 0) || s.RPS > m.cfg.MaxRPS {
-		bad("rps", "must be above 0 and at most %g", m.cfg.MaxRPS)
-	}
-	p.Duration("durationSeconds", s.Duration, m.cfg.MaxDuration)
-	if !slices.Contains(Scripts, s.Script) {
-		bad("script", "%q is not one of %s", s.Script, strings.Join(Scripts, ", "))
-	}
-	if !slices.Contains(Profiles, s.Profile) {
-		bad("profile", "%q is not one of %s", s.Profile, strings.Join(Profiles, ", "))
-	}
-	keys := make([]string, 0, len(s.Params))
-	for k := range s.Params {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		switch {
-		case !paramName.MatchString(k):
-			bad("params."+k, "must be an UPPER_SNAKE_CASE k6 variable of the script (see k6/*.js)")
-		case slices.Contains(reserved, k):
-			bad("params."+k, "is set by the platform from the request's own fields")
-		case len(s.Params[k]) > 1024:
-			bad("params."+k, "is longer than 1024 characters")
-		}
-	}
-	return p.Err("traffic job")
 }
 
 // Start validates s and starts the k6 job; it returns once the container
@@ -292,6 +289,9 @@ func (m *Manager) create(ctx context.Context, s Spec) (*Job, error) {
 	return j, nil
 }
 
+// jobSpec is the k6 container of job j on network net: its variables
+// (the request's and the platform's), remote write when configured, and
+// the labels a restarted platform reads the job back from.
 func (m *Manager) jobSpec(j *Job, net string) docker.JobSpec {
 	env := []string{"K6_NO_USAGE_REPORT=true", "HOME=/tmp", "DSPLAB_JOB_ID=" + j.ID}
 	vars := map[string]string{"TARGET_URL": j.TargetURL, "RATE": strconv.FormatFloat(j.RPS, 'f', -1, 64),
@@ -301,18 +301,13 @@ func (m *Manager) jobSpec(j *Job, net string) docker.JobSpec {
 	for k, v := range j.Params {
 		vars[k] = v
 	}
-	keys := make([]string, 0, len(vars))
-	for k := range vars {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	cmd := []string{"run", "--quiet", "--tag", "job_id=" + j.ID}
 	if m.cfg.RemoteWriteURL != "" {
 		cmd = append(cmd, "--out", "experimental-prometheus-rw")
 		env = append(env, "K6_PROMETHEUS_RW_SERVER_URL="+m.cfg.RemoteWriteURL, "K6_PROMETHEUS_RW_TREND_STATS=p(50),p(95),p(99),avg,max",
 			"K6_PROMETHEUS_RW_PUSH_INTERVAL=5s")
 	}
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
 		cmd = append(cmd, "-e", k+"="+vars[k])
 	}
 	cmd = append(cmd, scriptsPath+"/"+j.Script+".js")

@@ -4,7 +4,7 @@ package consume
 // process (a stand-in for Apache Kafka; kfake's group commits and
 // CreateTopics configs were read against its source: /work/notes and
 // README "Delivery semantics"). The kill -9 of a real analyzer process
-// under each mode is in integration/delivery_test.go.
+// under each mode is in test/integration/delivery_test.go.
 
 import (
 	"context"

@@ -8,9 +8,9 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/dsplab/dsplab/internal/demosvc"
 	"github.com/dsplab/dsplab/internal/lifecycle"
 	"github.com/dsplab/dsplab/internal/telemetry"
+	"github.com/dsplab/dsplab/services/demosvc"
 )
 
 var version = "dev"

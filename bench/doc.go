@@ -1,5 +1,0 @@
-// Package bench holds the distributor's end-to-end benchmark, run by
-// `make bench` (build tag bench): saturation with wrk against the
-// distributor and against a null handler, an open-model generator at fixed
-// rates, peak RSS, and ingest-to-processed latency. See BENCHMARKS.md.
-package bench
