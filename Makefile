@@ -9,7 +9,7 @@ TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
 REGISTRY_VERSION := v3.1.2
 
-.PHONY: help build tools pull otelcol e2e e2e-netem e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-browser test-short race fuzz bench dev vet fmt-check tidy-check clean
+.PHONY: help build tools pull otelcol e2e e2e-netem e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-browser test-short race fuzz bench bench-ab dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -128,8 +128,16 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 BENCH_SECONDS ?= 20
 
 bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk), then the starvation scenarios (slow bodies, gzip bombs, metadata-heavy packets), then the delivery modes' cost on one analyzer; see docs/BENCHMARKS.md
-	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/
-	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestStarvationScenarios|TestDeliveryModesBenchmark' -count=1 -timeout 45m -v ./test/bench/
+	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/ ./internal/httpserver/
+	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestDistributorAB|TestStarvationScenarios|TestDeliveryModesBenchmark' -count=1 -timeout 45m -v ./test/bench/
+
+BASE ?= main
+ABDIR ?= /tmp/dsplab-bench-ab
+
+bench-ab: ## A/B of two distributor builds side by side in one run: BASE (a git ref, default main) against this tree, BENCH_AB_ROUNDS rounds (3); see docs/BENCHMARKS.md
+	rm -rf $(ABDIR) && mkdir -p $(ABDIR)/src && git archive $(BASE) | tar -x -C $(ABDIR)/src
+	cd $(ABDIR)/src && CGO_ENABLED=0 $(GO) build -o $(ABDIR)/distributor ./distributor/cmd/distributor
+	BENCH_AB_BASE=$(ABDIR)/distributor BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorAB' -count=1 -timeout 45m -v ./test/bench/
 
 pull: ## pre-pull the job images the platform starts (K6_IMAGE, PUMBA_IMAGE, PUMBA_NETTOOLS_IMAGE of .env), e.g. before an offline workshop
 	./tools/scripts/pull-images.sh

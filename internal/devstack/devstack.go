@@ -210,6 +210,24 @@ func Start(t testing.TB, bins Binaries, o Options) *Stack {
 	return s
 }
 
+// AddDistributor runs a second distributor from the program at path, with
+// the first one's environment and arguments on a port of its own, beside
+// it on the same broker and analyzers (a benchmark's A/B of two builds).
+// It is stopped in t.Cleanup.
+// env is added to (and wins over) the first one's.
+func (s *Stack) AddDistributor(t testing.TB, path string, env ...string) *Proc {
+	t.Helper()
+	port := FreePort(t)
+	d := &Proc{Name: "distributor-" + strconv.Itoa(port), Port: port, path: path, args: s.Distributor.args, logs: &syncBuffer{}}
+	d.env = append(append(append([]string{}, s.Distributor.env...), "PORT="+strconv.Itoa(d.Port)), env...) // the last of a name wins
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Stop)
+	WaitTCP(t, "127.0.0.1:"+strconv.Itoa(d.Port), 30*time.Second)
+	return d
+}
+
 func (s *Stack) all() []*Proc {
 	return append(append([]*Proc{s.Kafka}, s.Analyzers...), s.Distributor)
 }

@@ -6,6 +6,7 @@ package envelope
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dsplab/dsplab/internal/jsonw"
@@ -80,23 +81,61 @@ func (e *Envelope) AppendJSON(dst []byte) ([]byte, error) {
 		dst = jsonw.AppendString(dst, m.Level)
 		dst = append(dst, `,"message":`...)
 		dst = jsonw.AppendString(dst, m.Message)
-		if len(m.Metadata) > 0 { // rare on the hot path: the reflective encoder
-			md, err := json.Marshal(m.Metadata)
-			if err != nil {
-				return nil, fmt.Errorf("encode envelope: messages[%d].metadata: %w", i, err)
-			}
+		if len(m.Metadata) > 0 {
 			dst = append(dst, `,"metadata":`...)
-			dst = append(dst, md...)
+			if out, ok := appendStringMap(dst, m.Metadata); ok {
+				dst = out
+			} else { // values other than strings: the reflective encoder
+				md, err := json.Marshal(m.Metadata)
+				if err != nil {
+					return nil, fmt.Errorf("encode envelope: messages[%d].metadata: %w", i, err)
+				}
+				dst = append(dst, md...)
+			}
 		}
 		dst = append(dst, '}')
 	}
 	return append(dst, "]}"...), nil
 }
 
+// appendStringMap appends md as json.Marshal does (keys sorted bytewise)
+// when every value is a string, the seed's metadata; ok is false, with dst
+// unchanged in content, for any other value.
+func appendStringMap(dst []byte, md map[string]any) ([]byte, bool) {
+	var buf [16]string
+	keys := buf[:0]
+	for k, v := range md {
+		if _, ok := v.(string); !ok {
+			return dst, false
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = append(dst, '{')
+	for j, k := range keys {
+		if j > 0 {
+			dst = append(dst, ',')
+		}
+		dst = jsonw.AppendString(dst, k)
+		dst = append(dst, ':')
+		dst = jsonw.AppendString(dst, md[k].(string))
+	}
+	return append(dst, '}'), true
+}
+
 func (e *Envelope) sizeHint() int {
 	n := 160 + len(e.Tenant) + len(e.PacketID) + len(e.EmitterID)
 	for i := range e.Messages {
 		n += 90 + len(e.Messages[i].Level) + len(e.Messages[i].Message)
+		if len(e.Messages[i].Metadata) > 0 {
+			n += 14 // ,"metadata":{}
+			for k, v := range e.Messages[i].Metadata {
+				n += len(k) + 6 // "k":"",
+				if s, ok := v.(string); ok {
+					n += len(s)
+				}
+			}
+		}
 	}
 	return n
 }

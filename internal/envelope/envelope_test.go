@@ -13,6 +13,7 @@ func sample() *Envelope {
 			{Timestamp: ts, Level: "info", Message: "plain line"},
 			{Timestamp: ts.In(time.FixedZone("x", -7*3600)), Level: "error", Message: "quote \" nl \n bad \xff & <b>", Metadata: map[string]any{"host": "a", "n": 3.5, "nested": map[string]any{"z": []any{1.0, "x", nil, true}}}},
 			{Level: "debug", Message: ""},
+			{Level: "warn", Message: "seed", Metadata: map[string]any{"version": "1.0.0", "service": "demo <svc> & co", "instance": "é\xff", "": "empty key", "Z": "upper"}},
 		}}
 }
 
@@ -50,7 +51,7 @@ func FuzzMarshalIsEncodingJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tenant, packet, emitter, level, msg string, nanos int64) {
 		ts := time.Unix(0, nanos).UTC()
 		e := &Envelope{Tenant: tenant, PacketID: packet, EmitterID: emitter, ReceivedAt: ts, Source: SourceLoki,
-			Messages: []Message{{Timestamp: ts, Level: level, Message: msg}, {Level: msg, Message: level, Metadata: map[string]any{msg: level}}}}
+			Messages: []Message{{Timestamp: ts, Level: level, Message: msg}, {Level: msg, Message: level, Metadata: map[string]any{msg: level, level: emitter}}}}
 		want, werr := json.Marshal(e)
 		got, gerr := e.Marshal()
 		if (werr == nil) != (gerr == nil) || string(got) != string(want) {

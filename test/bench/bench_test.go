@@ -31,20 +31,49 @@ func seconds() int {
 	return 20
 }
 
+// The load is the seed log-streamer's packet format, as its emitter sends
+// it (test/integration/seed_test.go's seedPacket): a string packet id after the
+// messages, and per message an integer timestamp in milliseconds, an
+// upper-case level, a short message and three metadata keys; ~830 bytes
+// for 5 messages. wrkScript builds it in Lua, seedBody in Go.
 const wrkScript = `
 local counter = 0
-local msgs = {}
-for i = 1, 5 do
-  msgs[i] = string.format('{"level":"info","message":"message %d: user=42 action=checkout status=ok latency_ms=12 region=eu-west-1 pad"}', i)
-end
-local tail = ',"messages":[' .. table.concat(msgs, ",") .. ']}'
+local levels = {"INFO", "WARN", "ERROR", "DEBUG"}
+local topics = {"auth", "database", "api", "cache", "queue"}
 local thread_id = 0
+local run = "0"
 setup = function(thread) thread:set("id", thread_id); thread_id = thread_id + 1 end
+init = function(args) run = args[1] or "0" end
 request = function()
   counter = counter + 1
-  return wrk.format("POST", "/ingest", {["Content-Type"]="application/json"}, '{"emitter_id":"wrk-' .. tostring(id) .. '","packet_id":' .. counter .. tail)
+  local ts = os.time() * 1000 + counter % 1000
+  local msgs = {}
+  for i = 1, 5 do
+    msgs[i] = string.format('{"timestamp":%d,"level":"%s","message":"Sample log message %d from %s","metadata":{"service":"demo-service","version":"1.0.0","instance":"instance-%d"}}',
+      ts, levels[(counter + i) % 4 + 1], i, topics[(counter + i) % 5 + 1], (counter + i) % 10)
+  end
+  local body = '{"emitter_id":"wrk-' .. tostring(id) .. '","messages":[' .. table.concat(msgs, ",") .. '],"packet_id":"wrk-' .. run .. '-' .. tostring(id) .. '-' .. counter .. '"}'
+  return wrk.format("POST", "/ingest", {["Content-Type"]="application/json"}, body)
 end
 `
+
+// seedBody is packet id of emitter in the seed's format (see wrkScript).
+func seedBody(emitter string, id int) string {
+	levels := [...]string{"INFO", "WARN", "ERROR", "DEBUG"}
+	topics := [...]string{"auth", "database", "api", "cache", "queue"}
+	ts := time.Now().UnixMilli()
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"emitter_id":%q,"messages":[`, emitter)
+	for i := 1; i <= 5; i++ {
+		if i > 1 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"timestamp":%d,"level":"%s","message":"Sample log message %d from %s","metadata":{"service":"demo-service","version":"1.0.0","instance":"instance-%d"}}`,
+			ts, levels[(id+i)%4], i, topics[(id+i)%5], (id+i)%10)
+	}
+	fmt.Fprintf(&b, `],"packet_id":"%s-%d"}`, emitter, id)
+	return b.String()
+}
 
 type wrkResult struct {
 	rps, non2xxShare, p50ms, p99ms float64
@@ -56,7 +85,8 @@ func runWrk(t *testing.T, url string, conns, secs int) wrkResult {
 	t.Helper()
 	script := filepath.Join(t.TempDir(), "post.lua")
 	os.WriteFile(script, []byte(wrkScript), 0o644)
-	out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", secs), "--latency", "-s", script, url).CombinedOutput()
+	out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", secs), "--latency", "-s", script, url,
+		"--", strconv.FormatInt(time.Now().UnixNano(), 36)).CombinedOutput() // a run tag: packet ids unique across runs
 	if err != nil {
 		t.Fatalf("wrk (apt-get install wrk): %v\n%s", err, out)
 	}
@@ -173,21 +203,10 @@ type openResult struct {
 // omission). At most maxInflight requests are outstanding; beyond that a
 // request is dropped and counted.
 func openModel(url string, rate, secs, maxInflight int) openResult {
+	emitter := "open-" + strconv.FormatInt(time.Now().UnixNano(), 36) // packet ids unique across runs
 	tr := &http.Transport{MaxIdleConns: maxInflight, MaxIdleConnsPerHost: maxInflight, IdleConnTimeout: time.Minute}
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	defer tr.CloseIdleConnections()
-	body := func(id int) string {
-		var b strings.Builder
-		fmt.Fprintf(&b, `{"emitter_id":"open","packet_id":%d,"messages":[`, id)
-		for i := 0; i < 5; i++ {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `{"level":"info","message":"message %d: user=42 action=checkout status=ok latency_ms=12 region=eu-west-1 pad"}`, i)
-		}
-		b.WriteString("]}")
-		return b.String()
-	}
 	var mu sync.Mutex
 	var lat []float64
 	var res openResult
@@ -210,7 +229,7 @@ func openModel(url string, rate, secs, maxInflight int) openResult {
 		go func(id int, at time.Time) {
 			defer wg.Done()
 			defer inflight.Add(-1)
-			resp, err := client.Post(url+"/ingest", "application/json", strings.NewReader(body(id)))
+			resp, err := client.Post(url+"/ingest", "application/json", strings.NewReader(seedBody(emitter, id)))
 			ok := err == nil && resp.StatusCode/100 == 2
 			if err == nil {
 				io.Copy(io.Discard, resp.Body)
@@ -313,8 +332,13 @@ func TestDistributorBenchmark(t *testing.T) {
 	// BENCH_DISTRIBUTOR_CONFIG: a config file's YAML for the distributor,
 	// to compare settings (e.g. "kafka: {batch_timeout: 5ms}").
 	denv := []string{"LOG_LEVEL=error"}
-	if os.Getenv("BENCH_PROFILE") != "" {
+	if os.Getenv("BENCH_PROFILE") != "" || os.Getenv("BENCH_TRACE") != "" {
 		denv = append(denv, "PPROF=true") // /debug/pprof/ is off by default
+	}
+	// BENCH_GCTRACE=file: the distributor runs with GODEBUG=gctrace=1 and
+	// its collections (one line each, with their pauses) are saved to file.
+	if os.Getenv("BENCH_GCTRACE") != "" {
+		denv = append(denv, "GODEBUG=gctrace=1")
 	}
 	// BENCH_ANALYZER_ENV: extra analyzer environment, comma-separated, to
 	// compare settings (e.g. "LEDGER_TOPIC=" for the ledger off).
@@ -349,7 +373,7 @@ func TestDistributorBenchmark(t *testing.T) {
 	satRSS := rss.PeakMB()
 	accepted := sat.rps * (1 - sat.non2xxShare)
 	null := runWrk(t, nullServer(t), 32, secs)
-	fmt.Printf("saturation (wrk -t2 -c32 -d%ds, 5-message packets):\n", secs)
+	fmt.Printf("saturation (wrk -t2 -c32 -d%ds, 5-message packets in the seed's format):\n", secs)
 	fmt.Printf("  distributor  %8.0f req/s  accepted %8.0f packets/s = %8.0f messages/s  non-2xx %5.2f%%  p50 %6.2f ms  p99 %6.2f ms  peak RSS %.0f MB\n",
 		sat.rps, accepted, accepted*5, sat.non2xxShare*100, sat.p50ms, sat.p99ms, satRSS)
 	fmt.Printf("  distributor answers by result: %s\n", resultsBreakdown(t, url))
@@ -369,7 +393,17 @@ func TestDistributorBenchmark(t *testing.T) {
 		if rate == 5000 {
 			before = e2eBuckets(t, s)
 		}
+		// BENCH_TRACE=file saves an execution trace of the distributor
+		// during the 5,000/s phase (go tool trace file), 5 s at most.
+		traceDone := make(chan struct{})
+		go func() {
+			defer close(traceDone)
+			if path := os.Getenv("BENCH_TRACE"); path != "" && rate == 5000 {
+				saveFrom(t, fmt.Sprintf("%s/debug/pprof/trace?seconds=%d", url, min(secs-1, 5)), path)
+			}
+		}()
 		r := openModel(url, rate, secs, 4096)
+		<-traceDone
 		if rate == 5000 {
 			p99at5000 = r.p99
 			time.Sleep(2 * time.Second) // let the analyzers finish
@@ -388,6 +422,9 @@ func TestDistributorBenchmark(t *testing.T) {
 	fmt.Printf("2x overload (%d packets/s open model): non-2xx %5.2f%%  dropped %d  peak RSS %.0f MB\n",
 		over, 100*float64(o.non2xx)/float64(max(o.sent, 1)), o.dropped, overRSS)
 
+	if path := os.Getenv("BENCH_GCTRACE"); path != "" {
+		saveGCTrace(t, s.Distributor.Logs(), path)
+	}
 	fmt.Printf("RESULT accepted_packets_per_s=%.0f ratio_to_null=%.2f p99_ms_at_5000=%.2f peak_rss_mb=%.0f (2x overload %.0f)\n",
 		accepted, ratio, p99at5000, satRSS, overRSS)
 }
@@ -421,8 +458,27 @@ func sortedKeys(m map[string]float64) []string {
 	return keys
 }
 
+// saveGCTrace writes the gctrace lines of logs to path.
+func saveGCTrace(t *testing.T, logs, path string) {
+	var lines []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.HasPrefix(l, "gc ") {
+			lines = append(lines, l)
+		}
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Errorf("gctrace: %v", err)
+	}
+	fmt.Printf("distributor GC: %d collections, lines in %s\n", len(lines), path)
+}
+
 func saveProfile(t *testing.T, url, path string, secs int) {
-	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs))
+	saveFrom(t, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs), path)
+}
+
+// saveFrom saves what url answers to path (a profile or a trace).
+func saveFrom(t *testing.T, url, path string) {
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Errorf("profile: %v", err)
 		return

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // SmallHold is the largest hold that counts as small.
@@ -35,6 +36,7 @@ var ErrTooLarge = errors.New("request needs more memory than the budget allows o
 // refuses nothing.
 type Budget struct {
 	mu      sync.Mutex
+	set     atomic.Int64 // the limit last set, read without the lock: SetLimit runs per request
 	limit   int64
 	used    int64 // reserved by every hold
 	large   int64 // reserved by large holds
@@ -50,8 +52,13 @@ func New(limit int64) *Budget {
 
 // SetLimit changes the limit; holds already open keep what they have.
 func (b *Budget) SetLimit(limit int64) {
+	limit = max(limit, 0)
+	if b.set.Load() == limit && limit != 0 { // unchanged: no lock (0 is also the zero value, so it is set)
+		return
+	}
 	b.mu.Lock()
-	b.limit = max(limit, 0)
+	b.limit = limit
+	b.set.Store(limit)
 	b.mu.Unlock()
 }
 

@@ -187,7 +187,7 @@ func scanPacket(body []byte, maxMessages int) (in packetIn, total int, err error
 	err = s.object(func(key string) error {
 		switch key {
 		case "emitter_id":
-			return s.optString(&in.EmitterID, key)
+			return s.optString(&in.EmitterID, field{-1, key})
 		case "packet_id":
 			if s.peek() == '"' { // a string id: decoded here, not by encoding/json
 				id, err := s.str()
@@ -238,8 +238,23 @@ func (s *scanner) end() error {
 	return nil
 }
 
+// field names a field in an error: a packet's (i < 0) or messages[i]'s.
+// It is formatted only when there is an error to report.
+type field struct {
+	i    int
+	name string
+}
+
+// String is the field's name as errors show it.
+func (f field) String() string {
+	if f.i < 0 {
+		return f.name
+	}
+	return "messages[" + strconv.Itoa(f.i) + "]." + f.name
+}
+
 // optString reads a string into dst; null leaves dst as it is.
-func (s *scanner) optString(dst *string, field string) error {
+func (s *scanner) optString(dst *string, field field) error {
 	switch s.peek() {
 	case 'n':
 		return s.literal("null")
@@ -272,13 +287,13 @@ func (s *scanner) message(m *messageIn, i int) error {
 				return nil
 			}
 			var v string
-			if err := s.optString(&v, fmt.Sprintf("messages[%d].message", i)); err != nil {
+			if err := s.optString(&v, field{i, "message"}); err != nil {
 				return err
 			}
 			m.Message = &v
 			return nil
 		case "level":
-			return s.optString(&m.Level, fmt.Sprintf("messages[%d].level", i))
+			return s.optString(&m.Level, field{i, "level"})
 		case "timestamp":
 			if s.null() {
 				m.Timestamp = nil
@@ -303,7 +318,15 @@ func (s *scanner) message(m *messageIn, i int) error {
 			}
 			m.Timestamp = &t
 			return nil
-		case "metadata": // rare on the hot path: encoding/json, as before
+		case "metadata":
+			// The seed's emitters send a few string values: read here.
+			// Any other shape is encoding/json's, as before.
+			if m.Metadata == nil { // a repeated key merges (encoding/json): left to it
+				if md, ok := s.stringMap(); ok {
+					m.Metadata = md
+					return nil
+				}
+			}
 			raw, err := s.skip()
 			if err != nil {
 				return err

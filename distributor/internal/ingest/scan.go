@@ -259,6 +259,55 @@ func (s *scanner) escape() error {
 	return nil
 }
 
+// stringMap reads an object whose values are all strings into a map, as
+// encoding/json.Unmarshal into a nil map[string]any does (the last of a
+// repeated key wins). For any other shape, or a syntax error, it returns
+// false having consumed nothing: the caller hands the value to
+// encoding/json, which decodes it or reports the error as before.
+func (s *scanner) stringMap() (map[string]any, bool) {
+	start := s.i
+	fail := func() (map[string]any, bool) {
+		s.i = start
+		return nil, false
+	}
+	if s.peek() != '{' {
+		return fail()
+	}
+	s.i++
+	m := make(map[string]any, 4)
+	if s.peek() == '}' {
+		s.i++
+		return m, true
+	}
+	for {
+		if s.peek() != '"' {
+			return fail()
+		}
+		k, err := s.str()
+		if err != nil || s.peek() != ':' {
+			return fail()
+		}
+		s.i++
+		if s.peek() != '"' {
+			return fail()
+		}
+		v, err := s.str()
+		if err != nil {
+			return fail()
+		}
+		m[k] = v
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return m, true
+		default:
+			return fail()
+		}
+	}
+}
+
 // str consumes a string and returns it decoded as encoding/json decodes it.
 func (s *scanner) str() (string, error) {
 	if s.peek() != '"' {

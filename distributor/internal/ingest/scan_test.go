@@ -239,6 +239,11 @@ var agreementCases = []string{
 	// a repeated key: every occurrence is decoded (any may be invalid), the last wins
 	`{"messages":[{"timestamp":"","timestamp":0}]}`, `{"messages":[{"timestamp":0,"timestamp":-1}]}`, `{"messages":[{"timestamp":1,"timestamp":2}],"messages":null}`,
 	`{"emitter_id":"a","emitter_id":1}`, `{"packet_id":{},"packet_id":1}`, `{"messages":[{"metadata":{"a":1},"metadata":{"b":2}}]}`,
+	// metadata of string values (read by the scanner) and every way out of that shape (left to encoding/json)
+	`{"messages":[{"metadata":{}}]}`, `{"messages":[{"metadata":{ "b" : "x" , "a":"y\u00e9\n" }}]}`, `{"messages":[{"metadata":{"a":"x","a":"y"}}]}`,
+	`{"messages":[{"metadata":{"a":"x","b":2}}]}`, `{"messages":[{"metadata":{"a":"x","b":}}]}`, `{"messages":[{"metadata":{"a":"x",}}]}`,
+	`{"messages":[{"metadata":{"a":"\x"}}]}`, `{"messages":[{"metadata":{"a":"x"},"metadata":{"b":"y"}}]}`, `{"messages":[{"metadata":{"a":"x"},"metadata":{"a":1}}]}`,
+	`{"messages":[{"metadata":null}]}`, `{"messages":[{"metadata":{"a":"x"}`, `{"messages":[{"metadata":{"a" "x"}}]}`, "{\"messages\":[{\"metadata\":{\"\xff\":\"\xfe\"}}]}",
 }
 
 func TestScanPacketAgreesWithEncodingJSON(t *testing.T) {

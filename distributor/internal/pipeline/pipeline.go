@@ -12,7 +12,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dsplab/dsplab/distributor/internal/metrics"
@@ -54,7 +53,7 @@ type Pipeline struct {
 // Counts are per-analyzer totals of accepted packets and messages.
 type Counts struct {
 	Packets, Messages atomic.Int64
-	attr              metric.MeasurementOption // analyzer=id, built once
+	attr              metrics.Opts // analyzer=id, built once
 }
 
 // New returns a pipeline.
@@ -94,8 +93,8 @@ func (p *Pipeline) Accept(ctx context.Context, env *envelope.Envelope) (string, 
 	p.messages.Add(n)
 	p.inst.Packets.Add(ctx, 1)
 	p.inst.Messages.Add(ctx, n)
-	p.inst.RoutedPackets.Add(ctx, 1, c.attr)
-	p.inst.RoutedMessages.Add(ctx, n, c.attr)
+	p.inst.RoutedPackets.Add(ctx, 1, c.attr.Add...)
+	p.inst.RoutedMessages.Add(ctx, n, c.attr.Add...)
 	return id, nil
 }
 
@@ -103,7 +102,7 @@ func (p *Pipeline) countsFor(id string) *Counts {
 	if c, ok := p.counts.Load(id); ok {
 		return c.(*Counts)
 	}
-	c, _ := p.counts.LoadOrStore(id, &Counts{attr: metric.WithAttributes(attribute.String("analyzer", id))})
+	c, _ := p.counts.LoadOrStore(id, &Counts{attr: metrics.NewOpts(attribute.String("analyzer", id))})
 	return c.(*Counts)
 }
 
