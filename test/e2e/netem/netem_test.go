@@ -242,8 +242,9 @@ func ping(t *testing.T, args ...string) pinged {
 
 // probe is count pings, one every interval seconds, each reply awaited 2 s:
 // ping's deadline is the sending time plus 5 s, so a lossy run ends soon
-// after its last request (with -w, ping waits for count replies until the
-// deadline) instead of at a fixed 30 s.
+// after its last request instead of at a fixed 30 s (with -w, ping goes on
+// sending until count replies came or the deadline passed: a lossy run
+// sends more than count, and its loss is received/sent of what it sent).
 func probe(t *testing.T, count int, interval float64, extra ...string) pinged {
 	deadline := int(float64(count)*interval) + 5
 	args := append([]string{"-c", strconv.Itoa(count), "-i", strconv.FormatFloat(interval, 'f', -1, 64), "-W", "2", "-w", strconv.Itoa(deadline)}, extra...)
