@@ -11,10 +11,10 @@
 // address), then stopped through the API; no qdisc may be left in the
 // target's namespace. See test/e2e/README.md ("Network faults for real").
 //
-// NETEM_SUBSET=ci (make e2e-netem NETEM_SUBSET=ci, what .ci/run runs) runs
-// every test with the same checks on fewer samples (sized so that a fault
-// that does nothing still fails every check it failed before); unset, the
-// full samples.
+// NETEM_SUBSET=ci (make e2e-netem NETEM_SUBSET=ci) runs every test with the
+// same checks on fewer samples (sized so that a fault that does nothing
+// still fails every check it failed before), for a machine where the full
+// samples (what .ci/run runs) do not fit.
 package netem
 
 import (
@@ -51,7 +51,7 @@ var (
 	targetIP      string
 	// targetPID is the target's process: tc reads its network namespace.
 	targetPID string
-	// ciSubset: NETEM_SUBSET=ci, the CI-sized samples.
+	// ciSubset: NETEM_SUBSET=ci, the smaller samples.
 	ciSubset = os.Getenv("NETEM_SUBSET") == "ci"
 )
 
