@@ -12,8 +12,8 @@
 # Artifacts: test/e2e/artifacts/netem/ (the test's log, the VM's console, the
 # platform API's log). Needs root (the VM image) and `make build`.
 #
-# NETEM_SUBSET=ci runs every test with CI-sized samples (what .ci/run
-# runs; see netem_test.go); NETEM_RUN is a -test.run pattern.
+# NETEM_SUBSET=ci runs every test with smaller samples, the same checks
+# (see netem_test.go); NETEM_RUN is a -test.run pattern.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 prefix=${NETEM_TAG_PREFIX:-netem-}
