@@ -10,6 +10,11 @@
 // target (HTTP latency and iputils ping from the VM to the target's
 // address), then stopped through the API; no qdisc may be left in the
 // target's namespace. See test/e2e/README.md ("Network faults for real").
+//
+// NETEM_SUBSET=ci (make e2e-netem NETEM_SUBSET=ci) runs every test with the
+// same checks on fewer samples (sized so that a fault that does nothing
+// still fails every check it failed before), for a machine where the full
+// samples (what .ci/run runs) do not fit.
 package netem
 
 import (
@@ -44,7 +49,19 @@ var (
 	targetImage   = env("NETEM_TARGET_IMAGE", "dsplab/analyzer:dev")
 	platformBin   = env("NETEM_PLATFORM_BIN", "/src/bin/platform-api")
 	targetIP      string
+	// targetPID is the target's process: tc reads its network namespace.
+	targetPID string
+	// ciSubset: NETEM_SUBSET=ci, the smaller samples.
+	ciSubset = os.Getenv("NETEM_SUBSET") == "ci"
 )
+
+// sized is full, or ci under NETEM_SUBSET=ci.
+func sized[T any](full, ci T) T {
+	if ciSubset {
+		return ci
+	}
+	return full
+}
 
 func env(k, def string) string {
 	if v := os.Getenv(k); v != "" {
@@ -81,6 +98,9 @@ func run(m *testing.M) int {
 	defer docker("rm", "-f", target)
 	if targetIP, err = docker("inspect", "-f", `{{(index .NetworkSettings.Networks "`+network+`").IPAddress}}`, target); err != nil {
 		return fail(err)
+	}
+	if targetPID, err = docker("inspect", "-f", "{{.State.Pid}}", target); err != nil || targetPID == "0" {
+		return fail(fmt.Errorf("target's pid: %v: %s", err, targetPID))
 	}
 	state, _ := os.MkdirTemp("", "platform-state-")
 	p := exec.Command(platformBin)
@@ -127,11 +147,15 @@ func call(t *testing.T, method, path string, body any) (int, map[string]any) {
 	return res.StatusCode, out
 }
 
-// qdiscs is "tc qdisc show dev eth0" in the target's namespace, by Debian's
-// tc in the nettools image.
+// qdiscs is "tc qdisc show dev eth0" in the target's network namespace:
+// the VM's own tc (Debian's iproute2, as in the nettools image) entered
+// into it with nsenter, which costs milliseconds where a nettools
+// container costs seconds under emulation.
 func qdiscs(t *testing.T) string {
-	out, err := docker("run", "--rm", "--network", "container:"+target, "--cap-add", "NET_ADMIN", "--entrypoint", "tc", nettoolsImage, "qdisc", "show", "dev", "eth0")
+	b, err := exec.Command("nsenter", "-t", targetPID, "-n", "tc", "qdisc", "show", "dev", "eth0").CombinedOutput()
+	out := strings.TrimSpace(string(b))
 	require.NoError(t, err, out)
+	require.Contains(t, out, "qdisc", "tc shows the target's eth0")
 	return out
 }
 
@@ -146,14 +170,14 @@ func withFault(t *testing.T, spec map[string]any, during func()) {
 	id := f["id"].(string)
 	t.Logf("fault %s: %v", id, f["command"])
 	var shown string
-	require.Eventually(t, func() bool { shown = qdiscs(t); return strings.Contains(shown, "netem") }, 3*time.Minute, 2*time.Second,
+	require.Eventually(t, func() bool { shown = qdiscs(t); return strings.Contains(shown, "netem") }, 3*time.Minute, 500*time.Millisecond,
 		"the netem qdisc appears in the target's namespace")
 	t.Logf("while active: %s", shown)
 	during()
 	code, f = call(t, "POST", "/faults/"+id+"/stop", nil)
 	require.Equal(t, http.StatusOK, code, "%v", f)
-	require.Eventually(t, func() bool { _, g := call(t, "GET", "/faults/"+id, nil); return g["state"] == "reverted" }, 3*time.Minute, 2*time.Second)
-	require.Eventually(t, func() bool { shown = qdiscs(t); return !strings.Contains(shown, "netem") }, time.Minute, 2*time.Second,
+	require.Eventually(t, func() bool { _, g := call(t, "GET", "/faults/"+id, nil); return g["state"] == "reverted" }, 3*time.Minute, time.Second)
+	require.Eventually(t, func() bool { shown = qdiscs(t); return !strings.Contains(shown, "netem") }, time.Minute, 500*time.Millisecond,
 		"no netem qdisc is left after the stop")
 	t.Logf("after the stop: %s", shown)
 }
@@ -216,6 +240,17 @@ func ping(t *testing.T, args ...string) pinged {
 	return p
 }
 
+// probe is count pings, one every interval seconds, each reply awaited 2 s:
+// ping's deadline is the sending time plus 5 s, so a lossy run ends soon
+// after its last request instead of at a fixed 30 s (with -w, ping goes on
+// sending until count replies came or the deadline passed: a lossy run
+// sends more than count, and its loss is received/sent of what it sent).
+func probe(t *testing.T, count int, interval float64, extra ...string) pinged {
+	deadline := int(float64(count)*interval) + 5
+	args := append([]string{"-c", strconv.Itoa(count), "-i", strconv.FormatFloat(interval, 'f', -1, 64), "-W", "2", "-w", strconv.Itoa(deadline)}, extra...)
+	return ping(t, args...)
+}
+
 func (p pinged) p50() float64 {
 	if len(p.rtts) == 0 {
 		return 0
@@ -223,63 +258,82 @@ func (p pinged) p50() float64 {
 	return p.rtts[len(p.rtts)/2]
 }
 
+// TestDelayAndJitter: GET /health latency p50 rises by at least 80% of the
+// delay, comes back after, and the jitter spreads it.
 func TestDelayAndJitter(t *testing.T) {
 	const delay, jitter = 200 * time.Millisecond, 50 * time.Millisecond
-	before := latencies(t, 30)
+	n := sized(30, 15)
+	before := latencies(t, n)
 	var during []time.Duration
-	withFault(t, map[string]any{"type": "delay", "delayMs": 200, "jitterMs": 50, "distribution": "normal"}, func() { during = latencies(t, 30) })
-	after := latencies(t, 30)
-	t.Logf("GET /health p50 before %v, during %v, after %v; p10..p90 during %v..%v", q(before, .5), q(during, .5), q(after, .5), q(during, .1), q(during, .9))
+	withFault(t, map[string]any{"type": "delay", "delayMs": 200, "jitterMs": 50, "distribution": "normal"}, func() { during = latencies(t, n) })
+	after := latencies(t, n)
+	t.Logf("GET /health p50 before %v, during %v, after %v; p10..p90 during %v..%v (%d requests each)", q(before, .5), q(during, .5), q(after, .5), q(during, .1), q(during, .9), n)
 	require.GreaterOrEqual(t, q(during, .5)-q(before, .5), delay*8/10, "p50 rises by at least 80%% of the delay")
 	require.Less(t, q(after, .5)-q(before, .5), delay/4, "and comes back after")
 	require.GreaterOrEqual(t, q(during, .9)-q(during, .1), jitter/2, "the jitter spreads the latencies")
 }
 
+// TestLoss: about 30% of the ping replies are lost, none after. Both sizes
+// keep 60 pings during the fault (12-48% lost is 3 standard deviations
+// of a 30% loss over 60); the CI size sends them twice as fast.
 func TestLoss(t *testing.T) {
-	before := ping(t, "-c", "40", "-i", "0.2", "-W", "2")
+	iv := sized(0.2, 0.1)
+	before := probe(t, sized(40, 20), iv)
 	var during pinged
-	withFault(t, map[string]any{"type": "loss", "percent": 30}, func() { during = ping(t, "-c", "60", "-i", "0.2", "-W", "2") })
-	after := ping(t, "-c", "40", "-i", "0.2", "-W", "2")
+	withFault(t, map[string]any{"type": "loss", "percent": 30}, func() { during = probe(t, 60, iv) })
+	after := probe(t, sized(40, 20), iv)
 	t.Logf("ping received before %d/%d, during %d/%d, after %d/%d", before.received, before.sent, during.received, during.sent, after.received, after.sent)
+	require.GreaterOrEqual(t, during.sent, 50, "the pings were sent")
 	lost := 1 - float64(during.received)/float64(during.sent)
 	require.InDelta(t, 0.30, lost, 0.18, "about 30%% of the replies are lost")
 	require.GreaterOrEqual(t, after.received, after.sent-1, "none after")
 }
 
+// TestDuplicate: about half of the replies come twice, none after.
 func TestDuplicate(t *testing.T) {
+	iv := sized(0.2, 0.1)
 	var during pinged
-	withFault(t, map[string]any{"type": "duplicate", "percent": 50}, func() { during = ping(t, "-c", "40", "-i", "0.2", "-W", "2") })
-	after := ping(t, "-c", "30", "-i", "0.2", "-W", "2")
+	withFault(t, map[string]any{"type": "duplicate", "percent": 50}, func() { during = probe(t, 40, iv) })
+	after := probe(t, sized(30, 20), iv)
 	t.Logf("ping duplicates during %d of %d, after %d of %d", during.dups, during.sent, after.dups, after.sent)
+	require.GreaterOrEqual(t, during.sent, 30, "the pings were sent")
 	require.GreaterOrEqual(t, during.dups, 8, "about half of the replies come twice")
+	require.GreaterOrEqual(t, after.received, after.sent-1, "replies come after")
 	require.Zero(t, after.dups)
 }
 
+// TestCorrupt: a corrupted reply is dropped (bad checksum) or flagged.
 func TestCorrupt(t *testing.T) {
+	iv := sized(0.2, 0.1)
 	var during pinged
-	withFault(t, map[string]any{"type": "corrupt", "percent": 50}, func() { during = ping(t, "-c", "40", "-i", "0.2", "-W", "2") })
-	after := ping(t, "-c", "30", "-i", "0.2", "-W", "2")
+	withFault(t, map[string]any{"type": "corrupt", "percent": 50}, func() { during = probe(t, 40, iv) })
+	after := probe(t, sized(30, 20), iv)
 	damaged := during.sent - during.received + during.bad
 	t.Logf("ping during: %d sent, %d received, %d bad; after %d/%d", during.sent, during.received, during.bad, after.received, after.sent)
+	require.GreaterOrEqual(t, during.sent, 30, "the pings were sent")
 	require.GreaterOrEqual(t, damaged, during.sent/5, "a corrupted reply is dropped or flagged")
 	require.GreaterOrEqual(t, after.received, after.sent-1)
 }
 
+// TestRate: each 1400-byte reply waits its time on the wire and a burst's
+// throughput is held to the rate.
 func TestRate(t *testing.T) {
 	// A 1428-byte reply takes 44.6 ms on the wire at 256 kbit/s; a burst of
 	// replies queues behind the rate.
 	const serial = 1428 * 8 * 1000 / 256_000.0
-	before := ping(t, "-s", "1400", "-c", "20", "-i", "0.3", "-W", "2")
+	n, iv := sized(20, 10), sized(0.3, 0.2)
+	before := probe(t, n, iv, "-s", "1400")
 	burstBefore := ping(t, "-s", "1400", "-c", "300", "-i", "0.01", "-w", "4")
 	var during, burst pinged
 	withFault(t, map[string]any{"type": "rate", "rate": "256kbit"}, func() {
-		during = ping(t, "-s", "1400", "-c", "20", "-i", "0.3", "-W", "2")
+		during = probe(t, n, iv, "-s", "1400")
 		burst = ping(t, "-s", "1400", "-c", "300", "-i", "0.01", "-w", "4")
 	})
-	after := ping(t, "-s", "1400", "-c", "20", "-i", "0.3", "-W", "2")
+	after := probe(t, n, iv, "-s", "1400")
 	kbps := func(p pinged) float64 { return float64(p.received) * 1428 * 8 / 4 / 1000 }
 	t.Logf("1400-byte ping p50 before %.1f ms, during %.1f ms, after %.1f ms; burst throughput before %.0f kbit/s, during %.0f kbit/s",
 		before.p50(), during.p50(), after.p50(), kbps(burstBefore), kbps(burst))
+	require.NotEmpty(t, during.rtts, "replies come during the rate")
 	require.GreaterOrEqual(t, during.p50()-before.p50(), 0.8*serial, "each reply waits its time on the wire")
 	require.Less(t, kbps(burst), 256*1.2, "throughput is held to the rate")
 	require.Less(t, kbps(burst), kbps(burstBefore)*0.6, "and is lower than without it")

@@ -4,12 +4,16 @@
 #   1. the VM image (vm-image.sh: built once, then reused by its hash);
 #   2. the images the VM's engine needs, built on the host (test/e2e/images.sh
 #      with E2E_IMAGES="analyzer pumba nettools", tagged with
-#      $NETEM_TAG_PREFIX) and saved as tarballs for its images folder;
+#      $NETEM_TAG_PREFIX) and saved as one tarball (their common layers
+#      once) for its images folder;
 #   3. the test binary (go test -c -tags netemvm ./test/e2e/netem/, static);
 #   4. vm-run.sh boots the VM, the job loads the images into its engine
 #      and runs the tests; the exit code and the logs come back.
 # Artifacts: test/e2e/artifacts/netem/ (the test's log, the VM's console, the
 # platform API's log). Needs root (the VM image) and `make build`.
+#
+# NETEM_SUBSET=ci runs every test with smaller samples, the same checks
+# (see netem_test.go); NETEM_RUN is a -test.run pattern.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 prefix=${NETEM_TAG_PREFIX:-netem-}
@@ -27,9 +31,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/images" "$work/job"
 E2E_IMAGES="analyzer pumba nettools" E2E_TAG_PREFIX="$prefix" test/e2e/images.sh >&2
 tags=("${prefix}dsplab/analyzer:dev" "${prefix}dsplab-e2e/pumba:standin" "${prefix}dsplab-e2e/nettools:debian")
-for t in "${tags[@]}"; do
-	docker save -o "$work/images/$(echo "$t" | tr '/:' '__').tar" "$t"
-done
+docker save -o "$work/images/netem-images.tar" "${tags[@]}"
 CGO_ENABLED=0 go test -c -tags netemvm -o "$work/job/netem.test" ./test/e2e/netem/
 t2=$(date +%s)
 log "images and test binary ($((t2 - t1)) s, $(du -sh "$work/images" | cut -f1) of tarballs)"
@@ -38,6 +40,7 @@ run=
 [ -n "${NETEM_RUN:-}" ] && run="-test.run '$NETEM_RUN'"
 cat >"$work/job/run.sh" <<JOB
 set -u
+echo "boot: dockerd ready at \$(cat /job/ready) s of uptime"
 for t in /images/*.tar; do
 	s=\$(cut -d' ' -f1 /proc/uptime)
 	docker load -q -i "\$t" || exit 1
@@ -45,6 +48,7 @@ for t in /images/*.tar; do
 done
 modprobe sch_netem
 export NETEM_PUMBA_IMAGE=${tags[1]} NETEM_NETTOOLS_IMAGE=${tags[2]} NETEM_TARGET_IMAGE=${tags[0]} NETEM_PLATFORM_BIN=/src/bin/platform-api
+export NETEM_SUBSET=${NETEM_SUBSET:-}
 ./netem.test -test.v -test.count=1 -test.timeout ${NETEM_TEST_TIMEOUT:-40m} $run
 JOB
 rc=0
@@ -54,5 +58,6 @@ cp "$work/job/console.log" "$art/console.log" 2>/dev/null || true
 cp "$work/job/platform-api.log" "$art/platform-api.log" 2>/dev/null || true
 t3=$(date +%s)
 grep -E '^(=== RUN|--- |    netem_test.go|PASS|FAIL|ok )' "$art/test.log" 2>/dev/null | grep -v '^=== RUN' || true
-log "exit $rc; VM run $((t3 - t2)) s, total $((t3 - t0)) s (artifacts: $art/)"
+grep -E '^(boot:|loaded )' "$art/test.log" 2>/dev/null | sed 's/^/e2e-netem: VM /' >&2 || true
+log "exit $rc; VM run $((t3 - t2)) s, total $((t3 - t0)) s${NETEM_SUBSET:+ (subset $NETEM_SUBSET)} (artifacts: $art/)"
 exit "$rc"

@@ -89,7 +89,7 @@ start=$(date +%s)
 qemu-system-x86_64 "${accel[@]}" -smp "$cpus" -m "$mem" -nodefaults -display none -no-reboot \
 	-serial "file:$job/console.log" -monitor none \
 	-kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
-	-append "root=/dev/vda rw console=ttyS0 apparmor=0 net.ifnames=0 panic=-1 systemd.show_status=0 quiet" \
+	-append "root=/dev/vda rw console=ttyS0 apparmor=0 mitigations=off net.ifnames=0 panic=-1 systemd.show_status=0 quiet" \
 	-drive "file=$run/disk.qcow2,if=virtio,format=qcow2,cache=unsafe" \
 	-netdev "$net" -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
 	"${share[@]}" &
