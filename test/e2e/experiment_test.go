@@ -123,7 +123,7 @@ func deref64(p *int64) any {
 }
 
 // TestDeliverySemanticsUnderSIGKILL runs the delivery-semantics presets:
-// the same two SIGKILLs of analyzer-2 with analyzer-2 at-most-once,
+// the same two SIGKILLs of analyzer-1 with analyzer-1 at-most-once,
 // at-least-once and effectively-once, and asserts each mode's exact
 // ledger. The kills are real (the Docker engine's SIGKILL of the analyzer
 // container); the broker is kfake (devkafka), whose keeping nothing across

@@ -295,14 +295,14 @@ func TestTheSIGKILLPresetsExpectTheExactLedgerToLoseNothingAndEachDeliveryModeIt
 	require.Equal(t, "== 0", expects("delivery-semantics-effectively-once")["duplicates"])
 	for _, mode := range deliveryModes {
 		d := presets["delivery-semantics-"+mode]
-		require.Equal(t, map[string]string{"analyzer-2": mode}, d.Delivery)
-		// The same kills in every mode; the CPU limit that gives analyzer-2
+		require.Equal(t, map[string]string{"analyzer-1": mode}, d.Delivery)
+		// The same kills in every mode; the CPU limit that gives analyzer-1
 		// a backlog is tighter for at-most-once (its loss needs batches in
 		// hand at the kill; the preset says why).
 		kills := func(fs []ScheduledFault) (out []ScheduledFault) {
 			for _, f := range fs {
 				if f.Type == "cpu" {
-					require.Equal(t, "analyzer-2", f.Target, d.Name)
+					require.Equal(t, "analyzer-1", f.Target, d.Name)
 					require.Positive(t, f.CPUs, d.Name)
 					f.CPUs = 0
 				}
