@@ -380,9 +380,13 @@ func (p *Pool) Statuses() []Status {
 	defer p.mu.Unlock()
 	out := make([]Status, 0, len(p.analyzers))
 	for _, a := range p.analyzers {
+		// A probe sets known and moves the breaker in separate steps and
+		// counts the change after both: count here too, so the Up we
+		// report is always counted in UpTransitions.
+		p.countUp(a)
 		st := a.brk.State()
 		s := Status{
-			ID: a.cfg.ID, URL: config.RedactURL(a.cfg.URL), Up: a.known && st == breaker.Closed,
+			ID: a.cfg.ID, URL: config.RedactURL(a.cfg.URL), Up: a.up,
 			Breaker: st.String(), BreakerState: int(st), Backoff: a.brk.Backoff(),
 			Drained: a.drained, ConfigWeight: a.cfg.Weight, Weight: a.cfg.Weight, Lag: a.lag,
 			LastProbe: a.lastProbe, LastError: a.lastErr, Topic: p.kafka.Topic(a.cfg.ID),

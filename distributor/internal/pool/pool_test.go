@@ -226,7 +226,11 @@ func TestAHungAnalyzerIsDetectedWithinThreeSecondsDespiteProbeTimeouts(t *testin
 	})
 }
 
+// counts reads id's transition counts once the bubble is idle: a probe
+// that woke at the same instant as the test may still be between moving
+// the breaker and counting it. Call it inside a synctest bubble only.
 func counts(p *Pool, id string) (breakerTo [3]int64, upTo [2]int64) {
+	synctest.Wait()
 	for _, s := range p.Statuses() {
 		if s.ID == id {
 			return s.BreakerTransitions, s.UpTransitions
