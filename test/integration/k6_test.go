@@ -246,9 +246,13 @@ func TestRampSpikeAndBurstShapesAreVisiblePerSecond(t *testing.T) {
 		ps := rec.perSecond()
 		t.Logf("ramp per second: %v", ps)
 		require.GreaterOrEqual(t, len(ps), 4)
-		require.Less(t, ps[0], ps[1])
-		require.Less(t, ps[1], ps[2])
-		require.Less(t, ps[2], ps[3])
+		// 20, 40, 60, 80 a second on an idle machine. On a busy one a
+		// second's iterations can start late, in the next second (CI once
+		// saw [27 44 65 64]): each second must still be above the one two
+		// seconds before it, and the second half well above the first.
+		require.Less(t, ps[0], ps[2])
+		require.Less(t, ps[1], ps[3])
+		require.Greater(t, ps[2]+ps[3], 3*(ps[0]+ps[1])/2, "140 against 60 when on time")
 		require.InDelta(t, 200, sum(ps), 20, "the area under 10→90 over 4 s")
 	})
 	t.Run("spike", func(t *testing.T) {

@@ -193,7 +193,11 @@ func TestEndpointChangesAllowedByTheFileLoseNoAcceptedPacket(t *testing.T) {
 	code, body = s.do(t, http.MethodPut, "/admin/config", fmt.Sprintf(`{"kafka":{"topic_prefix":"moved."},"analyzers":[{"id":"analyzer-1","url":%q,"weight":0.5},{"id":"analyzer-2","url":%q,"weight":0.5}]}`, spare.URL, s.analyzers[1].URL))
 	require.Equal(t, http.StatusOK, code, body)
 	n = accepted()
-	eventually(t, 10*time.Second, func() bool { return accepted() > n+100 }, "no traffic after the prefix change")
+	// analyzer-1's new address routes only once a probe found it up (a new
+	// address counts as down until then): wait for its records under the
+	// new prefix, not only for more answers.
+	eventually(t, 10*time.Second, func() bool { return accepted() > n+100 && s.records(t, "moved.analyzer-1") > 0 },
+		"no traffic to analyzer-1 under the new prefix")
 	close(stop)
 	wg.Wait()
 
