@@ -151,29 +151,3 @@ func Unmarshal(b []byte) (*Envelope, error) {
 	}
 	return &e, nil
 }
-
-// Summary is what a consumer that only counts needs of an envelope: the
-// ids, the receive time and each message's level. Decoding it skips the
-// message lines and metadata (the analyzers' hot path).
-type Summary struct {
-	Tenant     string    `json:"tenant"`
-	PacketID   string    `json:"packet_id"`
-	EmitterID  string    `json:"emitter_id"`
-	ReceivedAt time.Time `json:"received_at"`
-	Messages   []struct {
-		Level string `json:"level"`
-	} `json:"messages"`
-}
-
-// UnmarshalSummary decodes the summary of a record value; it fails where
-// Unmarshal fails on the fields it reads.
-func UnmarshalSummary(b []byte) (*Summary, error) {
-	var s Summary
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("decode envelope: %w", err)
-	}
-	if s.PacketID == "" {
-		return nil, fmt.Errorf("decode envelope: packet_id is empty")
-	}
-	return &s, nil
-}

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"testing"
@@ -28,6 +29,33 @@ func TestEncodeWritesTheContractsShapeAndDecodeReadsItBack(t *testing.T) {
 	want.V = 1
 	require.Equal(t, want, r)
 	require.Equal(t, Source{"logs.analyzer-1", 0, 123}, r.Source())
+}
+
+// Encode appends by hand; its bytes must be json.Marshal's, whatever the
+// strings hold and wherever the time is.
+func TestEncodeIsEncodingJSON(t *testing.T) {
+	check := func(r Record) {
+		t.Helper()
+		got, err := Encode(r)
+		require.NoError(t, err)
+		r.V, r.ProcessedAt = Version, r.ProcessedAt.UTC()
+		want, err := json.Marshal(r)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got))
+	}
+	check(sample())
+	r := sample()
+	r.PacketID, r.EmitterID, r.Tenant = "quote \" <html> & \u2028 \xff \x01", "", "ünï ✓"
+	r.Partition, r.Offset, r.Messages = 7, 1<<62, 0
+	r.ProcessedAt = time.Date(2026, 12, 6, 9, 0, 0, 0, time.FixedZone("x", 3600))
+	check(r)
+	for _, d := range Modes {
+		r.Delivery = d
+		check(r)
+	}
+	r.ProcessedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) // json.Marshal refuses it: so does Encode
+	_, err := Encode(r)
+	require.Error(t, err)
 }
 
 func TestEncodeRefusesARecordItCouldNotReadBack(t *testing.T) {

@@ -32,6 +32,7 @@ import (
 	"github.com/dsplab/dsplab/internal/envelope"
 	"github.com/dsplab/dsplab/internal/httpserver"
 	"github.com/dsplab/dsplab/internal/jsonw"
+	"github.com/dsplab/dsplab/internal/telemetry"
 )
 
 // Deps are what the handlers use, as narrow interfaces.
@@ -78,46 +79,46 @@ type handler struct {
 // building a set per request (allocation and sorting) was a visible share
 // of the distributor's CPU at saturation.
 type attrCache struct {
-	byEndpoint map[string]metrics.Opts    // endpoint
-	byResult   map[[2]string]metrics.Opts // endpoint, result
-	byScope    map[string]metrics.Opts    // rate-limit scope
+	byEndpoint map[string]telemetry.Opts    // endpoint
+	byResult   map[[2]string]telemetry.Opts // endpoint, result
+	byScope    map[string]telemetry.Opts    // rate-limit scope
 }
 
 func newAttrCache() attrCache {
-	c := attrCache{byEndpoint: map[string]metrics.Opts{}, byResult: map[[2]string]metrics.Opts{}, byScope: map[string]metrics.Opts{}}
+	c := attrCache{byEndpoint: map[string]telemetry.Opts{}, byResult: map[[2]string]telemetry.Opts{}, byScope: map[string]telemetry.Opts{}}
 	for _, e := range []string{"ingest", "loki_push"} {
-		c.byEndpoint[e] = metrics.NewOpts(attribute.String("endpoint", e))
+		c.byEndpoint[e] = telemetry.NewOpts(attribute.String("endpoint", e))
 		for _, r := range []string{resultAccepted, resultBadRequest, resultTooLarge, resultRateLimited, resultUnavailable, resultError} {
-			c.byResult[[2]string{e, r}] = metrics.NewOpts(attribute.String("endpoint", e), attribute.String("result", r))
+			c.byResult[[2]string{e, r}] = telemetry.NewOpts(attribute.String("endpoint", e), attribute.String("result", r))
 		}
 	}
 	for _, sc := range []string{"global", "tenant"} {
-		c.byScope[sc] = metrics.NewOpts(attribute.String("scope", sc))
+		c.byScope[sc] = telemetry.NewOpts(attribute.String("scope", sc))
 	}
 	return c
 }
 
 // endpoint, result and scope return the cached set; a label value not
 // known in advance (none is today) gets a fresh one.
-func (c attrCache) endpoint(e string) metrics.Opts {
+func (c attrCache) endpoint(e string) telemetry.Opts {
 	if o, ok := c.byEndpoint[e]; ok {
 		return o
 	}
-	return metrics.NewOpts(attribute.String("endpoint", e))
+	return telemetry.NewOpts(attribute.String("endpoint", e))
 }
 
-func (c attrCache) result(e, r string) metrics.Opts {
+func (c attrCache) result(e, r string) telemetry.Opts {
 	if o, ok := c.byResult[[2]string{e, r}]; ok {
 		return o
 	}
-	return metrics.NewOpts(attribute.String("endpoint", e), attribute.String("result", r))
+	return telemetry.NewOpts(attribute.String("endpoint", e), attribute.String("result", r))
 }
 
-func (c attrCache) scope(sc string) metrics.Opts {
+func (c attrCache) scope(sc string) telemetry.Opts {
 	if o, ok := c.byScope[sc]; ok {
 		return o
 	}
-	return metrics.NewOpts(attribute.String("scope", sc))
+	return telemetry.NewOpts(attribute.String("scope", sc))
 }
 
 // NewRouter returns the distributor's HTTP handler.

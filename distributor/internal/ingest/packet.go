@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dsplab/dsplab/internal/envelope"
+	"github.com/dsplab/dsplab/internal/jsonr"
 )
 
 // Limits bound what one request may hold.
@@ -174,27 +175,30 @@ func normLevel(l string) string {
 	return strings.ToLower(l)
 }
 
+// scanner is the JSON scanner with the packet's own readers.
+type scanner struct{ *jsonr.Scanner }
+
 // scanPacket reads an /ingest body into packetIn with the same meaning as
 // encoding/json.Unmarshal into it (field names match exactly, though; the
 // API documents them in lower case), keeping at most maxMessages messages
 // and counting all of them.
 func scanPacket(body []byte, maxMessages int) (in packetIn, total int, err error) {
-	s := &scanner{b: body}
-	if s.null() {
+	s := scanner{jsonr.New(body)}
+	if s.Null() {
 		err = s.end()
 		return in, 0, err
 	}
-	err = s.object(func(key string) error {
-		switch key {
+	err = s.ObjectBytes(func(key []byte) error {
+		switch string(key) {
 		case "emitter_id":
-			return s.optString(&in.EmitterID, field{-1, key})
+			return s.optString(&in.EmitterID, field{-1, "emitter_id"})
 		case "packet_id":
-			if s.peek() == '"' { // a string id: decoded here, not by encoding/json
-				id, err := s.str()
+			if s.Peek() == '"' { // a string id: decoded here, not by encoding/json
+				id, err := s.Str()
 				in.PacketID = flexID(id)
 				return err
 			}
-			raw, err := s.skip()
+			raw, err := s.Skip()
 			if err != nil {
 				return err
 			}
@@ -203,25 +207,25 @@ func scanPacket(body []byte, maxMessages int) (in packetIn, total int, err error
 			}
 			return nil
 		case "messages":
-			if s.null() {
+			if s.Null() {
 				in.Messages, total = nil, 0
 				return nil
 			}
-			if s.peek() != '[' {
+			if s.Peek() != '[' {
 				return errors.New("messages: must be an array")
 			}
 			in.Messages, total = in.Messages[:0], 0
-			return s.array(func(i int) error {
+			return s.Array(func(i int) error {
 				total++
 				if i >= maxMessages {
-					_, err := s.skip()
+					_, err := s.Skip()
 					return err
 				}
 				in.Messages = append(in.Messages, messageIn{})
 				return s.message(&in.Messages[len(in.Messages)-1], i)
 			})
 		}
-		_, err := s.skip()
+		_, err := s.Skip()
 		return err
 	})
 	if err == nil {
@@ -231,9 +235,9 @@ func scanPacket(body []byte, maxMessages int) (in packetIn, total int, err error
 }
 
 // end checks that nothing but white space follows the value.
-func (s *scanner) end() error {
-	if s.peek() != 0 || s.i < len(s.b) {
-		return s.errorf("trailing data after the packet object")
+func (s scanner) end() error {
+	if !s.AtEnd() {
+		return s.Errorf("trailing data after the packet object")
 	}
 	return nil
 }
@@ -254,35 +258,35 @@ func (f field) String() string {
 }
 
 // optString reads a string into dst; null leaves dst as it is.
-func (s *scanner) optString(dst *string, field field) error {
-	switch s.peek() {
+func (s scanner) optString(dst *string, field field) error {
+	switch s.Peek() {
 	case 'n':
-		return s.literal("null")
+		return s.Literal("null")
 	case '"':
-		v, err := s.str()
+		v, err := s.Str()
 		*dst = v
 		return err
 	}
-	if _, err := s.skip(); err != nil {
+	if _, err := s.Skip(); err != nil {
 		return err
 	}
 	return fmt.Errorf("%s: must be a string", field)
 }
 
-func (s *scanner) message(m *messageIn, i int) error {
-	if s.null() {
+func (s scanner) message(m *messageIn, i int) error {
+	if s.Null() {
 		return nil
 	}
-	if s.peek() != '{' {
-		if _, err := s.skip(); err != nil {
+	if s.Peek() != '{' {
+		if _, err := s.Skip(); err != nil {
 			return err
 		}
 		return fmt.Errorf("messages[%d]: must be an object", i)
 	}
-	return s.object(func(key string) error {
-		switch key {
+	return s.ObjectBytes(func(key []byte) error {
+		switch string(key) {
 		case "message":
-			if s.null() {
+			if s.Null() {
 				m.Message = nil
 				return nil
 			}
@@ -295,12 +299,12 @@ func (s *scanner) message(m *messageIn, i int) error {
 		case "level":
 			return s.optString(&m.Level, field{i, "level"})
 		case "timestamp":
-			if s.null() {
+			if s.Null() {
 				m.Timestamp = nil
 				return nil
 			}
-			c := s.peek()
-			raw, err := s.skip()
+			c := s.Peek()
+			raw, err := s.Skip()
 			if err != nil {
 				return err
 			}
@@ -322,12 +326,12 @@ func (s *scanner) message(m *messageIn, i int) error {
 			// The seed's emitters send a few string values: read here.
 			// Any other shape is encoding/json's, as before.
 			if m.Metadata == nil { // a repeated key merges (encoding/json): left to it
-				if md, ok := s.stringMap(); ok {
+				if md, ok := s.StringMap(); ok {
 					m.Metadata = md
 					return nil
 				}
 			}
-			raw, err := s.skip()
+			raw, err := s.Skip()
 			if err != nil {
 				return err
 			}
@@ -336,7 +340,7 @@ func (s *scanner) message(m *messageIn, i int) error {
 			}
 			return nil
 		}
-		_, err := s.skip()
+		_, err := s.Skip()
 		return err
 	})
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dsplab/dsplab/internal/jsonr"
 )
 
 // referenceScan decodes an /ingest body with encoding/json, field by field
@@ -172,22 +174,22 @@ func referenceEpoch(num string) (time.Time, error) {
 // hasDuplicateKeys reports whether any object in body repeats a key (the
 // two decoders then legitimately differ: field by field vs. last wins).
 func hasDuplicateKeys(body []byte) bool {
-	s := &scanner{b: body}
+	s := scanner{jsonr.New(body)}
 	dup := false
 	var walk func() error
 	walk = func() error {
-		switch s.peek() {
+		switch s.Peek() {
 		case '{':
 			seen := map[string]bool{}
-			return s.object(func(k string) error {
+			return s.Object(func(k string) error {
 				dup = dup || seen[k]
 				seen[k] = true
 				return walk()
 			})
 		case '[':
-			return s.array(func(int) error { return walk() })
+			return s.Array(func(int) error { return walk() })
 		}
-		_, err := s.skip()
+		_, err := s.Skip()
 		return err
 	}
 	walk()
@@ -250,7 +252,7 @@ func TestScanPacketAgreesWithEncodingJSON(t *testing.T) {
 	for _, c := range agreementCases {
 		checkAgreement(t, []byte(c))
 	}
-	checkAgreement(t, []byte(strings.Repeat("[", maxDepth+5)+strings.Repeat("]", maxDepth+5)))
+	checkAgreement(t, []byte(strings.Repeat("[", jsonr.MaxDepth+5)+strings.Repeat("]", jsonr.MaxDepth+5)))
 }
 
 // FuzzDecodePacketAgreesWithEncodingJSON: the hand-written scanner accepts

@@ -16,20 +16,6 @@ import (
 	"github.com/dsplab/dsplab/internal/telemetry"
 )
 
-// Opts is one attribute set as the option slices the instruments take,
-// built once: a single option passed on its own (Add(ctx, 1, o)) is a new
-// slice on the heap at every call, five per request on the ingest path.
-type Opts struct {
-	Add    []metric.AddOption
-	Record []metric.RecordOption
-}
-
-// NewOpts builds the options of the attribute set of kv.
-func NewOpts(kv ...attribute.KeyValue) Opts {
-	o := metric.WithAttributeSet(attribute.NewSet(kv...))
-	return Opts{Add: []metric.AddOption{o}, Record: []metric.RecordOption{o}}
-}
-
 // Instruments are the synchronous instruments.
 type Instruments struct {
 	Requests           metric.Int64Counter

@@ -17,6 +17,7 @@ import (
 	"github.com/dsplab/dsplab/distributor/internal/metrics"
 	"github.com/dsplab/dsplab/distributor/internal/produce"
 	"github.com/dsplab/dsplab/internal/envelope"
+	"github.com/dsplab/dsplab/internal/telemetry"
 )
 
 // ErrNoAnalyzer means no analyzer is routable (all down or drained).
@@ -53,7 +54,7 @@ type Pipeline struct {
 // Counts are per-analyzer totals of accepted packets and messages.
 type Counts struct {
 	Packets, Messages atomic.Int64
-	attr              metrics.Opts // analyzer=id, built once
+	attr              telemetry.Opts // analyzer=id, built once
 }
 
 // New returns a pipeline.
@@ -102,7 +103,7 @@ func (p *Pipeline) countsFor(id string) *Counts {
 	if c, ok := p.counts.Load(id); ok {
 		return c.(*Counts)
 	}
-	c, _ := p.counts.LoadOrStore(id, &Counts{attr: metrics.NewOpts(attribute.String("analyzer", id))})
+	c, _ := p.counts.LoadOrStore(id, &Counts{attr: telemetry.NewOpts(attribute.String("analyzer", id))})
 	return c.(*Counts)
 }
 

@@ -66,6 +66,8 @@ type Consumer struct {
 	stats  *Stats
 	tracer trace.Tracer
 	log    *slog.Logger
+	// spanName is every processing span's name: "process <topic>".
+	spanName string
 
 	running atomic.Bool
 	mode    atomic.Value // ledger.Mode
@@ -94,7 +96,7 @@ func New(cfg Config, stats *Stats, tp trace.TracerProvider, log *slog.Logger) *C
 	}
 	c := &Consumer{cfg: cfg, stats: stats, dedup: NewDedup(cfg.DedupWindow), log: log, pending: map[int]kafka.Message{},
 		done: map[ledger.Source]struct{}{}, held: make(chan struct{}, 1),
-		tracer: tp.Tracer("github.com/dsplab/dsplab/services/analyzer/consume")}
+		tracer: tp.Tracer("github.com/dsplab/dsplab/services/analyzer/consume"), spanName: "process " + cfg.Topic}
 	c.mode.Store(cfg.Delivery)
 	stats.setMode(cfg.Delivery)
 	return c
@@ -243,7 +245,7 @@ func (c *Consumer) ensureTopics(ctx context.Context) {
 func (c *Consumer) process(ctx context.Context, m kafka.Message, mode ledger.Mode) (ledger.Record, bool) {
 	start := time.Now()
 	ctx = otel.GetTextMapPropagator().Extract(ctx, envelope.HeaderCarrier(&m.Headers))
-	ctx, span := c.tracer.Start(ctx, "process "+c.cfg.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
+	ctx, span := c.tracer.Start(ctx, c.spanName, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", m.Topic),
 			attribute.String("messaging.operation.type", "process"), attribute.Int64("messaging.kafka.offset", m.Offset),
 			attribute.String("dsplab.analyzer", c.cfg.ID), attribute.String("dsplab.delivery", string(mode))))
@@ -264,10 +266,7 @@ func (c *Consumer) process(ctx context.Context, m kafka.Message, mode ledger.Mod
 		c.stats.duplicate(ctx)
 		return ledger.Record{}, false
 	}
-	levels := map[string]int64{}
-	for _, msg := range env.Messages {
-		levels[msg.Level]++
-	}
+	levels := countLevels(make([]levelCount, 0, 8), env.Messages) // a handful: stays on the stack
 	if c.cfg.ProcessingDelay > 0 {
 		sleep(ctx, c.cfg.ProcessingDelay)
 	}
@@ -276,6 +275,28 @@ func (c *Consumer) process(ctx context.Context, m kafka.Message, mode ledger.Mod
 	c.stats.setError(nil)
 	return ledger.Record{PacketID: env.PacketID, EmitterID: env.EmitterID, Tenant: env.Tenant, Analyzer: c.cfg.ID,
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, ProcessedAt: time.Now(), Delivery: mode, Messages: len(env.Messages)}, true
+}
+
+// levelCount is how many messages of a packet have one level.
+type levelCount struct {
+	level string
+	n     int64
+}
+
+// countLevels appends to dst the count of each level of msgs, in the order
+// first seen.
+func countLevels(dst []levelCount, msgs []envelope.SummaryMessage) []levelCount {
+next:
+	for _, m := range msgs {
+		for i := range dst {
+			if dst[i].level == m.Level {
+				dst[i].n++
+				continue next
+			}
+		}
+		dst = append(dst, levelCount{m.Level, 1})
+	}
+	return dst
 }
 
 func dedupKey(tenant, emitter, packet string) string {

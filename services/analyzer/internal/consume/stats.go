@@ -69,11 +69,11 @@ type Stats struct {
 	tenantC   metric.Int64Counter
 	procH     metric.Float64Histogram
 	e2eH      metric.Float64Histogram
-	attr      metric.MeasurementOption
+	attr      telemetry.Opts // analyzer=id
 	// Attribute sets are built once per tenant label and level (building
 	// one per packet was a visible share of the analyzer's CPU).
-	tenantAttr map[string]metric.MeasurementOption
-	levelAttr  map[string]metric.MeasurementOption
+	tenantAttr map[string]telemetry.Opts
+	levelAttr  map[string]telemetry.Opts
 }
 
 // maxCachedLevels bounds levelAttr; levels beyond it get a fresh set each time.
@@ -115,7 +115,7 @@ type Snapshot struct {
 // whichever way the metrics arrive.
 func NewStats(id string, m metric.Meter) (*Stats, error) {
 	s := &Stats{id: id, byLevel: map[string]int64{}, byTenant: map[string]int64{}, labelled: map[string]bool{}, extra: map[string]bool{},
-		tenantAttr: map[string]metric.MeasurementOption{}, levelAttr: map[string]metric.MeasurementOption{}, attr: metric.WithAttributes(attribute.String("analyzer", id))}
+		tenantAttr: map[string]telemetry.Opts{}, levelAttr: map[string]telemetry.Opts{}, attr: telemetry.NewOpts(attribute.String("analyzer", id))}
 	var err error
 	c := func(name, desc string) metric.Int64Counter {
 		var x metric.Int64Counter
@@ -145,12 +145,12 @@ func NewStats(id string, m metric.Meter) (*Stats, error) {
 		return nil, err
 	}
 	// Series exist from the start: 0, not "no data", until something happens.
-	s.packetsC.Add(context.Background(), 0, s.attr)
-	s.dupsC.Add(context.Background(), 0, s.attr)
-	s.unreadC.Add(context.Background(), 0, s.attr)
-	s.ledgerC.Add(context.Background(), 0, s.attr)
-	s.ledgerErC.Add(context.Background(), 0, s.attr)
-	s.redelivC.Add(context.Background(), 0, s.attr)
+	s.packetsC.Add(context.Background(), 0, s.attr.Add...)
+	s.dupsC.Add(context.Background(), 0, s.attr.Add...)
+	s.unreadC.Add(context.Background(), 0, s.attr.Add...)
+	s.ledgerC.Add(context.Background(), 0, s.attr.Add...)
+	s.ledgerErC.Add(context.Background(), 0, s.attr.Add...)
+	s.redelivC.Add(context.Background(), 0, s.attr.Add...)
 	lagG, err := m.Int64ObservableGauge("analyzer_consumer_lag", metric.WithDescription("Records behind the end of the topic at the last fetch."))
 	if err != nil {
 		return nil, err
@@ -180,7 +180,7 @@ func NewStats(id string, m metric.Meter) (*Stats, error) {
 	return s, err
 }
 
-func (s *Stats) processed(ctx context.Context, tenant string, levels map[string]int64, n int, took, e2e time.Duration) {
+func (s *Stats) processed(ctx context.Context, tenant string, levels []levelCount, n int, took, e2e time.Duration) {
 	s.mu.Lock()
 	s.packets++
 	s.messages += int64(n)
@@ -201,24 +201,24 @@ func (s *Stats) processed(ctx context.Context, tenant string, levels map[string]
 	// recorded after it, so that a metric collection (whose callbacks take
 	// s.mu) never waits on a record.
 	tenantAttr := s.cached(s.tenantAttr, tenantLabel, "tenant", -1)
-	type levelCount struct {
-		attr metric.MeasurementOption
+	type levelOpts struct {
+		attr telemetry.Opts
 		n    int64
 	}
-	byLevel := make([]levelCount, 0, 8) // a packet has a handful of levels: stays on the stack
-	for l, c := range levels {
-		l = s.levelLabel(l)
-		s.byLevel[l] += c
-		byLevel = append(byLevel, levelCount{s.cached(s.levelAttr, l, "level", maxCachedLevels), c})
+	byLevel := make([]levelOpts, 0, 8) // a packet has a handful of levels: stays on the stack
+	for _, lc := range levels {
+		l := s.levelLabel(lc.level)
+		s.byLevel[l] += lc.n
+		byLevel = append(byLevel, levelOpts{s.cached(s.levelAttr, l, "level", maxCachedLevels), lc.n})
 	}
 	s.mu.Unlock()
-	s.packetsC.Add(ctx, 1, s.attr)
-	s.tenantC.Add(ctx, 1, tenantAttr)
+	s.packetsC.Add(ctx, 1, s.attr.Add...)
+	s.tenantC.Add(ctx, 1, tenantAttr.Add...)
 	for _, lc := range byLevel {
-		s.messagesC.Add(ctx, lc.n, lc.attr)
+		s.messagesC.Add(ctx, lc.n, lc.attr.Add...)
 	}
-	s.procH.Record(ctx, took.Seconds(), s.attr)
-	s.e2eH.Record(ctx, max(e2e, 0).Seconds(), s.attr)
+	s.procH.Record(ctx, took.Seconds(), s.attr.Record...)
+	s.e2eH.Record(ctx, max(e2e, 0).Seconds(), s.attr.Record...)
 }
 
 // levelLabel is the label a level is counted under (see maxExtraLevels).
@@ -239,14 +239,14 @@ func (s *Stats) duplicate(ctx context.Context) {
 	s.mu.Lock()
 	s.dups++
 	s.mu.Unlock()
-	s.dupsC.Add(ctx, 1, s.attr)
+	s.dupsC.Add(ctx, 1, s.attr.Add...)
 }
 
 func (s *Stats) unreadable(ctx context.Context) {
 	s.mu.Lock()
 	s.unread++
 	s.mu.Unlock()
-	s.unreadC.Add(ctx, 1, s.attr)
+	s.unreadC.Add(ctx, 1, s.attr.Add...)
 }
 
 func (s *Stats) setMode(m ledger.Mode) {
@@ -264,17 +264,17 @@ func (s *Stats) ledgerWritten(n int, err error) {
 	}
 	s.mu.Unlock()
 	if err != nil {
-		s.ledgerErC.Add(context.Background(), int64(n), s.attr)
+		s.ledgerErC.Add(context.Background(), int64(n), s.attr.Add...)
 		return
 	}
-	s.ledgerC.Add(context.Background(), int64(n), s.attr)
+	s.ledgerC.Add(context.Background(), int64(n), s.attr.Add...)
 }
 
 func (s *Stats) redelivered(ctx context.Context) {
 	s.mu.Lock()
 	s.redeliveries++
 	s.mu.Unlock()
-	s.redelivC.Add(ctx, 1, s.attr)
+	s.redelivC.Add(ctx, 1, s.attr.Add...)
 }
 
 func (s *Stats) rebuilt(rb Rebuild) {
@@ -302,11 +302,11 @@ func (s *Stats) setError(err error) {
 // cached returns the attribute set {analyzer, key=value} from m, building
 // and keeping it while m holds fewer than limit sets (limit < 0: always).
 // s.mu is held.
-func (s *Stats) cached(m map[string]metric.MeasurementOption, value, key string, limit int) metric.MeasurementOption {
+func (s *Stats) cached(m map[string]telemetry.Opts, value, key string, limit int) telemetry.Opts {
 	if o, ok := m[value]; ok {
 		return o
 	}
-	o := metric.WithAttributes(attribute.String("analyzer", s.id), attribute.String(key, value))
+	o := telemetry.NewOpts(attribute.String("analyzer", s.id), attribute.String(key, value))
 	if limit < 0 || len(m) < limit {
 		m[value] = o
 	}

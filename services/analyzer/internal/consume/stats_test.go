@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/envelope"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
@@ -21,10 +23,10 @@ func TestTenantSeriesAreBounded(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 	for i := range maxTenantSeries + 10 {
-		s.processed(ctx, fmt.Sprintf("t-%d", i), map[string]int64{"info": 1}, 1, time.Millisecond, time.Millisecond)
+		s.processed(ctx, fmt.Sprintf("t-%d", i), []levelCount{{"info", 1}}, 1, time.Millisecond, time.Millisecond)
 	}
-	s.processed(ctx, "t-0", map[string]int64{"info": 1}, 1, time.Millisecond, time.Millisecond)
-	s.processed(ctx, "t-99", map[string]int64{"info": 1}, 1, time.Millisecond, time.Millisecond)
+	s.processed(ctx, "t-0", []levelCount{{"info", 1}}, 1, time.Millisecond, time.Millisecond)
+	s.processed(ctx, "t-99", []levelCount{{"info", 1}}, 1, time.Millisecond, time.Millisecond)
 
 	var rm metricdata.ResourceMetrics
 	require.NoError(t, reader.Collect(ctx, &rm))
@@ -57,7 +59,7 @@ func TestLevelSeriesAreBounded(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 	for i := range 2000 {
-		s.processed(ctx, "t", map[string]int64{fmt.Sprintf("junk-%d", i): 1, "error": 1}, 2, time.Millisecond, time.Millisecond)
+		s.processed(ctx, "t", []levelCount{{fmt.Sprintf("junk-%d", i), 1}, {"error", 1}}, 2, time.Millisecond, time.Millisecond)
 	}
 	var rm metricdata.ResourceMetrics
 	require.NoError(t, reader.Collect(ctx, &rm))
@@ -88,7 +90,7 @@ func TestStatsListAtMostMaxStatsTenants(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 	for i := range 50_000 {
-		s.processed(ctx, fmt.Sprintf("tenant-%05d", i), map[string]int64{"info": 1}, 1, time.Millisecond, time.Millisecond)
+		s.processed(ctx, fmt.Sprintf("tenant-%05d", i), []levelCount{{"info", 1}}, 1, time.Millisecond, time.Millisecond)
 	}
 	snap := s.Snapshot()
 	require.Len(t, snap.MessagesByTenant, maxStatsTenants+1)
@@ -103,4 +105,10 @@ func TestStatsListAtMostMaxStatsTenants(t *testing.T) {
 	b, err := json.Marshal(snap)
 	require.NoError(t, err)
 	require.Less(t, len(b), 64<<10, "the /stats answer stays small")
+}
+
+func TestCountLevelsCountsEachLevelOnceInTheOrderSeen(t *testing.T) {
+	msgs := []envelope.SummaryMessage{{Level: "info"}, {Level: "error"}, {Level: "info"}, {Level: ""}, {Level: "info"}}
+	require.Equal(t, []levelCount{{"info", 3}, {"error", 1}, {"", 1}}, countLevels(nil, msgs))
+	require.Empty(t, countLevels(nil, nil))
 }
