@@ -742,7 +742,7 @@ const docTemplate = `{
                         "BearerToken": []
                     }
                 ],
-                "description": "Reverts its active faults, stops its traffic; the verdict is aborted.",
+                "description": "Reverts its active faults, stops its traffic; the verdict is aborted. The run still ends with its report: it waits (up to 30 s) for the traffic job's summary and the last counts, then reads the exact ledger, which waits for the analyzers' backlog (up to LEDGER_TIMEOUT_SECONDS, while processings arrive). Stop it again to end those waits: the report then has the counts and the ledger as they stood (the ledger marked partial, a stopped-again event in the timeline).",
                 "produces": [
                     "application/json"
                 ],

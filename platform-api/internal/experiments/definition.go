@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/dsplab/dsplab/internal/ledger"
 	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
 )
@@ -58,8 +59,14 @@ type Definition struct {
 	Delivery map[string]string `yaml:"delivery" json:"delivery,omitempty" example:"analyzer-2:at-most-once"`
 }
 
-// Delivery modes of the analyzers (DELIVERY).
-var deliveryModes = []string{"at-most-once", "at-least-once", "effectively-once"}
+// modeNames lists the analyzers' delivery modes (ledger.Modes) for errors.
+var modeNames = func() string {
+	names := make([]string, len(ledger.Modes))
+	for i, m := range ledger.Modes {
+		names[i] = string(m)
+	}
+	return strings.Join(names, ", ")
+}()
 
 // Traffic is the experiment's load: the platform's traffic request.
 type Traffic struct {
@@ -186,7 +193,8 @@ func (d *Definition) Validate(maxFaultDuration float64) error {
 	p.Check(len(d.Ledger) == 0 || d.Traffic != nil, "ledger", "needs traffic: the exact ledger counts the packets of the experiment's traffic job")
 	for _, id := range slices.Sorted(maps.Keys(d.Delivery)) {
 		p.Check(strings.TrimSpace(id) != "", "delivery", "an analyzer id is empty")
-		p.Check(slices.Contains(deliveryModes, d.Delivery[id]), "delivery."+id, "must be one of %s (got %q)", strings.Join(deliveryModes, ", "), d.Delivery[id])
+		_, err := ledger.ParseMode(d.Delivery[id])
+		p.Check(err == nil, "delivery."+id, "must be one of %s (got %q)", modeNames, d.Delivery[id])
 	}
 	return p.Err("experiment")
 }

@@ -287,6 +287,43 @@ func TestStoppingAnExperimentAbortsItAndCleansUp(t *testing.T) {
 	})
 }
 
+// A stopped experiment still waits, up to settle, for the analyzers to
+// catch up before it reads its ledger; a second Stop ends that wait.
+func TestASecondStopEndsTheWaitForTheLastCounts(t *testing.T) {
+	behind := func(q string, t float64) (float64, bool) {
+		if q == "sum(analyzer_packets_processed_total)" {
+			return 500, true // never catches up with the distributor
+		}
+		return analyzerCrash(q, t)
+	}
+	for _, stops := range []int{1, 2} {
+		synctest.Test(t, func(t *testing.T) {
+			_, m, _ := newWorld(behind)
+			e, err := m.Start(crashDefinition())
+			require.NoError(t, err)
+			time.Sleep(15 * time.Second)
+			at := time.Now()
+			for range stops {
+				_, err = m.Stop(e.ID)
+				require.NoError(t, err)
+				synctest.Wait() // the first stop's cleanup is under way
+			}
+			m.Wait()
+			e, _ = m.Get(e.ID)
+			require.Equal(t, Aborted, e.State)
+			took := time.Since(at)
+			if stops == 1 {
+				require.GreaterOrEqual(t, took, settle, "one stop: the end waits for the counts to settle")
+			} else {
+				require.Less(t, took, 5*time.Second, "two stops: the end reads what it has")
+				require.Contains(t, fmt.Sprint(e.Timeline), "stopped-again a second stop")
+			}
+			_, err = m.Stop(e.ID) // a third, after the end: nothing to do
+			require.NoError(t, err)
+		})
+	}
+}
+
 func TestDefinitionsListEveryProblem(t *testing.T) {
 	d := Definition{Faults: []ScheduledFault{{AtSeconds: -1, Type: "explode"}}, Checks: []Check{{Comparator: "~", Phase: "later"}},
 		Traffic: &Traffic{}, IntervalSeconds: 0.1}

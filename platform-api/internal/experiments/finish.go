@@ -19,8 +19,9 @@ const settle = 30 * time.Second
 // than a scrape interval (5 s), so an unchanged count means a settled one.
 const ledgerPoll = 6 * time.Second
 
-// finish ends the run after its cleanup: it waits (within settle, and
-// while ctx lasts) for the traffic job's summary and the last counts,
+// finish ends the run after its cleanup: it waits (within settle, while
+// ctx lasts, and until a second Stop) for the traffic job's summary and
+// the last counts,
 // reads the metric and exact ledgers, judges the ledger expectations,
 // and records the end. The verdict is the checks', failed by a ledger
 // expectation that did not hold; what the cleanup could not undo is added
@@ -34,6 +35,11 @@ func (r *runner) finish(ctx context.Context, o outcome, notUndone []string) Stat
 	l := r.settledLedger(ctx, deadline)
 	if job != nil {
 		l.K6Accepted = k6Accepted(*job)
+	}
+	select {
+	case <-r.hurry:
+		r.event("stopped-again", "a second stop: the end read the counts and the ledger as they stood, without waiting for the analyzers")
+	default:
 	}
 	r.rec.flush()
 	// The exact ledger decides; read after the traffic ended and the
@@ -75,7 +81,7 @@ func (r *runner) awaitJobEnd(ctx context.Context, id string, deadline time.Time)
 		if err != nil {
 			return nil
 		}
-		if j.State != traffic.StateRunning || !time.Now().Before(deadline) || !sleep(ctx, time.Second) {
+		if j.State != traffic.StateRunning || !time.Now().Before(deadline) || !r.pause(ctx, time.Second) {
 			return &j
 		}
 	}
@@ -88,7 +94,7 @@ func (r *runner) awaitJobEnd(ctx context.Context, id string, deadline time.Time)
 // of ctx.
 func (r *runner) settledLedger(ctx context.Context, deadline time.Time) Ledger {
 	end := r.metricLedger(ctx)
-	for time.Now().Before(deadline) && sleep(ctx, ledgerPoll) {
+	for time.Now().Before(deadline) && r.pause(ctx, ledgerPoll) {
 		next := r.metricLedger(ctx)
 		stable := same(end["accepted"], next["accepted"])
 		end = next
@@ -97,6 +103,12 @@ func (r *runner) settledLedger(ctx context.Context, deadline time.Time) Ledger {
 		}
 	}
 	return ledgerOf(end)
+}
+
+// pause is sleep that a second Stop also ends: false when ctx ended or
+// r.hurry was closed.
+func (r *runner) pause(ctx context.Context, d time.Duration) bool {
+	return sleepUnless(ctx, r.hurry, d)
 }
 
 // same says whether two optional numbers are equal (both nil, or both set

@@ -21,7 +21,8 @@ import (
 // from Kafka (ledgercheck.Check with the platform's brokers, topics and
 // caps).
 type LedgerChecker interface {
-	Check(ctx context.Context, jobIDs []string, since time.Time) ledgercheck.Result
+	// Check reads it; closing hurry ends its wait for the backlog.
+	Check(ctx context.Context, jobIDs []string, since time.Time, hurry <-chan struct{}) ledgercheck.Result
 }
 
 // LedgerExpect is what an experiment expects of its exact ledger: a count
@@ -147,7 +148,7 @@ func (r *runner) exactLedger(ctx context.Context, job *traffic.Job) (*ledgerchec
 	}
 	// A margin for clocks: the broker's record times are the writers'
 	// clocks, the start is the platform's.
-	res := r.ledger.Check(ctx, []string{e.TrafficJobID}, r.start.Add(-time.Minute))
+	res := r.ledger.Check(ctx, []string{e.TrafficJobID}, r.start.Add(-time.Minute), r.hurry)
 	if job != nil {
 		res.SetK6(k6Count(*job, "packets_sent"), k6Count(*job, "packets_accepted"))
 	}

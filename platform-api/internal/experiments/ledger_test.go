@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/dsplab/dsplab/internal/ledger"
 	"github.com/dsplab/dsplab/platform-api/internal/alerts"
 	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/ledgercheck"
@@ -28,7 +29,7 @@ type fakeLedger struct {
 	called int
 }
 
-func (f *fakeLedger) Check(_ context.Context, jobIDs []string, since time.Time) ledgercheck.Result {
+func (f *fakeLedger) Check(_ context.Context, jobIDs []string, since time.Time, _ <-chan struct{}) ledgercheck.Result {
 	f.called++
 	f.jobs, f.since = jobIDs, since
 	r := f.res
@@ -293,7 +294,8 @@ func TestTheSIGKILLPresetsExpectTheExactLedgerToLoseNothingAndEachDeliveryModeIt
 	require.Equal(t, "> 0", expects("delivery-semantics-at-most-once")["lost"])
 	require.Equal(t, "> 0", expects("delivery-semantics-at-least-once")["duplicates"])
 	require.Equal(t, "== 0", expects("delivery-semantics-effectively-once")["duplicates"])
-	for _, mode := range deliveryModes {
+	for _, m := range ledger.Modes {
+		mode := string(m)
 		d := presets["delivery-semantics-"+mode]
 		require.Equal(t, map[string]string{"analyzer-1": mode}, d.Delivery)
 		// The same kills in every mode; the CPU limit that gives analyzer-1

@@ -36,10 +36,20 @@ type Manager struct {
 	saveFailing atomic.Bool
 	saves       map[string]saved // by experiment id (m.mu)
 
-	mu      sync.Mutex
-	exps    map[string]*Experiment
-	cancels map[string]context.CancelFunc
-	wg      sync.WaitGroup
+	mu    sync.Mutex
+	exps  map[string]*Experiment
+	stops map[string]*stopper
+	wg    sync.WaitGroup
+}
+
+// stopper ends a running experiment. The first Stop cancels its run: the
+// cleanup and the end (the last counts, the exact ledger) still happen.
+// The second closes hurry: the end stops waiting for the last counts and
+// the analyzers' backlog and reports what it has.
+type stopper struct {
+	cancel context.CancelFunc
+	hurry  chan struct{}
+	asked  int
 }
 
 // Options are the manager's collaborators.
@@ -70,7 +80,7 @@ type Options struct {
 func NewManager(o Options) *Manager {
 	d := deps{q: o.Querier, faults: o.Faults, traffic: o.Traffic, alerts: o.Alerts, dist: o.Distributor, ledger: o.Ledger, delivery: o.Delivery}
 	return &Manager{deps: d, presets: o.Presets, maxFault: o.MaxFaultSeconds, log: o.Logger, onVerdict: o.OnVerdict,
-		store: o.Store, saves: map[string]saved{}, exps: map[string]*Experiment{}, cancels: map[string]context.CancelFunc{}}
+		store: o.Store, saves: map[string]saved{}, exps: map[string]*Experiment{}, stops: map[string]*stopper{}}
 }
 
 // Presets returns the shipped experiments, sorted by name.
@@ -111,6 +121,8 @@ func (m *Manager) Start(d Definition) (Experiment, error) {
 	e.LedgerChecks = d.Ledger.parse(&apierr.Problems{}) // valid: Validate said so
 	r := newRunner(m.deps, managed{m, e}, *e)
 	ctx, cancel := context.WithCancel(context.Background())
+	stop := &stopper{cancel: cancel, hurry: make(chan struct{})}
+	r.hurry = stop.hurry
 	m.mu.Lock()
 	for _, x := range m.exps {
 		if x.State == StateRunning {
@@ -120,7 +132,7 @@ func (m *Manager) Start(d Definition) (Experiment, error) {
 				apierr.ErrTooMany, x.ID, x.Name)
 		}
 	}
-	m.exps[e.ID], m.cancels[e.ID] = e, cancel
+	m.exps[e.ID], m.stops[e.ID] = e, stop
 	m.trim()
 	out := *e
 	m.mu.Unlock()
@@ -135,15 +147,26 @@ func (m *Manager) Start(d Definition) (Experiment, error) {
 }
 
 // Stop aborts a running experiment: its faults are reverted, its traffic
-// stopped, and the verdict is aborted.
+// stopped, and the verdict is aborted. The end still waits for the last
+// counts and the exact ledger (up to settle and the ledger's timeout); a
+// second Stop ends that wait, and the report has what was read by then.
 func (m *Manager) Stop(id string) (Experiment, error) {
 	m.mu.Lock()
-	cancel, ok := m.cancels[id]
+	st, ok := m.stops[id]
+	if ok {
+		st.asked++
+	}
 	m.mu.Unlock()
 	if !ok {
 		return Experiment{}, fmt.Errorf("%w: experiment %s", apierr.ErrNotFound, id)
 	}
-	cancel()
+	switch st.asked {
+	case 1:
+		st.cancel()
+	case 2:
+		close(st.hurry)
+		m.log.Info("experiment stopped again: its end no longer waits", "id", id)
+	}
 	return m.Get(id)
 }
 
@@ -212,7 +235,7 @@ func (m *Manager) trim() {
 	sort.Slice(ended, func(i, j int) bool { return ended[i].StartedAt.Before(ended[j].StartedAt) })
 	for _, e := range ended[:len(ended)-MaxFinished] {
 		delete(m.exps, e.ID)
-		delete(m.cancels, e.ID)
+		delete(m.stops, e.ID)
 	}
 }
 

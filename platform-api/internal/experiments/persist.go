@@ -173,7 +173,7 @@ func (m *Manager) Restore() {
 		m.exps[e.ID] = e
 		// Stop has nothing to cancel, as for an experiment that ended
 		// before the restart; a running one is being concluded.
-		m.cancels[e.ID] = func() {}
+		m.stops[e.ID] = &stopper{cancel: func() {}, hurry: make(chan struct{})}
 		if e.State == StateRunning {
 			running = append(running, e)
 		}

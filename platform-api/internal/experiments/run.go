@@ -33,6 +33,9 @@ type runner struct {
 	firstFault    time.Time
 	detected      bool
 	recoveryStart time.Time
+	// hurry is closed by a second Stop: the end no longer waits for the
+	// last counts and the analyzers' backlog (nil: never).
+	hurry <-chan struct{}
 }
 
 // scheduled is a fault of the plan: its id once started.
@@ -239,11 +242,16 @@ func (r *runner) trafficRunning() bool {
 }
 
 // sleep waits for d or the end of ctx, and says whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
+func sleep(ctx context.Context, d time.Duration) bool { return sleepUnless(ctx, nil, d) }
+
+// sleepUnless is sleep that the closing of stop also ends (nil: never).
+func sleepUnless(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return false
+	case <-stop:
 		return false
 	case <-t.C:
 		return true

@@ -49,6 +49,9 @@ type Query struct {
 	// means the backlog has drained (while some are still unprocessed);
 	// Poll is the pause between two reads.
 	Quiet, Poll time.Duration
+	// Hurry, once closed, ends the waiting: the check stops at the next
+	// pause and reports what it read (a second stop of the experiment).
+	Hurry <-chan struct{}
 }
 
 // Result is the exact ledger of one experiment.
@@ -116,7 +119,10 @@ func Check(ctx context.Context, src Source, decode Decoder, q Query) Result {
 		if err != nil || t.Lost() == 0 || time.Since(lastGrowth) >= q.Quiet {
 			break
 		}
-		if wait(ctx, q.Poll) != nil {
+		if err := wait(ctx, q.Hurry, q.Poll); errors.Is(err, errHurried) {
+			res.Truncated = fmt.Sprintf("the experiment was stopped again while %d packets were still unprocessed: the ledger as it stood", t.Lost())
+			break
+		} else if err != nil {
 			res.Truncated = fmt.Sprintf("time limit of %s reached while %d packets were still unprocessed (LEDGER_TIMEOUT_SECONDS)", q.Timeout, t.Lost())
 			break
 		}
@@ -128,12 +134,19 @@ func Check(ctx context.Context, src Source, decode Decoder, q Query) Result {
 
 var errCap = errors.New("record cap reached")
 
-func wait(ctx context.Context, d time.Duration) error {
+// errHurried: Query.Hurry was closed.
+var errHurried = errors.New("hurried")
+
+// wait pauses for d, unless ctx ends (its error) or hurry is closed
+// (errHurried; a nil hurry never is).
+func wait(ctx context.Context, hurry <-chan struct{}, d time.Duration) error {
 	tm := time.NewTimer(d)
 	defer tm.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-hurry:
+		return errHurried
 	case <-tm.C:
 		return nil
 	}

@@ -326,19 +326,27 @@ func TestTheRecordCapStopsTheReadingAndSaysSo(t *testing.T) {
 	require.Equal(t, int64(25), r.RecordsRead)
 }
 
+// oneLostWhileOthersArrive is a history with one packet of job t-1 never
+// processed while processings of its other packets keep arriving (each
+// other round): the backlog is never quiet.
+func oneLostWhileOthersArrive() *history {
+	h := newHistory()
+	h.parts[Partition{"ledger.processed", 0}] = nil
+	h.write("analyzer-1", "t-1-1-1")
+	n := 0
+	h.beforeEnds = func(round int) {
+		if round%2 == 1 {
+			n++
+			id := fmt.Sprintf("t-1-2-%d", n)
+			h.process("analyzer-2", id, h.write("analyzer-2", id))
+		}
+	}
+	return h
+}
+
 func TestTheTimeLimitStopsTheWaitAndSaysSo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHistory()
-		h.parts[Partition{"ledger.processed", 0}] = nil
-		h.write("analyzer-1", "t-1-1-1")
-		n := 0
-		h.beforeEnds = func(round int) { // processings of other packets keep arriving
-			if round%2 == 1 {
-				n++
-				id := fmt.Sprintf("t-1-2-%d", n)
-				h.process("analyzer-2", id, h.write("analyzer-2", id))
-			}
-		}
+		h := oneLostWhileOthersArrive()
 		q := query("t-1")
 		q.Timeout = 20 * time.Second
 		r := Check(t.Context(), h, DecodeLedger, q)
@@ -354,4 +362,22 @@ func TestAMissingLedgerTopicIsAnErrorNamingIt(t *testing.T) {
 	r := Check(t.Context(), h, DecodeLedger, query("t-1"))
 	require.False(t, r.Complete())
 	require.Contains(t, r.Error, "topic ledger.processed does not exist")
+}
+
+// A second stop of the experiment ends the wait for the backlog at once:
+// the ledger as it stood, marked partial.
+func TestHurryStopsTheWaitAndSaysSo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := oneLostWhileOthersArrive()
+		hurry := make(chan struct{})
+		time.AfterFunc(3500*time.Millisecond, func() { close(hurry) })
+		q := query("t-1")
+		q.Hurry = hurry
+		start := time.Now()
+		r := Check(t.Context(), h, DecodeLedger, q)
+		require.False(t, r.Complete())
+		require.Contains(t, r.Truncated, "stopped again while 1 packets were still unprocessed")
+		require.Equal(t, int64(1), r.Lost)
+		require.Equal(t, 3500*time.Millisecond, time.Since(start), "it stopped when hurried, not at the next poll")
+	})
 }

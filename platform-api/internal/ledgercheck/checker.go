@@ -30,7 +30,7 @@ type Checker struct {
 func New(cfg Config) *Checker { return &Checker{src: NewKafka(cfg.Brokers), cfg: cfg} }
 
 // Check is the exact ledger of the jobs' packets written since since.
-func (c *Checker) Check(ctx context.Context, jobIDs []string, since time.Time) Result {
+func (c *Checker) Check(ctx context.Context, jobIDs []string, since time.Time, hurry <-chan struct{}) Result {
 	return Check(ctx, c.src, DecodeLedger, Query{JobIDs: jobIDs, Since: since, LogsPrefix: c.cfg.LogsPrefix, LedgerTopic: c.cfg.LedgerTopic,
-		MaxRecords: c.cfg.MaxRecords, Timeout: c.cfg.Timeout, Quiet: c.cfg.Quiet, Poll: time.Second})
+		MaxRecords: c.cfg.MaxRecords, Timeout: c.cfg.Timeout, Quiet: c.cfg.Quiet, Poll: time.Second, Hurry: hurry})
 }

@@ -50,7 +50,7 @@ func ingest(t *testing.T, url, job string, n int) int64 {
 
 func checkJob(t *testing.T, s *devstack.Stack, job string, since time.Time) Result {
 	c := New(Config{Brokers: []string{s.KafkaAddr}, LogsPrefix: "logs.", LedgerTopic: "ledger.processed", MaxRecords: 100000, Timeout: 2 * time.Minute, Quiet: 15 * time.Second})
-	r := c.Check(t.Context(), []string{job}, since)
+	r := c.Check(t.Context(), []string{job}, since, nil)
 	require.True(t, r.Complete(), "%+v", r)
 	t.Logf("%s: written %d, processed %d, duplicates %d (redelivered %d), lost %d, unexpected %d, unreadable %d, %d records, waited %.1fs",
 		job, r.Written, r.Processed, r.Duplicates, r.Redelivered, r.Lost, r.Unexpected, r.Unreadable, r.RecordsRead, r.WaitedSeconds)
