@@ -9,7 +9,7 @@ TOOLS     := $(CURDIR)/bin/tools
 K6_VERSION := v1.8.1
 REGISTRY_VERSION := v3.1.2
 
-.PHONY: help build tools pull otelcol e2e e2e-netem e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-browser test-short race fuzz bench bench-ab dev vet fmt-check tidy-check clean
+.PHONY: help build tools pull otelcol e2e e2e-netem e2e-images e2e-up e2e-down swagger check-config up down test test-no-docker test-docker test-browser test-short race fuzz bench bench-ab bench-ab-analyzer dev vet fmt-check tidy-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -138,6 +138,11 @@ bench-ab: ## A/B of two distributor builds side by side in one run: BASE (a git 
 	rm -rf $(ABDIR) && mkdir -p $(ABDIR)/src && git archive $(BASE) | tar -x -C $(ABDIR)/src
 	cd $(ABDIR)/src && CGO_ENABLED=0 $(GO) build -o $(ABDIR)/distributor ./distributor/cmd/distributor
 	BENCH_AB_BASE=$(ABDIR)/distributor BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorAB' -count=1 -timeout 45m -v ./test/bench/
+
+bench-ab-analyzer: ## A/B of two analyzer builds in the same seconds (one distributor, equal weights): BASE (a git ref, default main) as analyzer-1 against this tree's as analyzer-2; see docs/BENCHMARKS.md
+	rm -rf $(ABDIR) && mkdir -p $(ABDIR)/src && git archive $(BASE) | tar -x -C $(ABDIR)/src
+	cd $(ABDIR)/src && CGO_ENABLED=0 $(GO) build -o $(ABDIR)/analyzer ./services/analyzer/cmd/analyzer
+	BENCH_AB_ANALYZER_BASE=$(ABDIR)/analyzer BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestAnalyzerAB' -count=1 -timeout 45m -v ./test/bench/
 
 pull: ## pre-pull the job images the platform starts (K6_IMAGE, PUMBA_IMAGE, PUMBA_NETTOOLS_IMAGE of .env), e.g. before an offline workshop
 	./tools/scripts/pull-images.sh

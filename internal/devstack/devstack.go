@@ -146,6 +146,9 @@ type Options struct {
 	DistributorConfig string
 	DistributorEnv    []string
 	AnalyzerEnv       []string
+	// AnalyzerBins, where set, runs analyzer-i+1 from AnalyzerBins[i]
+	// instead of the built one (a benchmark's A/B of two analyzer builds).
+	AnalyzerBins []string
 }
 
 // Stack is a running dev stack.
@@ -172,7 +175,11 @@ func Start(t testing.TB, bins Binaries, o Options) *Stack {
 	var analyzers []string
 	for i := range o.Weights {
 		id := fmt.Sprintf("analyzer-%d", i+1)
-		p := &Proc{Name: id, Port: FreePort(t), path: bins.Analyzer, logs: &syncBuffer{},
+		path := bins.Analyzer
+		if i < len(o.AnalyzerBins) && o.AnalyzerBins[i] != "" {
+			path = o.AnalyzerBins[i]
+		}
+		p := &Proc{Name: id, Port: FreePort(t), path: path, logs: &syncBuffer{},
 			env: append([]string{"ANALYZER_ID=" + id, "KAFKA_BROKERS=" + s.KafkaAddr, "LOG_LEVEL=warn"}, o.AnalyzerEnv...)}
 		p.env = append(p.env, "PORT="+strconv.Itoa(p.Port))
 		s.Analyzers = append(s.Analyzers, p)
