@@ -125,7 +125,11 @@ func run(m *testing.M) int {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	return m.Run()
+	code := m.Run()
+	if stackDown != nil { // the presets' stack (presets_test.go)
+		stackDown()
+	}
+	return code
 }
 
 // call is one platform API request; it returns the status and the body.
