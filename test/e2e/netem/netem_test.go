@@ -126,9 +126,7 @@ func run(m *testing.M) int {
 		time.Sleep(500 * time.Millisecond)
 	}
 	code := m.Run()
-	if stackDown != nil { // the presets' stack (presets_test.go)
-		stackDown()
-	}
+	stackDown() // the presets' stack (presets_test.go), if it was started
 	return code
 }
 

@@ -34,13 +34,16 @@ package netem
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,11 +60,6 @@ const (
 )
 
 var (
-	kafkaImage      = env("NETEM_KAFKA_IMAGE", "dsplab-e2e/kafka:kfake")
-	distributorImg  = env("NETEM_DISTRIBUTOR_IMAGE", "dsplab/distributor:dev")
-	serviceAImage   = env("NETEM_SERVICE_A_IMAGE", "dsplab/service-a:dev")
-	serviceBImage   = env("NETEM_SERVICE_B_IMAGE", "dsplab/service-b:dev")
-	otelcolImage    = env("NETEM_OTELCOL_IMAGE", "dsplab-e2e/otelcol:0.155.0")
 	prometheusImage = env("NETEM_PROMETHEUS_IMAGE", "dsplab-e2e/prometheus:debian")
 	k6Image         = env("NETEM_K6_IMAGE", "dsplab-e2e/k6:1.8.1")
 )
@@ -71,33 +69,74 @@ var (
 // distributor, three analyzers, the collector and Prometheus share 2
 // emulated CPUs.
 var presetRPS = map[string]float64{
-	"link-loss":     30, // 300 on a host: 1/10
-	"service-delay": 10, // 20 on a host: 1/2
+	"link-loss":     10, // 300 on a host: 1/30
+	"service-delay": 5,  // 20 on a host: 1/4
+}
+
+// presetLead is how much later than in the preset every fault starts and
+// how much longer it lasts (the traffic: twice as much longer). The
+// platform starts the k6 job after the before checks, and under TCG on a
+// shared machine its container (docker create, the scripts copied in,
+// start) took about a minute, so a fault at the preset's 15 s came before
+// any traffic; and a fault's duration counts from its request, while its
+// start (the platform's netem check sidecar, Pumba's job, its nettools
+// sidecar: three docker runs) took 50-60 s, so a 30 s fault was reverted
+// about 10 s after its qdisc appeared.
+const presetLead = 60 * time.Second
+
+func list(v any) []map[string]any {
+	var out []map[string]any
+	items, _ := v.([]any)
+	for _, it := range items {
+		if m, ok := it.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// presetsOn skips a preset test unless NETEM_PRESETS=1 (make e2e-netem
+// NETEM_PRESETS=1): they cost more than CI's budget for this step (see
+// test/e2e/README.md), and run.sh loads their images only then.
+func presetsOn(t *testing.T) {
+	if os.Getenv("NETEM_PRESETS") != "1" {
+		t.Skip("the presets run with NETEM_PRESETS=1 (make e2e-netem NETEM_PRESETS=1)")
+	}
 }
 
 type stackCtr struct {
 	service, image string
+	bin            string // the checkout's bin/BIN as the analyzer image's /app, if set
 	role           string
 	env            []string
 	args           []string // after the image
 	mounts         []string
 }
 
-var (
-	stackOnce sync.Once
-	stackErr  error
-	stackDown func()
-	// stackIPs are the services' addresses on the project's network.
-	stackIPs = map[string]string{}
-)
+// stack is the presets' project: its network, collector, Prometheus and
+// platform API (base), and the services of the preset under way.
+var stack struct {
+	once    sync.Once
+	err     error
+	undo    []func()
+	hosts   []byte            // /etc/hosts as it was
+	ips     map[string]string // service -> address on the project's network
+	running map[string]bool
+	cfgDir  string
+}
 
 func stackName(svc string) string { return stackProject + "-" + svc + "-1" }
 
-// TestMain takes it down after the last test.
-func upStack(t *testing.T) {
-	t.Helper()
-	stackOnce.Do(func() { stackDown, stackErr = startStack(t) })
-	require.NoError(t, stackErr, "the presets' stack")
+// stackDown takes the presets' stack down; TestMain calls it after the
+// last test.
+func stackDown() {
+	for _, svc := range slices.Collect(maps.Keys(stack.running)) {
+		docker("rm", "-f", "-v", stackName(svc))
+	}
+	for i := len(stack.undo) - 1; i >= 0; i-- {
+		stack.undo[i]()
+	}
+	stack.undo = nil
 }
 
 func otelEnv(name string) []string {
@@ -105,101 +144,155 @@ func otelEnv(name string) []string {
 		"OTEL_METRIC_EXPORT_INTERVAL=2000", "LOG_LEVEL=warn", "OTEL_SERVICE_NAME=" + name}
 }
 
-func startStack(t *testing.T) (func(), error) {
+// stackServices are the compose file's services with its environment
+// (docker-compose.yml), as this stack runs them. The services' binaries
+// are the checkout's (make build, make otelcol: the same binaries
+// test/e2e/images.sh puts in their images), bind-mounted from /src over
+// the analyzer image's /app: docker load costs about a second per MB
+// under TCG, and their images would be 210 MB more.
+func stackServices() map[string]stackCtr {
+	m := map[string]stackCtr{
+		"kafka": {service: "kafka", bin: "devkafka", role: "target", args: []string{"-addr", ":9092", "-advertise", "kafka:9092", "-partitions", "3"}},
+		"distributor": {service: "distributor", bin: "distributor", role: "target", env: append(otelEnv("distributor"), "PORT=8080", "KAFKA_BROKERS=kafka:9092",
+			"ANALYZERS=http://analyzer-1:9001=0.5,http://analyzer-2:9002=0.3,http://analyzer-3:9003=0.2")},
+		"service-b": {service: "service-b", bin: "service-b", role: "target", env: append(otelEnv("service-b"), "PORT=10002", "LOKI_PUSH_URL=http://distributor:8080/loki/api/v1/push")},
+		"service-a": {service: "service-a", bin: "service-a", role: "target", env: append(otelEnv("service-a"), "PORT=10001", "SERVICE_B_URL=http://service-b:10002",
+			"LOKI_PUSH_URL=http://distributor:8080/loki/api/v1/push")},
+		"otel-collector": {service: "otel-collector", bin: "tools/otelcol-dsplab", role: "infra", args: []string{"--config=/etc/otelcol/config.yaml"},
+			mounts: []string{stack.cfgDir + "/collector.yaml:/etc/otelcol/config.yaml:ro"}},
+		"prometheus": {service: "prometheus", image: prometheusImage, role: "infra", mounts: []string{"/src/prometheus:/etc/prometheus:ro"},
+			args: []string{"--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.enable-remote-write-receiver",
+				"--enable-feature=exemplar-storage,native-histograms"}},
+	}
+	for n := 1; n <= 3; n++ {
+		id := fmt.Sprintf("analyzer-%d", n)
+		m[id] = stackCtr{service: id, image: targetImage, role: "target", env: append(otelEnv(id), "PORT="+strconv.Itoa(9000+n), "ANALYZER_ID="+id,
+			"KAFKA_BROKERS=kafka:9092", "DELIVERY=at-least-once", "DELIVERY_STATE_FILE=/tmp/delivery-mode", "LEDGER_TOPIC=ledger.processed")}
+	}
+	return m
+}
+
+// runCtr starts one service's container.
+func runCtr(c stackCtr) (string, error) {
+	name := stackName(c.service)
+	args := []string{"run", "-d", "--name", name, "--network", stackNetwork, "--network-alias", c.service,
+		"--label", "com.docker.compose.project=" + stackProject, "--label", "com.docker.compose.service=" + c.service,
+		"--label", "com.docker.compose.container-number=1", "--label", "dsplab.role=" + c.role}
+	for _, e := range c.env {
+		args = append(args, "-e", e)
+	}
+	for _, m := range c.mounts {
+		args = append(args, "-v", m)
+	}
+	if c.bin != "" {
+		c.image = targetImage
+		args = append(args, "-v", "/src/bin/"+c.bin+":/app:ro")
+	}
+	args = append(args, c.image)
+	args = append(args, c.args...)
+	if out, err := docker(args...); err != nil {
+		return "", fmt.Errorf("run %s: %v: %s", c.service, err, out)
+	}
+	ip, err := docker("inspect", "-f", `{{(index .NetworkSettings.Networks "`+stackNetwork+`").IPAddress}}`, name)
+	if err != nil || ip == "" {
+		return "", fmt.Errorf("%s's address: %v: %s", c.service, err, ip)
+	}
+	return ip, nil
+}
+
+// useServices makes the stack run exactly the base and these services:
+// the others are removed, the missing ones started together (docker run
+// costs seconds to tens of seconds each under TCG; dockerd runs them in
+// parallel), and the VM's /etc/hosts names them.
+func useServices(t *testing.T, services ...string) {
+	t.Helper()
+	stack.once.Do(func() { stack.err = startBase(t) })
+	require.NoError(t, stack.err, "the presets' stack")
+	want := map[string]bool{"otel-collector": true, "prometheus": true}
+	for _, s := range services {
+		want[s] = true
+	}
 	t0 := time.Now()
-	var undo []func()
-	down := func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
+	for svc := range stack.running {
+		if !want[svc] {
+			docker("rm", "-f", "-v", stackName(svc))
+			delete(stack.running, svc)
+			delete(stack.ips, svc)
 		}
 	}
-	fail := func(err error) (func(), error) { down(); return func() {}, err }
+	all := stackServices()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var errs []error
+	// kafka first: the others connect to it at start-up.
+	for _, group := range [][]string{{"kafka"}, services} {
+		for _, svc := range group {
+			if stack.running[svc] || !want[svc] {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ip, err := runCtr(all[svc])
+				mu.Lock()
+				defer mu.Unlock()
+				stack.running[svc] = true // removed in any case
+				if err != nil {
+					errs = append(errs, err)
+					return
+				}
+				stack.ips[svc] = ip
+			}()
+		}
+		wg.Wait()
+	}
+	require.NoError(t, errors.Join(errs...))
+	writeHosts(t)
+	t.Logf("presets' stack: %v started or kept in %.0f s: %v", services, time.Since(t0).Seconds(), stack.ips)
+}
 
+// writeHosts names the stack's services in the VM's /etc/hosts, as
+// Docker's DNS names them for the platform's container in the compose
+// stack (its Kafka client follows kfake's advertised kafka:9092).
+func writeHosts(t *testing.T) {
+	extra := "\n# dsplabvm (presets_test.go)\n"
+	for _, svc := range slices.Sorted(maps.Keys(stack.ips)) {
+		extra += stack.ips[svc] + " " + svc + "\n"
+	}
+	require.NoError(t, os.WriteFile("/etc/hosts", append(slices.Clone(stack.hosts), extra...), 0o644))
+}
+
+// startBase: the project's network, the collector and Prometheus, and the
+// presets' platform API.
+func startBase(t *testing.T) error {
+	stack.ips, stack.running = map[string]string{}, map[string]bool{}
 	// The collector's configuration without its Tempo exporter (no Tempo
 	// here): the traces pipeline feeds the span metrics only.
 	col, err := os.ReadFile("/src/otel/collector.yaml")
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	colCfg := strings.Replace(string(col), "exporters: [otlp_grpc/tempo, span_metrics]", "exporters: [span_metrics]", 1)
 	if colCfg == string(col) {
-		return fail(fmt.Errorf("otel/collector.yaml: the traces pipeline's exporters line changed; update presets_test.go"))
+		return fmt.Errorf("otel/collector.yaml: the traces pipeline's exporters line changed; update presets_test.go")
 	}
-	cfgDir, _ := os.MkdirTemp("", "dsplabvm-")
-	if err := os.WriteFile(cfgDir+"/collector.yaml", []byte(colCfg), 0o644); err != nil {
-		return fail(err)
+	stack.cfgDir, _ = os.MkdirTemp("", "dsplabvm-")
+	os.Chmod(stack.cfgDir, 0o755)
+	if err := os.WriteFile(stack.cfgDir+"/collector.yaml", []byte(colCfg), 0o644); err != nil {
+		return err
 	}
-	os.Chmod(cfgDir, 0o755)
-
-	for _, c := range []string{"kafka", "analyzer-1", "analyzer-2", "analyzer-3", "distributor", "service-a", "service-b", "otel-collector", "prometheus"} {
-		docker("rm", "-f", "-v", stackName(c))
+	if stack.hosts, err = os.ReadFile("/etc/hosts"); err != nil {
+		return err
+	}
+	stack.undo = append(stack.undo, func() { os.WriteFile("/etc/hosts", stack.hosts, 0o644) })
+	for svc := range stackServices() {
+		docker("rm", "-f", "-v", stackName(svc))
 	}
 	docker("network", "rm", stackNetwork)
 	if out, err := docker("network", "create", "--label", "com.docker.compose.project="+stackProject, "--label", "com.docker.compose.network=dsplab", stackNetwork); err != nil {
-		return fail(fmt.Errorf("network create: %v: %s", err, out))
+		return fmt.Errorf("network create: %v: %s", err, out)
 	}
-	undo = append(undo, func() { docker("network", "rm", stackNetwork) })
-
-	analyzer := func(n int) stackCtr {
-		id := fmt.Sprintf("analyzer-%d", n)
-		port := strconv.Itoa(9000 + n)
-		return stackCtr{service: id, image: targetImage, role: "target", env: append(otelEnv(id), "PORT="+port, "ANALYZER_ID="+id,
-			"KAFKA_BROKERS=kafka:9092", "DELIVERY=at-least-once", "DELIVERY_STATE_FILE=/tmp/delivery-mode", "LEDGER_TOPIC=ledger.processed")}
-	}
-	ctrs := []stackCtr{
-		{service: "kafka", image: kafkaImage, role: "target"},
-		analyzer(1), analyzer(2), analyzer(3),
-		{service: "distributor", image: distributorImg, role: "target", env: append(otelEnv("distributor"), "PORT=8080", "KAFKA_BROKERS=kafka:9092",
-			"ANALYZERS=http://analyzer-1:9001=0.5,http://analyzer-2:9002=0.3,http://analyzer-3:9003=0.2")},
-		{service: "service-b", image: serviceBImage, role: "target", env: append(otelEnv("service-b"), "PORT=10002", "LOKI_PUSH_URL=http://distributor:8080/loki/api/v1/push")},
-		{service: "service-a", image: serviceAImage, role: "target", env: append(otelEnv("service-a"), "PORT=10001", "SERVICE_B_URL=http://service-b:10002",
-			"LOKI_PUSH_URL=http://distributor:8080/loki/api/v1/push")},
-		{service: "otel-collector", image: otelcolImage, role: "infra", args: []string{"--config=/etc/otelcol/config.yaml"},
-			mounts: []string{cfgDir + "/collector.yaml:/etc/otelcol/config.yaml:ro"}},
-		{service: "prometheus", image: prometheusImage, role: "infra", mounts: []string{"/src/prometheus:/etc/prometheus:ro"},
-			args: []string{"--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.enable-remote-write-receiver",
-				"--enable-feature=exemplar-storage,native-histograms"}},
-	}
-	for _, c := range ctrs {
-		name := stackName(c.service)
-		args := []string{"run", "-d", "--name", name, "--network", stackNetwork, "--network-alias", c.service,
-			"--label", "com.docker.compose.project=" + stackProject, "--label", "com.docker.compose.service=" + c.service,
-			"--label", "com.docker.compose.container-number=1", "--label", "dsplab.role=" + c.role}
-		for _, e := range c.env {
-			args = append(args, "-e", e)
-		}
-		for _, m := range c.mounts {
-			args = append(args, "-v", m)
-		}
-		args = append(args, c.image)
-		args = append(args, c.args...)
-		if out, err := docker(args...); err != nil {
-			return fail(fmt.Errorf("run %s: %v: %s", c.service, err, out))
-		}
-		undo = append(undo, func() { docker("rm", "-f", "-v", name) })
-		ip, err := docker("inspect", "-f", `{{(index .NetworkSettings.Networks "`+stackNetwork+`").IPAddress}}`, name)
-		if err != nil || ip == "" {
-			return fail(fmt.Errorf("%s's address: %v: %s", c.service, err, ip))
-		}
-		stackIPs[c.service] = ip
-	}
-	t.Logf("presets' stack: %d containers started in %.0f s: %v", len(ctrs), time.Since(t0).Seconds(), stackIPs)
-
-	// The VM resolves the services' names as the platform's container
-	// does in the compose stack (its Kafka client follows kfake's
-	// advertised kafka:9092).
-	hosts, err := os.ReadFile("/etc/hosts")
-	if err != nil {
-		return fail(err)
-	}
-	extra := "\n# dsplabvm (presets_test.go)\n"
-	for svc, ip := range stackIPs {
-		extra += ip + " " + svc + "\n"
-	}
-	if err := os.WriteFile("/etc/hosts", append(append([]byte{}, hosts...), extra...), 0o644); err != nil {
-		return fail(err)
-	}
-	undo = append(undo, func() { os.WriteFile("/etc/hosts", hosts, 0o644) })
+	stack.undo = append(stack.undo, func() { docker("network", "rm", stackNetwork) })
 
 	state, _ := os.MkdirTemp("", "platform-presets-state-")
 	p := exec.Command(platformBin)
@@ -210,9 +303,9 @@ func startStack(t *testing.T) (func(), error) {
 	logf, _ := os.Create("platform-presets.log")
 	p.Stdout, p.Stderr = logf, logf
 	if err := p.Start(); err != nil {
-		return fail(err)
+		return err
 	}
-	undo = append(undo, func() { p.Process.Signal(os.Interrupt); p.Wait() })
+	stack.undo = append(stack.undo, func() { p.Process.Signal(os.Interrupt); p.Wait() })
 	for i := 0; ; i++ {
 		if r, err := http.Get("http://127.0.0.1:5051/health"); err == nil {
 			r.Body.Close()
@@ -221,22 +314,23 @@ func startStack(t *testing.T) (func(), error) {
 			}
 		}
 		if i > 120 {
-			return fail(fmt.Errorf("the presets' platform API not healthy after 60 s (platform-presets.log)"))
+			return fmt.Errorf("the presets' platform API not healthy after 60 s (platform-presets.log)")
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	// Ready as a user would wait for it: three healthy analyzers and a
-	// healthy distributor in Prometheus (the host suite's runPreset waits
-	// for the same).
-	deadline := time.Now().Add(5 * time.Minute)
-	for !promHas("distributor_healthy_analyzers >= 3") || !promHas("distributor_health_up == 1") {
-		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("no three healthy analyzers and healthy distributor in Prometheus after 5 minutes"))
+	return nil
+}
+
+// waitProm waits until every query has a value in Prometheus.
+func waitProm(t *testing.T, limit time.Duration, queries ...string) {
+	t0 := time.Now()
+	for _, q := range queries {
+		for !promHas(q) {
+			require.Less(t, time.Since(t0), limit, "%s in Prometheus", q)
+			time.Sleep(2 * time.Second)
 		}
-		time.Sleep(2 * time.Second)
 	}
-	t.Logf("presets' stack ready in Prometheus %.0f s after the first docker run", time.Since(t0).Seconds())
-	return down, nil
+	t.Logf("ready in Prometheus after %.0f s: %v", time.Since(t0).Seconds(), queries)
 }
 
 // promQuery is an instant query (at, if not zero) against the stack's
@@ -359,8 +453,16 @@ func scaledPreset(t *testing.T, name string) map[string]any {
 	for _, p := range presets.Presets {
 		if p["name"] == name {
 			tr := p["traffic"].(map[string]any)
-			t.Logf("%s: traffic %v/s for %vs in the preset, %v/s here", name, tr["rps"], tr["durationSeconds"], presetRPS[name])
-			tr["rps"] = presetRPS[name]
+			d, _ := tr["durationSeconds"].(float64)
+			lead := presetLead.Seconds()
+			t.Logf("%s: traffic %v/s for %vs in the preset; here %v/s for %vs", name, tr["rps"], d, presetRPS[name], d+2*lead)
+			tr["rps"], tr["durationSeconds"] = presetRPS[name], d+2*lead
+			for _, f := range list(p["faults"]) {
+				at, _ := f["atSeconds"].(float64)
+				fd, _ := f["durationSeconds"].(float64)
+				f["atSeconds"], f["durationSeconds"] = at+lead, fd+lead
+				t.Logf("  fault %v on %v: at %vs for %vs here (%vs for %vs in the preset)", f["type"], f["target"], at+lead, fd+lead, at, fd)
+			}
 			return p
 		}
 	}
@@ -450,6 +552,17 @@ func tcpCounters(t *testing.T, svc string) map[string]int64 {
 // use (on the host, the suite's earlier tests leave them).
 func sendChain(t *testing.T, n int, gap time.Duration) {
 	c := &http.Client{Timeout: 10 * time.Second}
+	for i := 0; ; i++ { // service-a up first
+		r, err := c.Get("http://service-a:10001/health")
+		if err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				break
+			}
+		}
+		require.Less(t, i, 120, "service-a healthy within 2 minutes")
+		time.Sleep(time.Second)
+	}
 	ok := 0
 	for i := range n {
 		r, err := c.Post("http://service-a:10001/api/message-a", "application/json", strings.NewReader(fmt.Sprintf(`{"message":"warm-up %d"}`, i)))
@@ -465,13 +578,49 @@ func sendChain(t *testing.T, n int, gap time.Duration) {
 	require.Greater(t, ok, n/2, "service-a answers the warm-up")
 }
 
+// TestPresetServiceDelay: the service-delay preset (200 ms ± 20 ms on
+// service-b for 30 s) passes, and service-a's p95 rises by about the
+// delay while service-b's own stays low.
+func TestPresetServiceDelay(t *testing.T) {
+	presetsOn(t)
+	useServices(t, "service-a", "service-b")
+	// The before check reads service-a's p95 over 1 minute: requests in
+	// it, as on a stack in use.
+	sendChain(t, 40, 500*time.Millisecond)
+	waitProm(t, 3*time.Minute, `http_server_request_duration_seconds_count{service_name="service-a"}`)
+	e := runStackPreset(t, "service-delay", scaledPreset(t, "service-delay"))
+	before := e.values("service-a answers fast before")
+	during := e.values("service-a's p95 grows by the delay")
+	b := e.values("service-b's own p95 stays low")
+	after := e.values("service-a is fast again")
+	maxA, maxB := 0.0, 0.0
+	for _, v := range during {
+		maxA = max(maxA, v)
+	}
+	for _, v := range b {
+		maxB = max(maxB, v)
+	}
+	t.Logf("service-delay in the VM: service-a p95 before %v s, max during %.3f s (%v), after %v s; service-b's own p95 during at most %.3f s (%v)",
+		before, maxA, during, after, maxB, b)
+	require.NotEmpty(t, before)
+	require.NotEmpty(t, b)
+	require.NotEmpty(t, after)
+	require.GreaterOrEqual(t, maxA-before[0], 0.1, "service-a's p95 rises by about the delay (0.2 s; at least 0.1 s through the histogram's 0.1/0.25 s buckets)")
+	require.Less(t, maxB, 0.1, "service-b's own p95 stays low")
+}
+
 // TestPresetLinkLoss: the link-loss preset (10% loss on the distributor's
 // link, 5% duplication on analyzer-2's, 30 s) passes, and its effects are
 // there: the distributor's Kafka write p99 rises while the loss is on,
 // the distributor's namespace retransmits, and the exact ledger loses
 // nothing.
 func TestPresetLinkLoss(t *testing.T) {
-	upStack(t)
+	presetsOn(t)
+	useServices(t, "kafka", "analyzer-1", "analyzer-2", "analyzer-3", "distributor")
+	// Ready as a user would wait for it: three healthy analyzers and a
+	// healthy distributor in Prometheus (the host suite's runPreset waits
+	// for the same).
+	waitProm(t, 5*time.Minute, "distributor_healthy_analyzers >= 3", "distributor_health_up == 1")
 	const p99 = `histogram_quantile(0.99, sum by (le) (rate(distributor_kafka_write_duration_seconds_bucket[15s])))`
 	const errs = `sum(distributor_kafka_write_errors_total)`
 	const dups = `sum(analyzer_duplicate_packets_total)`
@@ -513,32 +662,4 @@ func TestPresetLinkLoss(t *testing.T) {
 	require.Greater(t, maxDuring, 0.05, "the check's threshold")
 	require.GreaterOrEqual(t, maxDuring, 2*before, "the Kafka write p99 at least doubles under 10%% loss")
 	require.Positive(t, retrans, "the distributor's namespace retransmits under loss")
-}
-
-// TestPresetServiceDelay: the service-delay preset (200 ms ± 20 ms on
-// service-b for 30 s) passes, and service-a's p95 rises by about the
-// delay while service-b's own stays low.
-func TestPresetServiceDelay(t *testing.T) {
-	upStack(t)
-	// The before check reads service-a's p95 over 1 minute: requests in it.
-	sendChain(t, 40, 500*time.Millisecond)
-	e := runStackPreset(t, "service-delay", scaledPreset(t, "service-delay"))
-	before := e.values("service-a answers fast before")
-	during := e.values("service-a's p95 grows by the delay")
-	b := e.values("service-b's own p95 stays low")
-	after := e.values("service-a is fast again")
-	maxA, maxB := 0.0, 0.0
-	for _, v := range during {
-		maxA = max(maxA, v)
-	}
-	for _, v := range b {
-		maxB = max(maxB, v)
-	}
-	t.Logf("service-delay in the VM: service-a p95 before %v s, max during %.3f s (%v), after %v s; service-b's own p95 during at most %.3f s (%v)",
-		before, maxA, during, after, maxB, b)
-	require.NotEmpty(t, before)
-	require.NotEmpty(t, b)
-	require.NotEmpty(t, after)
-	require.GreaterOrEqual(t, maxA-before[0], 0.1, "service-a's p95 rises by about the delay (0.2 s; at least 0.1 s through the histogram's 0.1/0.25 s buckets)")
-	require.Less(t, maxB, 0.1, "service-b's own p95 stays low")
 }

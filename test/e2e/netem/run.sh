@@ -29,12 +29,17 @@ log "VM image $img ($((t1 - t0)) s)"
 work=$(mktemp -d "${TMPDIR:-/tmp}/dsplab-e2e-netem.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/images" "$work/job"
-# The fault tests need the first three; the presets (presets_test.go) the
-# trimmed stack's: kfake, the services, the collector, Prometheus and k6.
-E2E_IMAGES="analyzer pumba nettools kafka distributor service-a service-b otelcol prometheus k6" E2E_TAG_PREFIX="$prefix" test/e2e/images.sh >&2
-tags=("${prefix}dsplab/analyzer:dev" "${prefix}dsplab-e2e/pumba:standin" "${prefix}dsplab-e2e/nettools:debian"
-	"${prefix}dsplab-e2e/kafka:kfake" "${prefix}dsplab/distributor:dev" "${prefix}dsplab/service-a:dev" "${prefix}dsplab/service-b:dev"
-	"${prefix}dsplab-e2e/otelcol:0.155.0" "${prefix}dsplab-e2e/prometheus:debian" "${prefix}dsplab-e2e/k6:1.8.1")
+# The fault tests need the first three; the presets (NETEM_PRESETS=1,
+# presets_test.go) Prometheus and k6 as images (the services' binaries
+# come from the checkout, bind-mounted).
+images="analyzer pumba nettools"
+tags=("${prefix}dsplab/analyzer:dev" "${prefix}dsplab-e2e/pumba:standin" "${prefix}dsplab-e2e/nettools:debian")
+if [ "${NETEM_PRESETS:-}" = 1 ]; then
+	images="$images prometheus k6"
+	tags+=("${prefix}dsplab-e2e/prometheus:debian" "${prefix}dsplab-e2e/k6:1.8.1")
+	[ -x bin/tools/otelcol-dsplab ] && [ -x "${TOOLS:-bin/tools}/k6" ] || { log "NETEM_PRESETS=1 needs bin/tools/otelcol-dsplab and k6 (make tools otelcol)"; exit 2; }
+fi
+E2E_IMAGES="$images" E2E_TAG_PREFIX="$prefix" test/e2e/images.sh >&2
 docker save -o "$work/images/netem-images.tar" "${tags[@]}"
 CGO_ENABLED=0 go test -c -tags netemvm -o "$work/job/netem.test" ./test/e2e/netem/
 t2=$(date +%s)
@@ -52,8 +57,7 @@ for t in /images/*.tar; do
 done
 modprobe sch_netem
 export NETEM_PUMBA_IMAGE=${tags[1]} NETEM_NETTOOLS_IMAGE=${tags[2]} NETEM_TARGET_IMAGE=${tags[0]} NETEM_PLATFORM_BIN=/src/bin/platform-api
-export NETEM_KAFKA_IMAGE=${tags[3]} NETEM_DISTRIBUTOR_IMAGE=${tags[4]} NETEM_SERVICE_A_IMAGE=${tags[5]} NETEM_SERVICE_B_IMAGE=${tags[6]}
-export NETEM_OTELCOL_IMAGE=${tags[7]} NETEM_PROMETHEUS_IMAGE=${tags[8]} NETEM_K6_IMAGE=${tags[9]}
+export NETEM_PRESETS=${NETEM_PRESETS:-} NETEM_PROMETHEUS_IMAGE=${tags[3]:-} NETEM_K6_IMAGE=${tags[4]:-}
 export NETEM_SUBSET=${NETEM_SUBSET:-}
 ./netem.test -test.v -test.count=1 -test.timeout ${NETEM_TEST_TIMEOUT:-40m} $run
 JOB
