@@ -225,7 +225,7 @@ func useServices(t *testing.T, services ...string) {
 	var wg sync.WaitGroup
 	var errs []error
 	// kafka first: the others connect to it at start-up.
-	for _, group := range [][]string{{"kafka"}, services} {
+	for _, group := range [][]string{{"kafka"}, append([]string{"otel-collector", "prometheus"}, services...)} {
 		for _, svc := range group {
 			if stack.running[svc] || !want[svc] {
 				continue
