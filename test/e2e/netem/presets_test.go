@@ -73,15 +73,15 @@ var presetRPS = map[string]float64{
 	"service-delay": 5,  // 20 on a host: 1/4
 }
 
-// presetLead is how much later than in the preset every fault starts and
-// how much longer it lasts (the traffic: twice as much longer). The
-// platform starts the k6 job after the before checks, and under TCG on a
-// shared machine its container (docker create, the scripts copied in,
-// start) took about a minute, so a fault at the preset's 15 s came before
-// any traffic; and a fault's duration counts from its request, while its
-// start (the platform's netem check sidecar, Pumba's job, its nettools
-// sidecar: three docker runs) took 50-60 s, so a 30 s fault was reverted
-// about 10 s after its qdisc appeared.
+// presetLead is how much later than in the preset every fault starts;
+// each lasts half of it longer, and the traffic 2.5 times it longer. Under
+// TCG on this shared machine the platform's k6 job started 26-58 s after
+// the experiment (docker create, the scripts copied in, start), so a
+// fault at the preset's 15 s came before any traffic; a fault's start
+// took 50-80 s (the platform's netem check sidecar, which timed out, then
+// Pumba's job and its nettools sidecar), and its duration counts from
+// after the check, so a 30 s fault was active for about 10 s; and the
+// after checks need traffic for 15-25 s after the faults end.
 const presetLead = 60 * time.Second
 
 func list(v any) []map[string]any {
@@ -455,13 +455,13 @@ func scaledPreset(t *testing.T, name string) map[string]any {
 			tr := p["traffic"].(map[string]any)
 			d, _ := tr["durationSeconds"].(float64)
 			lead := presetLead.Seconds()
-			t.Logf("%s: traffic %v/s for %vs in the preset; here %v/s for %vs", name, tr["rps"], d, presetRPS[name], d+2*lead)
-			tr["rps"], tr["durationSeconds"] = presetRPS[name], d+2*lead
+			t.Logf("%s: traffic %v/s for %vs in the preset; here %v/s for %vs", name, tr["rps"], d, presetRPS[name], d+2.5*lead)
+			tr["rps"], tr["durationSeconds"] = presetRPS[name], d+2.5*lead
 			for _, f := range list(p["faults"]) {
 				at, _ := f["atSeconds"].(float64)
 				fd, _ := f["durationSeconds"].(float64)
-				f["atSeconds"], f["durationSeconds"] = at+lead, fd+lead
-				t.Logf("  fault %v on %v: at %vs for %vs here (%vs for %vs in the preset)", f["type"], f["target"], at+lead, fd+lead, at, fd)
+				f["atSeconds"], f["durationSeconds"] = at+lead, fd+lead/2
+				t.Logf("  fault %v on %v: at %vs for %vs here (%vs for %vs in the preset)", f["type"], f["target"], at+lead, fd+lead/2, at, fd)
 			}
 			return p
 		}
