@@ -104,6 +104,23 @@ func presetsOn(t *testing.T) {
 	}
 }
 
+// vmThresholds are the checks whose thresholds do not hold under TCG,
+// with the VM's: service-a's p95 through service-b was 0.21-0.24 s with
+// no fault (every HTTP hop, the OTel SDK and the collector 16-66x slower),
+// so "fast" (< 0.1 s in the preset) is < 0.35 s here and "grown by the
+// delay" (>= 0.2 s) is >= 0.4 s: the same 0.2 s delay on top of the VM's
+// own latency. service-b's own p95 was 0.04-0.09 s with spikes to 0.25 s
+// when the emulated CPUs were busy: "stays low" is < 0.3 s, still under
+// service-a's p95 with the delay.
+var vmThresholds = map[string]map[string]float64{
+	"service-delay": {
+		"service-a answers fast before":      0.35,
+		"service-a's p95 grows by the delay": 0.4,
+		"service-b's own p95 stays low":      0.3,
+		"service-a is fast again":            0.35,
+	},
+}
+
 type stackCtr struct {
 	service, image string
 	bin            string // the checkout's bin/BIN as the analyzer image's /app, if set
@@ -433,6 +450,30 @@ func (e presetResult) values(name string) []float64 {
 	return out
 }
 
+// valuesSince are a check's sample values taken at or after since.
+func (e presetResult) valuesSince(name string, since time.Time) []float64 {
+	var out []float64
+	for _, c := range e.Checks {
+		if c.Name == name {
+			for _, s := range c.Samples {
+				if s.Value != nil && !s.At.Before(since) {
+					out = append(out, *s.Value)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
 // event is when the first timeline event of kind happened (zero if none).
 func (e presetResult) event(kind string) time.Time {
 	for _, ev := range e.Timeline {
@@ -457,6 +498,12 @@ func scaledPreset(t *testing.T, name string) map[string]any {
 			lead := presetLead.Seconds()
 			t.Logf("%s: traffic %v/s for %vs in the preset; here %v/s for %vs", name, tr["rps"], d, presetRPS[name], d+2.5*lead)
 			tr["rps"], tr["durationSeconds"] = presetRPS[name], d+2.5*lead
+			for _, c := range list(p["checks"]) {
+				if v, ok := vmThresholds[name][c["name"].(string)]; ok {
+					t.Logf("  check %q: threshold %v here (%v in the preset)", c["name"], v, c["threshold"])
+					c["threshold"] = v
+				}
+			}
 			for _, f := range list(p["faults"]) {
 				at, _ := f["atSeconds"].(float64)
 				fd, _ := f["durationSeconds"].(float64)
@@ -590,23 +637,19 @@ func TestPresetServiceDelay(t *testing.T) {
 	waitProm(t, 3*time.Minute, `http_server_request_duration_seconds_count{service_name="service-a"}`)
 	e := runStackPreset(t, "service-delay", scaledPreset(t, "service-delay"))
 	before := e.values("service-a answers fast before")
-	during := e.values("service-a's p95 grows by the delay")
-	b := e.values("service-b's own p95 stays low")
+	active := e.event("fault-started") // the delay's qdisc is on from here
+	during := e.valuesSince("service-a's p95 grows by the delay", active)
+	b := e.valuesSince("service-b's own p95 stays low", active)
 	after := e.values("service-a is fast again")
-	maxA, maxB := 0.0, 0.0
-	for _, v := range during {
-		maxA = max(maxA, v)
-	}
-	for _, v := range b {
-		maxB = max(maxB, v)
-	}
-	t.Logf("service-delay in the VM: service-a p95 before %v s, max during %.3f s (%v), after %v s; service-b's own p95 during at most %.3f s (%v)",
-		before, maxA, during, after, maxB, b)
+	t.Logf("service-delay in the VM: service-a p95 before %v s; while the delay was on: service-a p95 median %.3f s (%v), service-b's own p95 median %.3f s (%v); service-a after %v s",
+		before, median(during), during, median(b), b, after)
 	require.NotEmpty(t, before)
+	require.NotEmpty(t, during)
 	require.NotEmpty(t, b)
 	require.NotEmpty(t, after)
-	require.GreaterOrEqual(t, maxA-before[0], 0.1, "service-a's p95 rises by about the delay (0.2 s; at least 0.1 s through the histogram's 0.1/0.25 s buckets)")
-	require.Less(t, maxB, 0.1, "service-b's own p95 stays low")
+	require.GreaterOrEqual(t, median(during)-before[0], 0.15, "service-a's p95 rises by about the delay (0.2 s; at least 0.15 s)")
+	require.Less(t, median(b), 0.1, "service-b's own p95 does not take the delay")
+	require.Less(t, median(b), median(during)-0.15, "service-b's own p95 stays below service-a's by more than most of the delay")
 }
 
 // TestPresetLinkLoss: the link-loss preset (10% loss on the distributor's
