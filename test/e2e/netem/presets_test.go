@@ -3,19 +3,20 @@
 package netem
 
 // The link-loss and service-delay presets, in the netem VM, to a verdict
-// through the platform API. They run after the five fault tests (Go runs
-// this file's tests after netem_test.go's), in the same boot, on a trimmed
-// stack of their own (project dsplabvm, laid out with docker run and the
-// labels compose sets, as the fault tests' target is: Debian's
+// through the platform API, with NETEM_PRESETS=1 (make e2e-netem
+// NETEM_PRESETS=1; skipped otherwise: they take longer than CI's budget
+// for this step). They run after the five fault tests (Go runs this
+// file's tests after netem_test.go's), in the same boot, on a trimmed
+// stack of their own (project dsplabvm), laid out with docker run and the
+// labels compose sets, as the fault tests' target is (Debian's
 // docker-compose would cost an image rebuild and a Python start under
-// emulation for nothing the platform looks at):
-//
-//	kafka (devkafka: franz-go's kfake, the e2e suite's stand-in for Apache
-//	Kafka), analyzer-1..3, the distributor, service-a, service-b, the OTel
-//	collector (make otelcol's build; traces go nowhere: no Tempo) and
-//	Prometheus (Debian's), the compose file's services with its
-//	environment; no Grafana, Tempo or Alertmanager (the presets' checks
-//	and the report read Prometheus only).
+// emulation for nothing the platform looks at), one preset's services at
+// a time: service-delay on service-a and service-b; link-loss on kafka
+// (devkafka: franz-go's kfake, the e2e suite's stand-in for Apache
+// Kafka), analyzer-1..3 and the distributor; both with the OTel collector
+// (make otelcol's build; its traces go nowhere: no Tempo) and Prometheus
+// (Debian's). No Grafana, Tempo or Alertmanager: the checks and the
+// ledger read Prometheus and Kafka only.
 //
 // A second platform API process (port 5051) drives it, beside the fault
 // tests' one: Pumba's stand-in with Debian's tc (a real netem qdisc on the
@@ -26,10 +27,10 @@ package netem
 // container resolves them through Docker's DNS in the compose stack.
 //
 // Each preset's definition is fetched from the platform
-// (GET /api/experiments/presets) and run with a lower rate (presetRPS):
-// the faults, their times, the checks and their thresholds are the
-// preset's. The effects are then asserted from the result (and the
-// targets' own TCP counters), not only the verdict.
+// (GET /api/experiments/presets) and run in a form that fits the emulated
+// machine (presetRPS, presetLead, vmThresholds; test/e2e/README.md, "The
+// presets in the VM"). The effects are then asserted from the result and
+// the targets' own TCP counters, not only the verdict.
 
 import (
 	"bytes"
