@@ -75,14 +75,15 @@ var presetRPS = map[string]float64{
 }
 
 // presetLead is how much later than in the preset every fault starts;
-// each lasts half of it longer, and the traffic 2.5 times it longer. Under
-// TCG on this shared machine the platform's k6 job started 26-58 s after
+// each lasts twice it longer, and the traffic four times it longer. Under
+// TCG on this shared machine the platform's k6 job started 26-178 s after
 // the experiment (docker create, the scripts copied in, start), so a
 // fault at the preset's 15 s came before any traffic; a fault's start
-// took 50-80 s (the platform's netem check sidecar, which timed out, then
+// took 50-113 s (the platform's netem check sidecar, which timed out, then
 // Pumba's job and its nettools sidecar), and its duration counts from
-// after the check, so a 30 s fault was active for about 10 s; and the
-// after checks need traffic for 15-25 s after the faults end.
+// after the check, so a 60 s fault was on for 6-13 s; and the after
+// checks need traffic for 15-25 s after the faults end. (The last sizes,
+// 2x and 4x, have not yet run in the VM: test/e2e/README.md.)
 const presetLead = 60 * time.Second
 
 func list(v any) []map[string]any {
@@ -497,8 +498,8 @@ func scaledPreset(t *testing.T, name string) map[string]any {
 			tr := p["traffic"].(map[string]any)
 			d, _ := tr["durationSeconds"].(float64)
 			lead := presetLead.Seconds()
-			t.Logf("%s: traffic %v/s for %vs in the preset; here %v/s for %vs", name, tr["rps"], d, presetRPS[name], d+2.5*lead)
-			tr["rps"], tr["durationSeconds"] = presetRPS[name], d+2.5*lead
+			t.Logf("%s: traffic %v/s for %vs in the preset; here %v/s for %vs", name, tr["rps"], d, presetRPS[name], d+4*lead)
+			tr["rps"], tr["durationSeconds"] = presetRPS[name], d+4*lead
 			for _, c := range list(p["checks"]) {
 				if v, ok := vmThresholds[name][c["name"].(string)]; ok {
 					t.Logf("  check %q: threshold %v here (%v in the preset)", c["name"], v, c["threshold"])
@@ -508,8 +509,8 @@ func scaledPreset(t *testing.T, name string) map[string]any {
 			for _, f := range list(p["faults"]) {
 				at, _ := f["atSeconds"].(float64)
 				fd, _ := f["durationSeconds"].(float64)
-				f["atSeconds"], f["durationSeconds"] = at+lead, fd+lead/2
-				t.Logf("  fault %v on %v: at %vs for %vs here (%vs for %vs in the preset)", f["type"], f["target"], at+lead, fd+lead/2, at, fd)
+				f["atSeconds"], f["durationSeconds"] = at+lead, fd+2*lead
+				t.Logf("  fault %v on %v: at %vs for %vs here (%vs for %vs in the preset)", f["type"], f["target"], at+lead, fd+2*lead, at, fd)
 			}
 			return p
 		}
@@ -636,7 +637,27 @@ func TestPresetServiceDelay(t *testing.T) {
 	// it, as on a stack in use.
 	sendChain(t, 40, 500*time.Millisecond)
 	waitProm(t, 3*time.Minute, `http_server_request_duration_seconds_count{service_name="service-a"}`)
-	e := runStackPreset(t, "service-delay", scaledPreset(t, "service-delay"))
+	// And on while the experiment starts (its before check comes first,
+	// then the k6 job): a try whose warm-up ended a minute before the
+	// check found no data.
+	def := scaledPreset(t, "service-delay")
+	stop := make(chan struct{})
+	go func() {
+		c := &http.Client{Timeout: 10 * time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+			}
+			if r, err := c.Post("http://service-a:10001/api/message-a", "application/json", strings.NewReader(`{"message":"warm-up"}`)); err == nil {
+				io.Copy(io.Discard, r.Body)
+				r.Body.Close()
+			}
+		}
+	}()
+	time.AfterFunc(20*time.Second, func() { close(stop) })
+	e := runStackPreset(t, "service-delay", def)
 	before := e.values("service-a answers fast before")
 	active := e.event("fault-started") // the delay's qdisc is on from here
 	during := e.valuesSince("service-a's p95 grows by the delay", active)
