@@ -13,7 +13,10 @@
 # platform API's log). Needs root (the VM image) and `make build`.
 #
 # NETEM_SUBSET=ci runs every test with smaller samples, the same checks
-# (see netem_test.go); NETEM_RUN is a -test.run pattern.
+# (see netem_test.go); NETEM_RUN is a -test.run pattern; NETEM_PRESETS=1
+# also runs the link-loss and service-delay presets (presets_test.go; needs
+# make tools otelcol; the services' binaries are bind-mounted from the
+# checkout's bin/, only Prometheus and k6 go in as images).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 prefix=${NETEM_TAG_PREFIX:-netem-}
@@ -68,7 +71,7 @@ cp "$work/job/console.log" "$art/console.log" 2>/dev/null || true
 cp "$work/job/platform-api.log" "$art/platform-api.log" 2>/dev/null || true
 cp "$work/job/platform-presets.log" "$work/job/"*-report.md "$art/" 2>/dev/null || true
 t3=$(date +%s)
-grep -E '^(=== RUN|--- |    netem_test.go|PASS|FAIL|ok )' "$art/test.log" 2>/dev/null | grep -v '^=== RUN' || true
+grep -E '^(=== RUN|--- |    netem_test.go|    presets_test.go|PASS|FAIL|ok )' "$art/test.log" 2>/dev/null | grep -v '^=== RUN' || true
 grep -E '^(boot:|loaded )' "$art/test.log" 2>/dev/null | sed 's/^/e2e-netem: VM /' >&2 || true
 log "exit $rc; VM run $((t3 - t2)) s, total $((t3 - t0)) s${NETEM_SUBSET:+ (subset $NETEM_SUBSET)} (artifacts: $art/)"
 exit "$rc"
