@@ -318,7 +318,11 @@ func startBase(t *testing.T) error {
 	p.Env = append(os.Environ(), "PORT=5051", "COMPOSE_PROJECT="+stackProject, "PUMBA_IMAGE="+pumbaImage, "PUMBA_NETTOOLS_IMAGE="+nettoolsImage,
 		"K6_IMAGE="+k6Image, "K6_SCRIPTS_DIR=/src/k6", "STATE_DIR="+state, "PROMETHEUS_URL=http://prometheus:9090",
 		"PROMETHEUS_RW_URL=http://prometheus:9090/api/v1/write", "GRAFANA_URL=", "EXPERIMENTS_DIR=/src/experiments", "LOG_LEVEL=info",
-		"DISTRIBUTOR_URL=http://distributor:8080", "KAFKA_BROKERS=kafka:9092", "OTEL_SDK_DISABLED=true", "IMAGE_PULL_WAIT_SECONDS=5")
+		"DISTRIBUTOR_URL=http://distributor:8080", "KAFKA_BROKERS=kafka:9092", "OTEL_SDK_DISABLED=true", "IMAGE_PULL_WAIT_SECONDS=5",
+		// The exact ledger's read gave up after 13.6 s under TCG (Fetch:
+		// context deadline exceeded, nothing read): more time for it (not
+		// yet run in the VM).
+		"LEDGER_QUIET_SECONDS=60", "LEDGER_TIMEOUT_SECONDS=300")
 	logf, _ := os.Create("platform-presets.log")
 	p.Stdout, p.Stderr = logf, logf
 	if err := p.Start(); err != nil {
