@@ -61,8 +61,8 @@ e2e-images: build tools otelcol ## build every image of the e2e stack locally (t
 e2e: e2e-images ## the end-to-end suite on the real Docker engine: the compose stack with test/e2e/docker-compose.e2e.yml, the workshop story through the platform API, Swagger UI in Chromium
 	E2E_COMPOSE="$(E2E_COMPOSE)" $(GO) test -tags e2e -count=1 -timeout 50m -v ./test/e2e/
 
-e2e-netem: build ## netem faults for real: boots a Debian VM (qemu; its kernel has sch_netem), runs every netem fault type through the platform API in it (test/e2e/netem/run.sh; needs root; NETEM_SUBSET=ci: the same checks on smaller samples)
-	test/e2e/netem/run.sh
+e2e-netem: build ## netem faults for real: boots a Debian VM (qemu; its kernel has sch_netem), runs every netem fault type through the platform API in it (test/e2e/netem/run.sh; needs root; NETEM_SUBSET=ci: the same checks on smaller samples; NETEM_PRESETS=1: the link-loss and service-delay presets too, needs make tools otelcol)
+	TOOLS="$(TOOLS)" test/e2e/netem/run.sh
 
 e2e-up: e2e-images ## start the e2e stack by hand (locally built images), to explore it
 	$(E2E_COMPOSE) up -d --no-build

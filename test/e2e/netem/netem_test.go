@@ -125,7 +125,9 @@ func run(m *testing.M) int {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	return m.Run()
+	code := m.Run()
+	stackDown() // the presets' stack (presets_test.go), if it was started
+	return code
 }
 
 // call is one platform API request; it returns the status and the body.
