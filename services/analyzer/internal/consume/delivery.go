@@ -201,6 +201,13 @@ func (c *Consumer) rebuild(ctx context.Context) (Rebuild, error) {
 		done[r.Source()] = struct{}{}
 		return nil
 	})
+	if errors.Is(err, kafka.UnknownTopicOrPartition) {
+		// The ledger topic is not there yet (the loop creates it at
+		// start, where the broker allows): no processing was recorded,
+		// so none can be skipped.
+		c.log.Warn("the ledger topic does not exist yet: the processed set is empty", "topic", c.cfg.LedgerTopic)
+		err = nil
+	}
 	if err != nil {
 		return Rebuild{}, fmt.Errorf("rebuild the processed set from %s: %w", c.cfg.LedgerTopic, err)
 	}

@@ -233,6 +233,22 @@ func TestSwitchingEffectivelyOnceOnRebuildsAndOffNeedsNoLedger(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoLedger)
 }
 
+// Switched before the ledger topic exists (the loop creates it when it
+// starts: an analyzer asked right after its start), effectively-once starts
+// from an empty processed set: nothing was recorded, so nothing is skipped.
+func TestEffectivelyOnceBeforeTheLedgerTopicExistsStartsEmpty(t *testing.T) {
+	brokers := newBroker(t) // logs.a1 only
+	stats, err := NewStats("a1", sdkmetric.NewMeterProvider().Meter("t"))
+	require.NoError(t, err)
+	c := New(cfgFor(brokers, ledger.AtLeastOnce), stats, sdktrace.NewTracerProvider(), slog.New(slog.DiscardHandler))
+	sw, err := c.SetMode(t.Context(), ledger.EffectivelyOnce)
+	require.NoError(t, err)
+	require.NotNil(t, sw.Rebuilt)
+	require.Zero(t, sw.Rebuilt.LedgerRecords)
+	require.Zero(t, sw.Rebuilt.Uncommitted)
+	require.Equal(t, ledger.EffectivelyOnce, c.Mode())
+}
+
 func TestTheLedgerTopicIsCreatedWithItsRetention(t *testing.T) {
 	brokers := newBroker(t)
 	start(t, cfgFor(brokers, ledger.AtLeastOnce))
