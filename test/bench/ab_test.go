@@ -34,18 +34,7 @@ type abRun struct {
 // every run and the medians; the ratios candidate/base are the figure to
 // quote, since absolute numbers move between runs on a shared machine.
 func TestDistributorAB(t *testing.T) {
-	base := os.Getenv("BENCH_AB_BASE")
-	if base == "" {
-		t.Skip("BENCH_AB_BASE (a distributor binary to compare with) is not set: make bench-ab BASE=<git ref>")
-	}
-	rounds := 3
-	if n, err := strconv.Atoi(os.Getenv("BENCH_AB_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
-	bins, err := devstack.Build(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, rounds, bins := abSetup(t, "BENCH_AB_BASE", "a distributor binary", "make bench-ab BASE=<git ref>")
 	secs := seconds()
 	// BENCH_AB_BASE_ENV and BENCH_AB_CAND_ENV (comma-separated) set each
 	// one's environment, e.g. to compare a setting on one binary
@@ -79,6 +68,25 @@ func TestDistributorAB(t *testing.T) {
 		fmt.Printf("round %d null handler %8.0f req/s\n", r+1, null.rps)
 	}
 	abSummary(runs, median(nulls))
+}
+
+// abSetup is what both A/B benchmarks start with: the base program from
+// the environment variable baseVar (the test is skipped without it), the
+// rounds (BENCH_AB_ROUNDS, 3) and this tree's binaries.
+func abSetup(t *testing.T, baseVar, what, how string) (base string, rounds int, bins devstack.Binaries) {
+	base = os.Getenv(baseVar)
+	if base == "" {
+		t.Skipf("%s (%s to compare with) is not set: %s", baseVar, what, how)
+	}
+	rounds = 3
+	if n, err := strconv.Atoi(os.Getenv("BENCH_AB_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	bins, err := devstack.Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, rounds, bins
 }
 
 // envList is the comma-separated list in the environment variable name.

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -24,18 +22,7 @@ import (
 // (this tree's analyzer as the base) shows what the two positions alone
 // differ by.
 func TestAnalyzerAB(t *testing.T) {
-	base := os.Getenv("BENCH_AB_ANALYZER_BASE")
-	if base == "" {
-		t.Skip("BENCH_AB_ANALYZER_BASE (an analyzer binary to compare with) is not set: make bench-ab-analyzer BASE=<git ref>")
-	}
-	rounds := 3
-	if n, err := strconv.Atoi(os.Getenv("BENCH_AB_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
-	bins, err := devstack.Build(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, rounds, bins := abSetup(t, "BENCH_AB_ANALYZER_BASE", "an analyzer binary", "make bench-ab-analyzer BASE=<git ref>")
 	secs := seconds()
 	s := devstack.Start(t, bins, devstack.Options{Weights: []float64{1, 1}, AnalyzerBins: []string{base, bins.Analyzer},
 		DistributorEnv: []string{"LOG_LEVEL=error"}, AnalyzerEnv: []string{"LOG_LEVEL=error"}})
