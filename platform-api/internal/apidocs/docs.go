@@ -2233,7 +2233,7 @@ const docTemplate = `{
                     }
                 },
                 "configChanges": {
-                    "description": "ConfigChanges hot-reload the distributor at their offsets (a run-\ntime overlay through its admin API); the overlay in force before the\nexperiment is put back at its end, whatever the verdict.",
+                    "description": "ConfigChanges hot-reload the distributor at their offsets (counted\nas the faults' are; a run-time overlay through its admin API); the\noverlay in force before the experiment is put back at its end,\nwhatever the verdict.",
                     "type": "array",
                     "items": {
                         "$ref": "#/definitions/experiments.ConfigChange"
@@ -2267,7 +2267,7 @@ const docTemplate = `{
                     "type": "string"
                 },
                 "faults": {
-                    "description": "Faults start at their offset from the start of the experiment.",
+                    "description": "Faults start at their offset (atSeconds) from the traffic's start, as\nthe traffic's duration counts (from the before checks' end when there\nis no traffic); what they need (Pumba's images, the netem check) is\nreadied from the experiment's start.",
                     "type": "array",
                     "items": {
                         "$ref": "#/definitions/experiments.ScheduledFault"
@@ -2296,7 +2296,7 @@ const docTemplate = `{
                     "example": 60
                 },
                 "traffic": {
-                    "description": "Traffic runs from the start of the experiment (optional).",
+                    "description": "Traffic starts after the before checks (optional).",
                     "allOf": [
                         {
                             "$ref": "#/definitions/experiments.Traffic"

@@ -25,13 +25,17 @@ import (
 type Definition struct {
 	Name        string `yaml:"name" json:"name" example:"analyzer-crash"`
 	Description string `yaml:"description" json:"description,omitempty"`
-	// Traffic runs from the start of the experiment (optional).
+	// Traffic starts after the before checks (optional).
 	Traffic *Traffic `yaml:"traffic" json:"traffic,omitempty"`
-	// Faults start at their offset from the start of the experiment.
+	// Faults start at their offset (atSeconds) from the traffic's start, as
+	// the traffic's duration counts (from the before checks' end when there
+	// is no traffic); what they need (Pumba's images, the netem check) is
+	// readied from the experiment's start.
 	Faults []ScheduledFault `yaml:"faults" json:"faults"`
-	// ConfigChanges hot-reload the distributor at their offsets (a run-
-	// time overlay through its admin API); the overlay in force before the
-	// experiment is put back at its end, whatever the verdict.
+	// ConfigChanges hot-reload the distributor at their offsets (counted
+	// as the faults' are; a run-time overlay through its admin API); the
+	// overlay in force before the experiment is put back at its end,
+	// whatever the verdict.
 	ConfigChanges []ConfigChange `yaml:"configChanges" json:"configChanges,omitempty"`
 	Checks        []Check        `yaml:"checks" json:"checks"`
 	// RecoverySeconds is how long after the last fault ends the "after"

@@ -16,6 +16,9 @@ import (
 // baseline or a burst is judged under its load, not skipped.
 func (r *runner) faultPhase(ctx context.Context) outcome {
 	interval := seconds(r.def.IntervalSeconds)
+	if r.zero.IsZero() {
+		r.zero = time.Now() // no traffic: the offsets count from here
+	}
 	lastEval := time.Time{}
 	if len(r.plan) == 0 {
 		lastEval = time.Now() // first sample one interval into the traffic: rates need samples
@@ -75,7 +78,7 @@ func (r *runner) evaluateDuring(ctx context.Context) outcome {
 func (r *runner) startDue(ctx context.Context, now time.Time) outcome {
 	for i := range r.plan {
 		f := &r.plan[i]
-		if f.started || now.Sub(r.start) < seconds(f.AtSeconds) {
+		if f.started || now.Sub(r.zero) < seconds(f.AtSeconds) {
 			continue
 		}
 		f.started = true
@@ -120,7 +123,7 @@ func (r *runner) startFault(ctx context.Context, spec faults.Spec) (faults.Fault
 // overlay in force before the first is saved (on disk) before it is
 // replaced, so a platform killed after it still knows what to put back.
 func (r *runner) applyConfigChanges(ctx context.Context, now time.Time) outcome {
-	for r.applied < len(r.configs) && now.Sub(r.start) >= seconds(r.configs[r.applied].AtSeconds) {
+	for r.applied < len(r.configs) && now.Sub(r.zero) >= seconds(r.configs[r.applied].AtSeconds) {
 		c := r.configs[r.applied]
 		if r.dist == nil {
 			return fail("config change: the platform has no distributor to configure")

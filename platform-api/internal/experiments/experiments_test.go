@@ -830,3 +830,80 @@ func TestTheWaitsAtTheEndStopWithTheirContext(t *testing.T) {
 		require.Equal(t, settle, time.Since(before), "waited until the deadline")
 	})
 }
+
+// preparingWorld readies the faults in prepare (an image pull, the netem
+// check's sidecar on a slow engine), or fails with err.
+type preparingWorld struct {
+	*world
+	prepare time.Duration
+	err     error
+	asked   *[]faults.Type
+}
+
+func (p preparingWorld) Prepare(ctx context.Context, types []faults.Type) (string, error) {
+	*p.asked = append(*p.asked, types...)
+	select {
+	case <-time.After(p.prepare):
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return "Pumba's images; the kernel's netem (checked)", p.err
+}
+
+// slowTraffic is a k6 job whose start (docker create, the scripts copied
+// in, docker start) takes delay, as on a busy or emulated engine.
+type slowTraffic struct {
+	trafficWorld
+	delay time.Duration
+}
+
+func (t slowTraffic) Start(ctx context.Context, s traffic.Spec) (traffic.Job, error) {
+	time.Sleep(t.delay)
+	return t.trafficWorld.Start(ctx, s)
+}
+
+// The faults' offsets count from the traffic's start, as its duration
+// does: a k6 job that took 25 s to start still gets its fault 10 s into
+// its traffic, not 10 s into the experiment (before any traffic). And
+// what the faults need is readied from the experiment's start, beside
+// the before checks and the traffic's start, so the fault is not held up
+// at its offset: the timeline says when it was ready, or what was not.
+func TestFaultsCountFromTheTrafficsStartAndArePreparedFromTheExperiments(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		prepare time.Duration
+		err     error
+		event   string
+	}{
+		{"ready", 20 * time.Second, nil, "faults-ready"},
+		{"not ready", 5 * time.Second, errors.New("netem check got no answer"), "faults-not-ready"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := &world{start: time.Now(), values: func(string, float64) (float64, bool) { return 3, true }, faults: map[string]*faults.Fault{}, jobs: map[string]*traffic.Job{}}
+				var asked []faults.Type
+				m := NewManager(Options{Querier: w, Faults: preparingWorld{world: w, prepare: c.prepare, err: c.err, asked: &asked},
+					Traffic: slowTraffic{trafficWorld{w}, 25 * time.Second}, Alerts: alerts.New(10), MaxFaultSeconds: 600, Logger: slog.New(slog.DiscardHandler)})
+				d := crashDefinition()
+				d.Faults = append(d.Faults, ScheduledFault{AtSeconds: 12, Type: "delay", Target: "analyzer-1", DurationSeconds: 5, DelayMs: 100})
+				d.Checks = d.Checks[:1]
+				e, err := m.Start(d)
+				require.NoError(t, err)
+				m.Wait()
+				e, _ = m.Get(e.ID)
+				require.Equal(t, Passed, e.State, e.Reason)
+				require.Equal(t, []faults.Type{"kill", "delay"}, asked, "every planned fault's type, once")
+				at := map[string][]float64{}
+				for _, ev := range e.Timeline {
+					at[ev.Kind] = append(at[ev.Kind], ev.At.Sub(e.StartedAt).Seconds())
+				}
+				require.Len(t, at[c.event], 1, "%+v", e.Timeline)
+				require.InDelta(t, c.prepare.Seconds(), at[c.event][0], 0.5, "readied from the experiment's start")
+				require.InDelta(t, 25, at["traffic-started"][0], 0.5)
+				require.Len(t, at["fault-started"], 2)
+				require.InDelta(t, 25+10, at["fault-started"][0], 0.5, "10 s into the traffic")
+				require.InDelta(t, 25+12, at["fault-started"][1], 0.5, "12 s into the traffic")
+			})
+		})
+	}
+}

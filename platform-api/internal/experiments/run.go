@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dsplab/dsplab/platform-api/internal/faults"
 	"github.com/dsplab/dsplab/platform-api/internal/traffic"
 )
 
@@ -20,6 +21,11 @@ type runner struct {
 	rec   recorder
 	def   Definition
 	start time.Time
+	// zero is when the faults' and config changes' offsets count from:
+	// the traffic job's start (the moment its container runs, as its
+	// duration counts from then), or the end of the before checks when
+	// there is no traffic. Unset (zero) until then.
+	zero time.Time
 	// plan is the fault schedule, by start time.
 	plan []scheduled
 	// configs are the config changes, by time; applied counts those made,
@@ -147,7 +153,9 @@ func (r *runner) checksIn(p Phase) []int {
 // checks, cleanup, ledger, verdict. It returns the verdict.
 func (r *runner) run(ctx context.Context) State {
 	r.event("started", "experiment %s", r.def.Name)
+	prepared := r.prepareFaults(ctx)
 	o := r.phases(ctx)
+	prepared()
 	if o.verdict != Aborted {
 		r.awaitTraffic(ctx)
 	}
@@ -155,6 +163,44 @@ func (r *runner) run(ctx context.Context) State {
 	// what it saw.
 	notUndone := r.cleanup(context.WithoutCancel(ctx))
 	return r.finish(context.WithoutCancel(ctx), o, notUndone)
+}
+
+// FaultPreparer is a FaultStarter that can ready what the plan's faults
+// need (faults.Manager.Prepare: Pumba's images, the netem check) before
+// their offsets.
+type FaultPreparer interface {
+	Prepare(ctx context.Context, types []faults.Type) (string, error)
+}
+
+// prepareFaults readies, in the background from the experiment's start,
+// what the planned faults need, so a fault starts at its offset instead
+// of after an image pull or the netem check (a sidecar: minutes on a slow
+// engine). The timeline says when it was ready, or what was not (each
+// fault's start still checks and answers for itself). The returned
+// function ends it and waits for it.
+func (r *runner) prepareFaults(ctx context.Context) func() {
+	p, ok := r.faults.(FaultPreparer)
+	if !ok || len(r.plan) == 0 {
+		return func() {}
+	}
+	var types []faults.Type
+	for _, f := range r.plan {
+		types = append(types, faults.Type(f.Type))
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t0 := time.Now()
+		what, err := p.Prepare(pctx, types)
+		switch {
+		case err == nil && what != "":
+			r.event("faults-ready", "ready for the faults in %.1f s: %s", time.Since(t0).Seconds(), what)
+		case err != nil && pctx.Err() == nil:
+			r.event("faults-not-ready", "after %.1f s: %v (each fault's start checks again)", time.Since(t0).Seconds(), err)
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // phases runs the experiment up to its verdict from the checks: the first
@@ -199,6 +245,7 @@ func (r *runner) startTraffic(ctx context.Context) outcome {
 	if err != nil {
 		return fail("traffic did not start: %v", err)
 	}
+	r.zero = time.Now()
 	r.rec.updateDurable(func(e *Experiment) { e.TrafficJobID, e.undo.TrafficStarting = job.ID, nil })
 	r.event("traffic-started", "%s %s %g/s for %gs → %s (%s)", job.Script, job.Profile, job.RPS, t.DurationSeconds, job.TargetURL, job.ID)
 	return proceed

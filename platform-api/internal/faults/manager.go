@@ -41,6 +41,8 @@ type Manager struct {
 	retry   Backoff
 	// netemSeen: the engine's kernel accepted a netem qdisc (checkNetem).
 	netemSeen atomic.Bool
+	netemMu   sync.Mutex
+	netemCall *netemCall // the check under way, if any
 
 	mu      sync.Mutex
 	faults  map[string]*Fault // published

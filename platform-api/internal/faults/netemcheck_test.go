@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -135,4 +137,89 @@ func TestOnlyTcsWordsForAMissingNetemRefuseANetemFault(t *testing.T) {
 			require.Equal(t, want, c.rt.asked.Load())
 		})
 	}
+}
+
+// slowNetem is the fake engine whose netem check (tc in a sidecar) takes
+// took to answer yes, as on an emulated or busy engine.
+type slowNetem struct {
+	*fakeRuntime
+	took  time.Duration
+	asked atomic.Int64
+}
+
+func (r *slowNetem) RunInNetns(ctx context.Context, target, _ string, cmd []string) (int64, string, error) {
+	if target == docker.OwnNetns && cmd[0] == "tc" {
+		r.asked.Add(1)
+		select {
+		case <-time.After(r.took):
+		case <-ctx.Done():
+			return -1, "", ctx.Err()
+		}
+	}
+	return 0, "", nil
+}
+
+// One netem check at a time: fault starts that come while it runs wait
+// for its answer instead of starting their own. A check slower than
+// CleanupTimeout lets the start go on (as no answer does) but is not
+// abandoned: it ends in the background, and the next start uses its
+// answer instead of waiting again. Prepare (an experiment's start) asks
+// it before any fault, so the faults at their offsets do not wait at all.
+func TestOneNetemCheckServesEveryStartAndASlowOneIsNotAskedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rt := &slowNetem{fakeRuntime: newFakeRuntime("analyzer-1", "analyzer-2", "analyzer-3"), took: 50 * time.Second}
+		m := New(rt, Limits{MaxDuration: time.Hour, MaxConcurrent: 10}, Pumba{Image: "pumba", NettoolsImage: "nettools", CleanupTimeout: 30 * time.Second}, slog.New(slog.DiscardHandler))
+		defer m.Close()
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for _, target := range []string{"analyzer-1", "analyzer-2"} {
+			wg.Go(func() {
+				_, err := m.Start(t.Context(), Spec{Type: Delay, Target: target, Duration: time.Minute, DelayMs: 100})
+				require.NoError(t, err)
+			})
+		}
+		wg.Wait()
+		require.Equal(t, 30*time.Second, time.Since(t0), "both waited CleanupTimeout, then went on")
+		require.EqualValues(t, 1, rt.asked.Load(), "one check for both")
+		time.Sleep(25 * time.Second) // the check answers at 50 s
+		t1 := time.Now()
+		_, err := m.Start(t.Context(), Spec{Type: Loss, Target: "analyzer-3", Duration: time.Minute, Percent: 10})
+		require.NoError(t, err)
+		require.Zero(t, time.Since(t1), "netem was seen: no wait")
+		require.EqualValues(t, 1, rt.asked.Load(), "not asked again")
+	})
+	synctest.Test(t, func(t *testing.T) {
+		rt := &slowNetem{fakeRuntime: newFakeRuntime("analyzer-1"), took: 50 * time.Second}
+		m := New(rt, Limits{MaxDuration: time.Hour, MaxConcurrent: 10}, Pumba{Image: "pumba", NettoolsImage: "nettools", CleanupTimeout: 30 * time.Second}, slog.New(slog.DiscardHandler))
+		defer m.Close()
+		what, err := m.Prepare(t.Context(), []Type{Kill, Pause})
+		require.NoError(t, err)
+		require.Empty(t, what, "container faults need nothing")
+		require.Zero(t, rt.asked.Load())
+		what, err = m.Prepare(t.Context(), []Type{Kill, Partition})
+		require.NoError(t, err)
+		require.Equal(t, "Pumba's images", what, "a partition needs Pumba, not netem")
+		require.Zero(t, rt.asked.Load())
+		t0 := time.Now()
+		what, err = m.Prepare(t.Context(), []Type{Kill, Delay})
+		require.NoError(t, err)
+		require.Equal(t, 50*time.Second, time.Since(t0), "Prepare waits for the whole check")
+		require.Contains(t, what, "netem (checked)")
+		t1 := time.Now()
+		_, err = m.Start(t.Context(), Spec{Type: Delay, Target: "analyzer-1", Duration: time.Minute, DelayMs: 100})
+		require.NoError(t, err)
+		require.Zero(t, time.Since(t1), "the fault at its offset does not wait")
+		require.EqualValues(t, 1, rt.asked.Load())
+	})
+}
+
+// A check refused for a missing netem in Prepare is the same clear error
+// a fault's start answers.
+func TestPrepareSaysNetemIsMissing(t *testing.T) {
+	rt := &netemAnswers{fakeRuntime: newFakeRuntime("analyzer-1"), code: 2, out: "Error: Specified qdisc kind is unknown."}
+	m := New(rt, Limits{MaxDuration: time.Hour, MaxConcurrent: 10}, Pumba{Image: "pumba", NettoolsImage: "nettools"}, slog.New(slog.DiscardHandler))
+	defer m.Close()
+	_, err := m.Prepare(t.Context(), []Type{Rate})
+	require.ErrorIs(t, err, ErrNetemMissing)
+	require.ErrorContains(t, err, "make e2e-netem")
 }
