@@ -195,6 +195,10 @@ func nullServer(t *testing.T) string {
 type openResult struct {
 	sent, non2xx, dropped int
 	p50, p99, p999        float64 // ms
+	// failed counts the non2xx that got no answer at all (a transport
+	// error or the client's 10 s timeout), firstErr says the first one.
+	failed   int
+	firstErr string
 }
 
 // openModel sends rate packets/s for secs seconds on a fixed schedule,
@@ -240,6 +244,11 @@ func openModel(url string, rate, secs, maxInflight int) openResult {
 			if !ok {
 				res.non2xx++
 			}
+			if err != nil {
+				if res.failed++; res.firstErr == "" {
+					res.firstErr = err.Error()
+				}
+			}
 			mu.Unlock()
 		}(i, at)
 	}
@@ -256,20 +265,33 @@ func openModel(url string, rate, secs, maxInflight int) openResult {
 	return res
 }
 
-// resultsBreakdown reads distributor_requests_total by result, so a run
-// with non-2xx answers shows which (rate limited, unavailable, ...).
-func resultsBreakdown(t *testing.T, url string) string {
+// results reads distributor_requests_total summed by result (its series
+// are also split by endpoint), so a run shows why answers were not 2xx.
+func results(t *testing.T, url string) map[string]float64 {
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	re := regexp.MustCompile(`^distributor_requests_total\{[^}]*result="([a-z_]+)"[^}]*\} ([0-9.e+]+)`)
-	var parts []string
+	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			parts = append(parts, m[1]+"="+m[2])
+			v, _ := strconv.ParseFloat(m[2], 64)
+			out[m[1]] += v
+		}
+	}
+	return out
+}
+
+// resultsSince is the answers by result since before (results), the
+// results with none left out.
+func resultsSince(t *testing.T, url string, before map[string]float64) string {
+	var parts []string
+	for k, v := range results(t, url) {
+		if d := v - before[k]; d > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%.0f", k, d))
 		}
 	}
 	sort.Strings(parts)
@@ -376,7 +398,7 @@ func TestDistributorBenchmark(t *testing.T) {
 	fmt.Printf("saturation (wrk -t2 -c32 -d%ds, 5-message packets in the seed's format):\n", secs)
 	fmt.Printf("  distributor  %8.0f req/s  accepted %8.0f packets/s = %8.0f messages/s  non-2xx %5.2f%%  p50 %6.2f ms  p99 %6.2f ms  peak RSS %.0f MB\n",
 		sat.rps, accepted, accepted*5, sat.non2xxShare*100, sat.p50ms, sat.p99ms, satRSS)
-	fmt.Printf("  distributor answers by result: %s\n", resultsBreakdown(t, url))
+	fmt.Printf("  distributor answers by result: %s\n", resultsSince(t, url, nil))
 	fmt.Printf("  CPU during saturation (cores used; µs of CPU per accepted packet):")
 	for _, name := range sortedKeys(cpuAfter) {
 		used := cpuAfter[name] - cpuBefore[name]
@@ -402,6 +424,7 @@ func TestDistributorBenchmark(t *testing.T) {
 				saveFrom(t, fmt.Sprintf("%s/debug/pprof/trace?seconds=%d", url, min(secs-1, 5)), path)
 			}
 		}()
+		answered := results(t, url)
 		r := openModel(url, rate, secs, 4096)
 		<-traceDone
 		if rate == 5000 {
@@ -412,6 +435,7 @@ func TestDistributorBenchmark(t *testing.T) {
 		}
 		fmt.Printf("  %6d packets/s  sent %7d  non-2xx %5.2f%%  dropped %d  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms\n",
 			rate, r.sent, 100*float64(r.non2xx)/float64(max(r.sent, 1)), r.dropped, r.p50, r.p99, r.p999)
+		fmt.Printf("          the distributor's answers by result: %s; no answer: %d %s\n", resultsSince(t, url, answered), r.failed, r.firstErr)
 	}
 	fmt.Printf("ingest-to-processed latency at 5000 packets/s (analyzer histogram, bucket upper bounds): p50 <= %.1f ms, p99 <= %.1f ms\n", e2eP50, e2eP99)
 
