@@ -19,6 +19,7 @@ import (
 	"github.com/dsplab/dsplab/internal/ledger"
 	"github.com/dsplab/dsplab/platform-api/internal/apierr"
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
+	"github.com/dsplab/dsplab/platform-api/internal/traffic"
 )
 
 // Definition is an experiment, as written in experiments/*.yaml.
@@ -195,6 +196,10 @@ func (d *Definition) Validate(maxFaultDuration float64) error {
 	}
 	d.Ledger.parse(&p)
 	p.Check(len(d.Ledger) == 0 || d.Traffic != nil, "ledger", "needs traffic: the exact ledger counts the packets of the experiment's traffic job")
+	if d.Traffic != nil {
+		p.Check(len(d.Ledger) == 0 || traffic.ToDistributor(d.Traffic.Script), "ledger",
+			"needs traffic to the distributor: the %s script's requests go to service-a, not into the log pipeline", d.Traffic.Script)
+	}
 	for _, id := range slices.Sorted(maps.Keys(d.Delivery)) {
 		p.Check(strings.TrimSpace(id) != "", "delivery", "an analyzer id is empty")
 		_, err := ledger.ParseMode(d.Delivery[id])

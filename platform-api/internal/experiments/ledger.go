@@ -145,6 +145,8 @@ func (r *runner) exactLedger(ctx context.Context, job *traffic.Job) (*ledgerchec
 		return nil, "the platform reads no Kafka (KAFKA_BROKERS=off)"
 	case e.TrafficJobID == "":
 		return nil, "the experiment has no traffic job"
+	case r.def.Traffic != nil && !traffic.ToDistributor(r.def.Traffic.Script):
+		return nil, fmt.Sprintf("the experiment's traffic (%s) goes to service-a, not into the log pipeline: no packets to follow", r.def.Traffic.Script)
 	}
 	// A margin for clocks: the broker's record times are the writers'
 	// clocks, the start is the platform's.

@@ -171,6 +171,36 @@ func TestWithoutKafkaTheReportSaysTheExactLedgerWasNotRead(t *testing.T) {
 	})
 }
 
+// service-chain's requests go to service-a, not to the distributor: there
+// is no packet to follow, so the exact ledger is not read (in the VM of
+// make e2e-netem, service-delay's stack has no Kafka, and the read failed
+// on "lookup kafka"), the report says why, and expectations on it are
+// refused when the experiment is defined.
+func TestTrafficThatDoesNotGoToTheDistributorHasNoExactLedger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, _, store := newWorld(analyzerCrash)
+		l := &fakeLedger{res: summaryOf(0, 0, 0, 0)}
+		m := ledgerManager(w, l, nil)
+		m.alerts = store
+		d := crashDefinition()
+		d.Traffic.Script, d.Traffic.TargetURL = "service-chain", "http://service-a:10001"
+		e, err := m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Zero(t, l.called, "not read")
+		require.Nil(t, e.ExactLedger)
+		require.Contains(t, e.LedgerNote, "goes to service-a")
+		require.Contains(t, Markdown(e), "Not read: the experiment's traffic (service-chain) goes to service-a")
+
+		d.Ledger = LedgerExpect{"lost": 0}
+		var ve *apierr.ValidationError
+		require.ErrorAs(t, d.Validate(600), &ve)
+		require.Equal(t, "ledger", ve.Problems[0].Field)
+		require.Contains(t, ve.Problems[0].Problem, "needs traffic to the distributor")
+	})
+}
+
 func TestLedgerExpectationsAreValidatedNamingTheField(t *testing.T) {
 	var d Definition
 	require.NoError(t, yaml.Unmarshal([]byte(`

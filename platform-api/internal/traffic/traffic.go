@@ -38,6 +38,11 @@ var (
 
 // endpoint is each script's request path, stripped from a targetUrl that
 // names it (the seed's clients send the full URL).
+// ToDistributor says whether a script's requests go to the distributor:
+// log packets the delivery ledger follows into Kafka. service-chain's go to
+// service-a. An empty script is the default, ingest-packets.
+func ToDistributor(script string) bool { return script != "service-chain" }
+
 var endpoint = map[string]string{"ingest-packets": "/ingest", "loki-push": "/loki/api/v1/push", "service-chain": "/api/message-a"}
 
 // reserved environment names are set by the platform, not by params.
