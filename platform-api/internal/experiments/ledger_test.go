@@ -65,8 +65,10 @@ func (f *fakeAnalyzers) SetDeliveryMode(_ context.Context, id, mode string) erro
 	return nil
 }
 
+// ledgerManager is w's manager with the exact ledger l and the delivery
+// switch a (nil for none), and an alert store of its own.
 func ledgerManager(w *world, l LedgerChecker, a DeliverySwitch) *Manager {
-	return NewManager(Options{Querier: w, Faults: w, Traffic: trafficWorld{w}, Alerts: nil, Ledger: l, Delivery: a, MaxFaultSeconds: 600, Logger: slog.New(slog.DiscardHandler)})
+	return NewManager(Options{Querier: w, Faults: w, Traffic: trafficWorld{w}, Alerts: alerts.New(100), Ledger: l, Delivery: a, MaxFaultSeconds: 600, Logger: slog.New(slog.DiscardHandler)})
 }
 
 func summaryOf(written, processed, dups, lost int64) ledgercheck.Result {
@@ -78,10 +80,9 @@ func summaryOf(written, processed, dups, lost int64) ledgercheck.Result {
 
 func TestTheExactLedgerIsReadForTheExperimentsJobAndItsExpectationsDecide(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w, _, store := newWorld(analyzerCrash)
+		w, _, _ := newWorld(analyzerCrash)
 		l := &fakeLedger{res: summaryOf(1000, 1000, 12, 0)}
 		m := ledgerManager(w, l, nil)
-		m.alerts = store
 		d := crashDefinition()
 		d.Ledger = LedgerExpect{"lost": 0, "duplicates": ">0", "accepted": ">=1000"}
 		require.NoError(t, d.Validate(600))
@@ -114,9 +115,8 @@ func TestTheExactLedgerIsReadForTheExperimentsJobAndItsExpectationsDecide(t *tes
 
 func TestALostPacketFailsAnExperimentThatExpectsNoneAndSaysWhichCheck(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w, _, store := newWorld(analyzerCrash)
+		w, _, _ := newWorld(analyzerCrash)
 		m := ledgerManager(w, &fakeLedger{res: summaryOf(990, 987, 0, 3)}, nil)
-		m.alerts = store
 		d := crashDefinition()
 		d.Ledger = LedgerExpect{"lost": 0, "duplicates": ">0", "acceptedNotWritten": 0}
 		e, err := m.Start(d)
@@ -139,9 +139,8 @@ func TestALedgerThatCouldNotBeReadWhollyJudgesNothingAndFails(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				w, _, store := newWorld(analyzerCrash)
+				w, _, _ := newWorld(analyzerCrash)
 				m := ledgerManager(w, &fakeLedger{res: res}, nil)
-				m.alerts = store
 				d := crashDefinition()
 				d.Ledger = LedgerExpect{"lost": 0}
 				e, err := m.Start(d)
@@ -178,10 +177,9 @@ func TestWithoutKafkaTheReportSaysTheExactLedgerWasNotRead(t *testing.T) {
 // refused when the experiment is defined.
 func TestTrafficThatDoesNotGoToTheDistributorHasNoExactLedger(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w, _, store := newWorld(analyzerCrash)
+		w, _, _ := newWorld(analyzerCrash)
 		l := &fakeLedger{res: summaryOf(0, 0, 0, 0)}
 		m := ledgerManager(w, l, nil)
-		m.alerts = store
 		d := crashDefinition()
 		d.Traffic.Script, d.Traffic.TargetURL = "service-chain", "http://service-a:10001"
 		e, err := m.Start(d)
@@ -237,10 +235,9 @@ delivery: {analyzer-2: effectively-once}
 
 func TestDeliveryModesAreSetBeforeTheTrafficAndPutBackAtTheEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w, _, store := newWorld(analyzerCrash)
+		w, _, _ := newWorld(analyzerCrash)
 		a := &fakeAnalyzers{modes: map[string]string{"analyzer-1": "at-least-once", "analyzer-2": "at-least-once"}}
 		m := ledgerManager(w, nil, a)
-		m.alerts = store
 		d := crashDefinition()
 		d.Delivery = map[string]string{"analyzer-2": "at-most-once", "analyzer-1": "effectively-once"}
 		e, err := m.Start(d)
@@ -275,10 +272,9 @@ func (r resetting) DeliveryMode(ctx context.Context, id string) (string, error) 
 
 func TestAnAnalyzerThatLostItsModeInTheExperimentFailsIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w, _, store := newWorld(analyzerCrash)
+		w, _, _ := newWorld(analyzerCrash)
 		a := &fakeAnalyzers{modes: map[string]string{"analyzer-2": "at-least-once"}}
 		m := ledgerManager(w, nil, resetting{a})
-		m.alerts = store
 		d := crashDefinition()
 		d.Delivery = map[string]string{"analyzer-2": "effectively-once"}
 		e, _ := m.Start(d)
@@ -292,10 +288,9 @@ func TestAnAnalyzerThatLostItsModeInTheExperimentFailsIt(t *testing.T) {
 
 func TestAnAnalyzerWhoseModeCannotBeSetFailsTheExperimentBeforeItsTraffic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w, _, store := newWorld(analyzerCrash)
+		w, _, _ := newWorld(analyzerCrash)
 		a := &fakeAnalyzers{modes: map[string]string{"analyzer-1": "at-least-once"}, down: map[string]bool{"analyzer-2": true}}
 		m := ledgerManager(w, nil, a)
-		m.alerts = store
 		d := crashDefinition()
 		d.Delivery = map[string]string{"analyzer-2": "at-most-once", "analyzer-1": "effectively-once"}
 		e, _ := m.Start(d)
