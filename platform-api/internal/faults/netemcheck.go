@@ -81,7 +81,8 @@ func (m *Manager) checkNetem(ctx context.Context) error {
 		return ctx.Err()
 	}
 	if c.err != nil && !errors.Is(c.err, ErrNetemMissing) {
-		m.log.WarnContext(ctx, "netem check got no answer; the fault goes on", "cmd", strings.Join(netemProbe, " "), "exit", c.code, "err", c.err)
+		// No answer (exit -1), or tc refused for another reason.
+		m.log.WarnContext(ctx, "netem check did not say netem is missing; the fault goes on", "cmd", strings.Join(netemProbe, " "), "exit", c.code, "err", c.err)
 		return nil
 	}
 	return c.err
