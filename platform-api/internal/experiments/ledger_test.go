@@ -338,6 +338,8 @@ func TestTheSIGKILLPresetsExpectTheExactLedgerToLoseNothingAndEachDeliveryModeIt
 			return out
 		}
 		require.Equal(t, kills(presets["delivery-semantics-at-least-once"].Faults), kills(d.Faults), "the same faults in every mode but the CPU limit")
+		require.Equal(t, presets["delivery-semantics-at-least-once"].ConfigChanges, d.ConfigChanges, "the same patient health probes in every mode")
+		require.NotEmpty(t, d.ConfigChanges, d.Name)
 		require.Equal(t, "0", fmt.Sprint(expects(d.Name)["acceptedNotWritten"][3:]))
 	}
 }
