@@ -81,6 +81,7 @@ func runPreset(t *testing.T, name string, def ...map[string]any) experiment {
 		// The whole report first; the reason and the timeline last, where
 		// a log cut to its tail (CI's excerpt) still shows them.
 		t.Logf("report:\n%s", md)
+		failures.add("%s (%s) ended %s: %s\n%s\n%s", name, t.Name(), e.State, e.Reason, section(string(md), "## Checks"), section(string(md), "## Timeline"))
 		t.Fatalf("%s ended %s: %s\n%s", name, e.State, e.Reason, section(string(md), "## Timeline"))
 	}
 	require.Contains(t, string(md), "PASSED")

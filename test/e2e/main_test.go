@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -83,7 +84,37 @@ func run(m *testing.M) (code int) {
 		return 1
 	}
 	fmt.Printf("stack healthy %s after compose up\n", time.Since(start).Round(time.Millisecond))
-	return m.Run()
+	code = m.Run()
+	failures.print()
+	return code
+}
+
+// failures are the experiments that did not pass, with their reasons and
+// timelines, printed again after the last test: a log cut to its tail (CI
+// shows only that) then still says why, whichever test it was.
+var failures failureLog
+
+type failureLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (f *failureLog) add(format string, a ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lines = append(f.lines, fmt.Sprintf(format, a...))
+}
+
+func (f *failureLog) print() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.lines) == 0 {
+		return
+	}
+	fmt.Printf("\n%d experiment(s) did not pass:\n", len(f.lines))
+	for _, l := range f.lines {
+		fmt.Println(l)
+	}
 }
 
 // compose runs docker-compose with the real file and the e2e override
