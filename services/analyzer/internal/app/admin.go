@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 )
 
 // adminRoutes are the routes that change the analyzer: GET and PUT
-// /admin/delivery. They are guarded as the distributor's admin routes are
+// /admin/delivery and /admin/processing. They are guarded as the distributor's admin routes are
 // (package httpguard): a Host naming the analyzer (its id, the compose
 // service name, localhost or an IP, or one of ALLOWED_HOSTS), no
 // cross-origin browser writes, Content-Type: application/json on writes,
@@ -30,6 +31,49 @@ func (a *App) adminRoutes(r chi.Router, cfg Config) {
 		httpguard.Bearer(cfg.AdminToken, "analyzer", "ADMIN_TOKEN"), httpguard.JSONOnly())
 	r.Get("/admin/delivery", a.getDelivery)
 	r.Put("/admin/delivery", a.putDelivery)
+	r.Get("/admin/processing", a.getProcessing)
+	r.Put("/admin/processing", a.putProcessing)
+}
+
+// maxDelayMs bounds the processing delay: 10 s per packet.
+const maxDelayMs = 10000
+
+// processingState is GET and PUT /admin/processing: the delay spent on
+// every packet, the "slow analyzer" knob (PROCESSING_DELAY_MS at start).
+type processingState struct {
+	DelayMs float64 `json:"delay_ms"`
+}
+
+func (a *App) getProcessing(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, processingState{DelayMs: float64(a.consumer.ProcessingDelay()) / float64(time.Millisecond)})
+}
+
+// putProcessing sets the processing delay from the next packet on:
+// {"delay_ms": 10}. Kept in PROCESSING_STATE_FILE first, when set, so a
+// restarted process keeps it (as a delivery mode is kept).
+func (a *App) putProcessing(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		DelayMs *float64 `json:"delay_ms"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "body must be {\"delay_ms\": 0 to 10000}: " + err.Error()})
+		return
+	}
+	if body.DelayMs == nil || *body.DelayMs < 0 || *body.DelayMs > maxDelayMs {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "delay_ms: must be a number of milliseconds from 0 to 10000"})
+		return
+	}
+	d := time.Duration(*body.DelayMs * float64(time.Millisecond))
+	if a.delayFile != "" {
+		if err := saveText(a.delayFile, ".processing-*", strconv.FormatFloat(*body.DelayMs, 'f', -1, 64)); err != nil {
+			writeJSON(w, http.StatusInternalServerError, errorBody{Error: fmt.Sprintf("the delay stays %v: cannot keep it for a restart: %v (PROCESSING_STATE_FILE must be writable by the analyzer)", a.consumer.ProcessingDelay(), err)})
+			return
+		}
+	}
+	a.consumer.SetProcessingDelay(d)
+	writeJSON(w, http.StatusOK, processingState{DelayMs: *body.DelayMs})
 }
 
 type deliveryState struct {
@@ -112,12 +156,16 @@ func loadMode(cfg *Config, log *slog.Logger) error {
 }
 
 // saveMode writes the state file atomically.
-func saveMode(path string, m ledger.Mode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".delivery-*")
+func saveMode(path string, m ledger.Mode) error { return saveText(path, ".delivery-*", string(m)) }
+
+// saveText writes a state file atomically: a temporary file (pattern) in
+// its directory, renamed.
+func saveText(path, pattern, text string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), pattern)
 	if err != nil {
 		return err
 	}
-	_, err = tmp.WriteString(string(m) + "\n")
+	_, err = tmp.WriteString(text + "\n")
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -128,4 +176,31 @@ func saveMode(path string, m ledger.Mode) error {
 		os.Remove(tmp.Name())
 	}
 	return err
+}
+
+// loadDelay applies the processing delay kept in PROCESSING_STATE_FILE, if
+// there is one, instead of PROCESSING_DELAY_MS: a delay set at run time
+// survives a restart of the process (a killed container started again
+// keeps its file), not a new container.
+func loadDelay(cfg *Config, log *slog.Logger) error {
+	if cfg.ProcessingStateFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(cfg.ProcessingStateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("PROCESSING_STATE_FILE: %w", err)
+	}
+	ms, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	if err != nil || ms < 0 || ms > maxDelayMs {
+		return fmt.Errorf("PROCESSING_STATE_FILE %s: %q is not a delay from 0 to %d ms", cfg.ProcessingStateFile, strings.TrimSpace(string(b)), maxDelayMs)
+	}
+	d := time.Duration(ms * float64(time.Millisecond))
+	if d != cfg.Consumer.ProcessingDelay {
+		log.Info("processing delay from the state file (set at run time) instead of PROCESSING_DELAY_MS", "delay", d, "PROCESSING_DELAY_MS", cfg.Consumer.ProcessingDelay, "file", cfg.ProcessingStateFile)
+	}
+	cfg.Consumer.ProcessingDelay = d
+	return nil
 }

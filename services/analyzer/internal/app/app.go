@@ -1,6 +1,6 @@
 // Package app wires an analyzer: configuration from the environment, the
 // consumer, and the HTTP endpoints /health, /stats, /metrics and the admin
-// route /admin/delivery (admin.go).
+// routes /admin/delivery and /admin/processing (admin.go).
 package app
 
 import (
@@ -31,6 +31,9 @@ type Config struct {
 	// StateFile (DELIVERY_STATE_FILE) keeps a delivery mode switched at
 	// run time across restarts of the process; empty: not kept.
 	StateFile string
+	// ProcessingStateFile (PROCESSING_STATE_FILE) keeps a processing delay
+	// set at run time across restarts of the process; empty: not kept.
+	ProcessingStateFile string
 	// AdminToken (ADMIN_TOKEN) and AllowedHosts (ALLOWED_HOSTS) protect
 	// the admin routes as the distributor's are protected.
 	AdminToken, AllowedHosts string
@@ -39,8 +42,8 @@ type Config struct {
 // ConfigFromEnv reads PORT, ANALYZER_ID, KAFKA_BROKERS, PROCESSING_DELAY_MS,
 // MAX_MESSAGES_PER_SEC, KAFKA_TOPIC_PREFIX, KAFKA_GROUP, DEDUP_WINDOW,
 // KAFKA_SESSION_TIMEOUT_MS, DELIVERY, LEDGER_TOPIC (set and empty: no
-// ledger), COMMIT_INTERVAL_MS, DELIVERY_STATE_FILE, ADMIN_TOKEN and
-// ALLOWED_HOSTS, and reports every bad value at once.
+// ledger), COMMIT_INTERVAL_MS, DELIVERY_STATE_FILE, PROCESSING_STATE_FILE,
+// ADMIN_TOKEN and ALLOWED_HOSTS, and reports every bad value at once.
 func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	getenv := func(k string) string { v, _ := lookup(k); return v }
 	get := func(k, def string) string {
@@ -72,7 +75,8 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		errs = append(errs, fmt.Errorf("DELIVERY: %w", err))
 	}
 	c := Config{Listen: ":" + port, StateFile: strings.TrimSpace(getenv("DELIVERY_STATE_FILE")),
-		AdminToken: strings.TrimSpace(getenv("ADMIN_TOKEN")), AllowedHosts: getenv("ALLOWED_HOSTS"),
+		ProcessingStateFile: strings.TrimSpace(getenv("PROCESSING_STATE_FILE")),
+		AdminToken:          strings.TrimSpace(getenv("ADMIN_TOKEN")), AllowedHosts: getenv("ALLOWED_HOSTS"),
 		Consumer: consume.Config{
 			ID:                id,
 			Topic:             get("KAFKA_TOPIC_PREFIX", "logs.") + id,
@@ -108,6 +112,7 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 // App is a running analyzer.
 type App struct {
 	ledgerTopic string
+	delayFile   string // PROCESSING_STATE_FILE
 	consumer    *consume.Consumer
 	stats       *consume.Stats
 	server      *httpserver.Server
@@ -123,10 +128,13 @@ func New(cfg Config, listen string, tel *telemetry.Providers, log *slog.Logger) 
 	if err := loadMode(&cfg, log); err != nil {
 		return nil, err
 	}
+	if err := loadDelay(&cfg, log); err != nil {
+		return nil, err
+	}
 	if cfg.StateFile != "" {
 		cfg.Consumer.OnModeChange = func(m ledger.Mode) error { return saveMode(cfg.StateFile, m) }
 	}
-	a := &App{ledgerTopic: cfg.Consumer.LedgerTopic, stats: stats, consumer: consume.New(cfg.Consumer, stats, tel.TracerProvider, log)}
+	a := &App{ledgerTopic: cfg.Consumer.LedgerTopic, delayFile: cfg.ProcessingStateFile, stats: stats, consumer: consume.New(cfg.Consumer, stats, tel.TracerProvider, log)}
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Get("/health", a.health)

@@ -20,6 +20,39 @@ import (
 	"github.com/dsplab/dsplab/internal/telemetry"
 )
 
+// startAnalyzer runs an analyzer with these environment variables; the
+// function returned stops it.
+func startAnalyzer(t *testing.T, vars map[string]string) (string, func()) {
+	t.Helper()
+	cfg, err := ConfigFromEnv(env(vars))
+	require.NoError(t, err)
+	tel := &telemetry.Providers{TracerProvider: noop.NewTracerProvider(), MeterProvider: sdkmetric.NewMeterProvider(), MetricsHandler: http.NotFoundHandler()}
+	a, err := New(cfg, "127.0.0.1:0", tel, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	return "http://" + a.Addr(), func() { cancel(); require.NoError(t, <-done) }
+}
+
+// call makes one request to the analyzer at url and gives its status and body.
+func call(t *testing.T, url, method, path, ct, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url+path, strings.NewReader(body))
+	require.NoError(t, err)
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func env(kv map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
 }
@@ -49,31 +82,11 @@ func TestAdminDeliverySwitchesTheModeIsGuardedAndSurvivesARestartThroughTheState
 	defer c.Close()
 	state := filepath.Join(t.TempDir(), "delivery-mode")
 	run := func() (string, func()) {
-		cfg, err := ConfigFromEnv(env(map[string]string{"KAFKA_BROKERS": c.ListenAddrs()[0], "DELIVERY_STATE_FILE": state, "ADMIN_TOKEN": "s3cret"}))
-		require.NoError(t, err)
-		tel := &telemetry.Providers{TracerProvider: noop.NewTracerProvider(), MeterProvider: sdkmetric.NewMeterProvider(), MetricsHandler: http.NotFoundHandler()}
-		a, err := New(cfg, "127.0.0.1:0", tel, slog.New(slog.DiscardHandler))
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.Run(ctx) }()
-		return "http://" + a.Addr(), func() { cancel(); require.NoError(t, <-done) }
+		return startAnalyzer(t, map[string]string{"KAFKA_BROKERS": c.ListenAddrs()[0], "DELIVERY_STATE_FILE": state, "ADMIN_TOKEN": "s3cret"})
 	}
 	url, stop := run()
 	do := func(method, path, ct, token, body string) (int, string) {
-		req, err := http.NewRequest(method, url+path, strings.NewReader(body))
-		require.NoError(t, err)
-		if ct != "" {
-			req.Header.Set("Content-Type", ct)
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return call(t, url, method, path, ct, token, body)
 	}
 	code, body := do("GET", "/health", "", "", "")
 	require.Equal(t, http.StatusOK, code)
@@ -120,4 +133,68 @@ func TestAdminDeliverySwitchesTheModeIsGuardedAndSurvivesARestartThroughTheState
 	code, body = do("GET", "/health", "", "", "")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, `"delivery":"effectively-once"`)
+}
+
+// PUT /admin/processing sets the per-packet processing delay at run time,
+// guarded as /admin/delivery is, refuses what is not a delay with a 400
+// naming delay_ms, and keeps the delay for a restart of the process.
+func TestAdminProcessingSetsTheDelayIsGuardedAndSurvivesARestart(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	require.NoError(t, err)
+	defer c.Close()
+	state := filepath.Join(t.TempDir(), "processing-delay")
+	run := func() (string, func()) {
+		return startAnalyzer(t, map[string]string{"KAFKA_BROKERS": c.ListenAddrs()[0], "PROCESSING_STATE_FILE": state,
+			"PROCESSING_DELAY_MS": "2", "ADMIN_TOKEN": "s3cret"})
+	}
+	url, stop := run()
+	do := func(method, path, ct, token, body string) (int, string) {
+		return call(t, url, method, path, ct, token, body)
+	}
+	code, body := do("GET", "/admin/processing", "", "s3cret", "")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"delay_ms":2}`, body, "PROCESSING_DELAY_MS at start")
+
+	code, _ = do("PUT", "/admin/processing", "application/json", "", `{"delay_ms":10}`)
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, _ = do("PUT", "/admin/processing", "text/plain", "s3cret", `{"delay_ms":10}`)
+	require.Equal(t, http.StatusUnsupportedMediaType, code)
+	for _, bad := range []string{`{"delay_ms":-1}`, `{"delay_ms":10001}`, `{}`, `{"delay_ms":"10"}`, `{"delay_ms":10,"extra":1}`, `[`, `{"delay_ms":1e999}`} {
+		code, body = do("PUT", "/admin/processing", "application/json", "s3cret", bad)
+		require.Equal(t, http.StatusBadRequest, code, bad)
+		require.Contains(t, body, "delay_ms", bad)
+		require.Contains(t, body, `"error"`, bad)
+	}
+	code, body = do("PUT", "/admin/processing", "application/json", "s3cret", `{"delay_ms":12.5}`)
+	require.Equal(t, http.StatusOK, code, body)
+	require.JSONEq(t, `{"delay_ms":12.5}`, body)
+	b, err := os.ReadFile(state)
+	require.NoError(t, err)
+	require.Equal(t, "12.5\n", string(b))
+	stop()
+
+	url, stop = run() // the same PROCESSING_DELAY_MS (2), the state file wins
+	code, body = do("GET", "/admin/processing", "", "s3cret", "")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"delay_ms":12.5}`, body)
+
+	// A delay that could not be kept for a restart is refused, not half set.
+	require.NoError(t, os.Remove(state))
+	require.NoError(t, os.MkdirAll(filepath.Join(state, "x"), 0o700))
+	code, body = do("PUT", "/admin/processing", "application/json", "s3cret", `{"delay_ms":0}`)
+	require.Equal(t, http.StatusInternalServerError, code, body)
+	require.Contains(t, body, "the delay stays 12.5ms")
+	code, body = do("GET", "/admin/processing", "", "s3cret", "")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"delay_ms":12.5}`, body)
+	stop()
+
+	// A state file that is not a delay stops the start with its name.
+	require.NoError(t, os.RemoveAll(state))
+	require.NoError(t, os.WriteFile(state, []byte("fast\n"), 0o600))
+	cfg, err := ConfigFromEnv(env(map[string]string{"KAFKA_BROKERS": c.ListenAddrs()[0], "PROCESSING_STATE_FILE": state}))
+	require.NoError(t, err)
+	tel := &telemetry.Providers{TracerProvider: noop.NewTracerProvider(), MeterProvider: sdkmetric.NewMeterProvider(), MetricsHandler: http.NotFoundHandler()}
+	_, err = New(cfg, "127.0.0.1:0", tel, slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, "PROCESSING_STATE_FILE")
 }

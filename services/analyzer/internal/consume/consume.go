@@ -39,7 +39,8 @@ const ledgerRetention = "86400000"
 type Config struct {
 	ID, Topic, Group string
 	Brokers          []string
-	// ProcessingDelay is spent on every packet: the "slow analyzer" knob.
+	// ProcessingDelay is spent on every packet: the "slow analyzer" knob
+	// (at start; SetProcessingDelay changes it).
 	ProcessingDelay time.Duration
 	// MaxMessagesPerSec caps processing speed (0: no cap).
 	MaxMessagesPerSec float64
@@ -71,6 +72,7 @@ type Consumer struct {
 
 	running atomic.Bool
 	mode    atomic.Value // ledger.Mode
+	delay   atomic.Int64 // the processing delay in force, in nanoseconds
 
 	// held (a one-slot channel, so that a mode switch can give up
 	// waiting) while a batch is handled and while the mode switches:
@@ -98,6 +100,7 @@ func New(cfg Config, stats *Stats, tp trace.TracerProvider, log *slog.Logger) *C
 		done: map[ledger.Source]struct{}{}, held: make(chan struct{}, 1),
 		tracer: tp.Tracer("github.com/dsplab/dsplab/services/analyzer/consume"), spanName: "process " + cfg.Topic}
 	c.mode.Store(cfg.Delivery)
+	c.delay.Store(int64(max(cfg.ProcessingDelay, 0)))
 	stats.setMode(cfg.Delivery)
 	return c
 }
@@ -117,6 +120,14 @@ func (c *Consumer) lockCtx(ctx context.Context) bool {
 		return false
 	}
 }
+
+// ProcessingDelay is the delay spent on every packet now (the "slow
+// analyzer" knob: PROCESSING_DELAY_MS at start, PUT /admin/processing at
+// run time).
+func (c *Consumer) ProcessingDelay() time.Duration { return time.Duration(c.delay.Load()) }
+
+// SetProcessingDelay changes the delay from the next packet on.
+func (c *Consumer) SetProcessingDelay(d time.Duration) { c.delay.Store(int64(max(d, 0))) }
 
 // Mode is the delivery mode in force.
 func (c *Consumer) Mode() ledger.Mode { return c.mode.Load().(ledger.Mode) }
@@ -267,8 +278,8 @@ func (c *Consumer) process(ctx context.Context, m kafka.Message, mode ledger.Mod
 		return ledger.Record{}, false
 	}
 	levels := countLevels(make([]levelCount, 0, 8), env.Messages) // a handful: stays on the stack
-	if c.cfg.ProcessingDelay > 0 {
-		sleep(ctx, c.cfg.ProcessingDelay)
+	if d := c.ProcessingDelay(); d > 0 {
+		sleep(ctx, d)
 	}
 	c.throttle(ctx, len(env.Messages))
 	c.stats.processed(ctx, env.Tenant, levels, len(env.Messages), time.Since(start), time.Since(env.ReceivedAt))

@@ -203,6 +203,25 @@ func TestAtMostOnceCommitsTheBatchBeforeProcessingIt(t *testing.T) {
 	require.Eventually(t, func() bool { return len(readLedger(t, brokers)) == 10 }, 20*time.Second, 50*time.Millisecond)
 }
 
+// The delay set at run time (PUT /admin/processing) slows the loop as
+// PROCESSING_DELAY_MS does at start: the experiments slow an analyzer down
+// this way so that a kill finds a batch in hand.
+func TestTheProcessingDelaySetAtRunTimeSlowsTheLoop(t *testing.T) {
+	brokers := newBroker(t)
+	r := start(t, cfgFor(brokers, ledger.AtMostOnce))
+	require.Zero(t, r.cons.ProcessingDelay())
+	r.cons.SetProcessingDelay(300 * time.Millisecond)
+	require.Equal(t, 300*time.Millisecond, r.cons.ProcessingDelay())
+	produce(t, brokers, "logs.a1", 0, 10)
+	require.Eventually(t, func() bool { return committed(t, brokers) > 1 }, 20*time.Second, 20*time.Millisecond)
+	ahead := committed(t, brokers)
+	got := len(readLedger(t, brokers))
+	require.Less(t, int64(got), ahead, "committed %d, processed and recorded %d", ahead, got)
+	r.cons.SetProcessingDelay(-time.Second)
+	require.Zero(t, r.cons.ProcessingDelay(), "a negative delay is none")
+	require.Eventually(t, func() bool { return len(readLedger(t, brokers)) == 10 }, 20*time.Second, 50*time.Millisecond)
+}
+
 func TestSwitchingEffectivelyOnceOnRebuildsAndOffNeedsNoLedger(t *testing.T) {
 	brokers := newBroker(t)
 	r := start(t, cfgFor(brokers, ledger.AtLeastOnce))
