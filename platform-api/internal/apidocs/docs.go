@@ -2290,6 +2290,17 @@ const docTemplate = `{
                     "type": "string",
                     "example": "analyzer-crash"
                 },
+                "processingDelayMs": {
+                    "description": "ProcessingDelayMs slows analyzers down for the experiment, by\nanalyzer id: milliseconds spent on every packet (0 to 10000, the\nanalyzer's PROCESSING_DELAY_MS), set through each analyzer's admin\nAPI (PUT /admin/processing) and kept across its restarts; the delays\nfrom before are put back at the end, whatever the verdict.",
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "number",
+                        "format": "float64"
+                    },
+                    "example": {
+                        "analyzer-1": 10
+                    }
+                },
                 "recoverySeconds": {
                     "description": "RecoverySeconds is how long after the last fault ends the \"after\"\nchecks have to hold (time to recover is measured in it).",
                     "type": "number",

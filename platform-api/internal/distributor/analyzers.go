@@ -58,3 +58,34 @@ func (c *Client) SetDeliveryMode(ctx context.Context, analyzer, mode string) err
 	body, _ := json.Marshal(deliveryBody{Mode: mode})
 	return c.call(ctx, "analyzer "+analyzer, base, "/admin/delivery", c.analyzerToken, http.MethodPut, body, nil)
 }
+
+// processingBody is the analyzer's GET and PUT /admin/processing.
+type processingBody struct {
+	DelayMs float64 `json:"delay_ms"`
+}
+
+// ProcessingDelay reads an analyzer's per-packet processing delay in
+// milliseconds (GET /admin/processing).
+func (c *Client) ProcessingDelay(ctx context.Context, analyzer string) (float64, error) {
+	base, err := c.AnalyzerURL(ctx, analyzer)
+	if err != nil {
+		return 0, err
+	}
+	var out processingBody
+	if err := c.call(ctx, "analyzer "+analyzer, base, "/admin/processing", c.analyzerToken, http.MethodGet, nil, &out); err != nil {
+		return 0, err
+	}
+	return out.DelayMs, nil
+}
+
+// SetProcessingDelay sets an analyzer's per-packet processing delay at run
+// time (PUT /admin/processing); the analyzer refuses one out of its range
+// (an *Error).
+func (c *Client) SetProcessingDelay(ctx context.Context, analyzer string, ms float64) error {
+	base, err := c.AnalyzerURL(ctx, analyzer)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(processingBody{DelayMs: ms})
+	return c.call(ctx, "analyzer "+analyzer, base, "/admin/processing", c.analyzerToken, http.MethodPut, body, nil)
+}

@@ -61,3 +61,53 @@ func TestDeliveryModesAreReadAndSetAtTheURLTheDistributorRoutesTo(t *testing.T) 
 	_, err = c.DeliveryMode(t.Context(), "analyzer-1")
 	require.ErrorContains(t, err, "analyzer analyzer-1 at http://127.0.0.1:1")
 }
+
+// The same for /admin/processing (the stand-in answers as the analyzer's
+// handler does: {"delay_ms": N}, a 400 naming delay_ms out of range). The
+// platform against the real analyzer: the e2e suite's delivery-semantics
+// presets.
+func TestProcessingDelaysAreReadAndSetAtTheURLTheDistributorRoutesTo(t *testing.T) {
+	delay := 0.0
+	ar := chi.NewRouter()
+	ar.Use(httpguard.NewHosts("ALLOWED_HOSTS", "", "analyzer-2").Check, httpguard.SameOrigin, httpguard.Bearer("an4lyzer", "analyzer", "ADMIN_TOKEN"), httpguard.JSONOnly())
+	ar.Get("/admin/processing", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]float64{"delay_ms": delay})
+	})
+	ar.Put("/admin/processing", func(w http.ResponseWriter, r *http.Request) {
+		var b struct {
+			DelayMs float64 `json:"delay_ms"`
+		}
+		json.NewDecoder(r.Body).Decode(&b)
+		if b.DelayMs > 10000 {
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error":"delay_ms: must be a number of milliseconds from 0 to 10000"}`))
+			return
+		}
+		delay = b.DelayMs
+		json.NewEncoder(w).Encode(map[string]float64{"delay_ms": delay})
+	})
+	analyzer := httptest.NewServer(ar)
+	t.Cleanup(analyzer.Close)
+	dr := chi.NewRouter()
+	dr.Get("/admin/analyzers", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"analyzers": []map[string]any{{"id": "analyzer-2", "url": analyzer.URL}}})
+	})
+	dist := httptest.NewServer(dr)
+	t.Cleanup(dist.Close)
+
+	c := New(dist.URL, "").WithAnalyzerToken("an4lyzer")
+	got, err := c.ProcessingDelay(t.Context(), "analyzer-2")
+	require.NoError(t, err)
+	require.Zero(t, got)
+	require.NoError(t, c.SetProcessingDelay(t.Context(), "analyzer-2", 12.5))
+	require.Equal(t, 12.5, delay)
+	got, err = c.ProcessingDelay(t.Context(), "analyzer-2")
+	require.NoError(t, err)
+	require.Equal(t, 12.5, got)
+	var e *Error
+	require.ErrorAs(t, c.SetProcessingDelay(t.Context(), "analyzer-2", 20000), &e)
+	require.Equal(t, http.StatusBadRequest, e.Status)
+	require.Contains(t, e.Error(), "delay_ms")
+	require.ErrorAs(t, New(dist.URL, "").SetProcessingDelay(t.Context(), "analyzer-2", 1), &e)
+	require.Equal(t, http.StatusUnauthorized, e.Status, "without the analyzers' token")
+}

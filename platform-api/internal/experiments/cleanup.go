@@ -31,6 +31,11 @@ func (r *runner) cleanup(ctx context.Context) []string {
 			notUndone = append(notUndone, "delivery modes: "+strings.Join(failed, ", "))
 		}
 	}
+	if before := snap.undo.DelayBefore; len(before) > 0 && !snap.undo.DelayRestored {
+		if failed := r.restoreDelays(ctx, before); len(failed) > 0 {
+			notUndone = append(notUndone, "processing delays: "+strings.Join(failed, ", "))
+		}
+	}
 	_, notStopped := r.stopTraffic(ctx, snap.TrafficJobID, "at the end of the experiment")
 	notUndone = append(notUndone, notStopped...)
 	if len(notUndone) > 0 {

@@ -75,7 +75,8 @@ func (m *Manager) conclude(e *Experiment) {
 }
 
 // undoInterrupted undoes what an interrupted experiment changed, as its
-// record says: faults, the distributor's overlay, delivery modes, traffic.
+// record says: faults, the distributor's overlay, delivery modes,
+// processing delays, traffic.
 func (r *runner) undoInterrupted(ctx context.Context, e Experiment) *undone {
 	u := &undone{}
 	r.concludeFaults(ctx, e, u)
@@ -90,6 +91,7 @@ func (r *runner) undoInterrupted(ctx context.Context, e Experiment) *undone {
 		}
 	}
 	r.concludeDelivery(ctx, e.undo, u)
+	r.concludeDelays(ctx, e.undo, u)
 	r.concludeTraffic(ctx, e, u)
 	if len(u.failed) > 0 {
 		r.event("cleanup-failed", "not undone: %s", strings.Join(u.failed, "; "))

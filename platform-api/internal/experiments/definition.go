@@ -62,7 +62,16 @@ type Definition struct {
 	// each analyzer's admin API; the modes from before are put back at the
 	// end, whatever the verdict.
 	Delivery map[string]string `yaml:"delivery" json:"delivery,omitempty" example:"analyzer-2:at-most-once"`
+	// ProcessingDelayMs slows analyzers down for the experiment, by
+	// analyzer id: milliseconds spent on every packet (0 to 10000, the
+	// analyzer's PROCESSING_DELAY_MS), set through each analyzer's admin
+	// API (PUT /admin/processing) and kept across its restarts; the delays
+	// from before are put back at the end, whatever the verdict.
+	ProcessingDelayMs map[string]float64 `yaml:"processingDelayMs" json:"processingDelayMs,omitempty" example:"analyzer-1:10"`
 }
+
+// maxProcessingDelayMs is the analyzers' bound on PUT /admin/processing.
+const maxProcessingDelayMs = 10000
 
 // modeNames lists the analyzers' delivery modes (ledger.Modes) for errors.
 var modeNames = func() string {
@@ -204,6 +213,11 @@ func (d *Definition) Validate(maxFaultDuration float64) error {
 		p.Check(strings.TrimSpace(id) != "", "delivery", "an analyzer id is empty")
 		_, err := ledger.ParseMode(d.Delivery[id])
 		p.Check(err == nil, "delivery."+id, "must be one of %s (got %q)", modeNames, d.Delivery[id])
+	}
+	for _, id := range slices.Sorted(maps.Keys(d.ProcessingDelayMs)) {
+		p.Check(strings.TrimSpace(id) != "", "processingDelayMs", "an analyzer id is empty")
+		ms := d.ProcessingDelayMs[id]
+		p.Check(ms >= 0 && ms <= maxProcessingDelayMs, "processingDelayMs."+id, "must be from 0 to %d milliseconds (got %g)", maxProcessingDelayMs, ms)
 	}
 	return p.Err("experiment")
 }

@@ -37,12 +37,37 @@ func (f *fakeLedger) Check(_ context.Context, jobIDs []string, since time.Time, 
 	return r
 }
 
-// fakeAnalyzers are analyzers' delivery modes behind their admin API.
+// fakeAnalyzers are analyzers' delivery modes and processing delays
+// behind their admin API.
 type fakeAnalyzers struct {
 	mu      sync.Mutex
 	modes   map[string]string
+	delays  map[string]float64
 	history []string
 	down    map[string]bool
+}
+
+func (f *fakeAnalyzers) ProcessingDelay(_ context.Context, id string) (float64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down[id] {
+		return 0, errors.New("connection refused")
+	}
+	return f.delays[id], nil
+}
+
+func (f *fakeAnalyzers) SetProcessingDelay(_ context.Context, id string, ms float64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down[id] {
+		return errors.New("connection refused")
+	}
+	if f.delays == nil {
+		f.delays = map[string]float64{}
+	}
+	f.delays[id] = ms
+	f.history = append(f.history, fmt.Sprintf("%s=%gms", id, ms))
+	return nil
 }
 
 func (f *fakeAnalyzers) DeliveryMode(_ context.Context, id string) (string, error) {
@@ -281,7 +306,7 @@ func TestAnAnalyzerThatLostItsModeInTheExperimentFailsIt(t *testing.T) {
 		m.Wait()
 		e, _ = m.Get(e.ID)
 		require.Equal(t, Failed, e.State)
-		require.Equal(t, "delivery modes did not hold: analyzer-2 ended in at-least-once, not effectively-once", e.Reason)
+		require.Equal(t, "delivery settings did not hold: analyzer-2 ended in at-least-once, not effectively-once", e.Reason)
 		require.Equal(t, []string{"analyzer-2=effectively-once", "analyzer-2=at-least-once"}, a.history, "put back all the same")
 	})
 }
@@ -323,23 +348,16 @@ func TestTheSIGKILLPresetsExpectTheExactLedgerToLoseNothingAndEachDeliveryModeIt
 		mode := string(m)
 		d := presets["delivery-semantics-"+mode]
 		require.Equal(t, map[string]string{"analyzer-1": mode}, d.Delivery)
-		// The same kills in every mode; the CPU limit that gives analyzer-1
-		// a backlog is tighter for at-most-once (its loss needs batches in
-		// hand at the kill; the preset says why).
-		kills := func(fs []ScheduledFault) (out []ScheduledFault) {
-			for _, f := range fs {
-				if f.Type == "cpu" {
-					require.Equal(t, "analyzer-1", f.Target, d.Name)
-					require.Positive(t, f.CPUs, d.Name)
-					f.CPUs = 0
-				}
-				out = append(out, f)
-			}
-			return out
+		// The same kills and the same slowed analyzer-1 in every mode: the
+		// delay gives it a backlog, so each kill finds a batch in hand, on
+		// any machine (the presets say why this replaced a CPU limit).
+		require.Equal(t, presets["delivery-semantics-at-least-once"].Faults, d.Faults, "the same faults in every mode")
+		require.Len(t, d.Faults, 3, d.Name)
+		for _, f := range d.Faults {
+			require.Equal(t, ScheduledFault{AtSeconds: f.AtSeconds, Type: "kill", Target: "analyzer-1", DurationSeconds: 5}, f, d.Name)
 		}
-		require.Equal(t, kills(presets["delivery-semantics-at-least-once"].Faults), kills(d.Faults), "the same faults in every mode but the CPU limit")
-		require.Equal(t, presets["delivery-semantics-at-least-once"].ConfigChanges, d.ConfigChanges, "the same patient health probes in every mode")
-		require.NotEmpty(t, d.ConfigChanges, d.Name)
+		require.Equal(t, map[string]float64{"analyzer-1": 8}, d.ProcessingDelayMs, d.Name)
+		require.Empty(t, d.ConfigChanges, "nothing else changes: %s", d.Name)
 		require.Equal(t, "0", fmt.Sprint(expects(d.Name)["acceptedNotWritten"][3:]))
 	}
 }
@@ -389,4 +407,114 @@ func (c *checkingAnalyzers) SetDeliveryMode(ctx context.Context, id, mode string
 	err := c.fakeAnalyzers.SetDeliveryMode(ctx, id, mode)
 	c.onSet()
 	return err
+}
+
+func (c *checkingAnalyzers) SetProcessingDelay(ctx context.Context, id string, ms float64) error {
+	err := c.fakeAnalyzers.SetProcessingDelay(ctx, id, ms)
+	c.onSet()
+	return err
+}
+
+func TestProcessingDelaysAreSetBeforeTheTrafficAndPutBackAtTheEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, _, _ := newWorld(analyzerCrash)
+		a := &fakeAnalyzers{modes: map[string]string{"analyzer-1": "at-least-once"}, delays: map[string]float64{"analyzer-1": 0, "analyzer-2": 2}}
+		m := ledgerManager(w, nil, a)
+		d := crashDefinition()
+		d.Delivery = map[string]string{"analyzer-1": "at-most-once"}
+		d.ProcessingDelayMs = map[string]float64{"analyzer-2": 10, "analyzer-1": 7.5}
+		e, err := m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Passed, e.State, e.Reason)
+		require.Equal(t, []string{"analyzer-1=at-most-once", "analyzer-1=7.5ms", "analyzer-2=10ms",
+			"analyzer-1=at-least-once", "analyzer-1=0ms", "analyzer-2=2ms"}, a.history)
+		var kinds []string
+		for _, ev := range e.Timeline {
+			kinds = append(kinds, ev.Kind)
+		}
+		require.Equal(t, []string{"started", "delivery-changed", "processing-changed", "processing-changed", "traffic-started"}, kinds[:5], "before the traffic")
+		require.Contains(t, kinds, "processing-restored")
+		require.True(t, e.undo.DelayRestored)
+		require.Equal(t, map[string]float64{"analyzer-1": 0, "analyzer-2": 2}, e.undo.DelayBefore)
+	})
+}
+
+// forgetful is an analyzer that comes back from the kill at its
+// environment's processing delay (no PROCESSING_STATE_FILE).
+type forgetful struct{ *fakeAnalyzers }
+
+func (f forgetful) ProcessingDelay(ctx context.Context, id string) (float64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.history) == 1 { // after the change, before the restore
+		return 0, nil
+	}
+	return f.delays[id], nil
+}
+
+func TestAnAnalyzerThatLostItsProcessingDelayFailsTheExperiment(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, _, _ := newWorld(analyzerCrash)
+		a := &fakeAnalyzers{delays: map[string]float64{"analyzer-2": 0}}
+		m := ledgerManager(w, nil, forgetful{a})
+		d := crashDefinition()
+		d.ProcessingDelayMs = map[string]float64{"analyzer-2": 10}
+		e, _ := m.Start(d)
+		m.Wait()
+		e, _ = m.Get(e.ID)
+		require.Equal(t, Failed, e.State)
+		require.Equal(t, "delivery settings did not hold: analyzer-2 ended at 0 ms per packet, not 10", e.Reason)
+		require.Equal(t, []string{"analyzer-2=10ms", "analyzer-2=0ms"}, a.history, "put back all the same")
+	})
+}
+
+func TestProcessingDelaysAreValidatedNamingTheAnalyzer(t *testing.T) {
+	d := Definition{Name: "x", ProcessingDelayMs: map[string]float64{"analyzer-1": -1, "analyzer-2": 10001, " ": 5, "analyzer-3": 10000}}
+	var ve *apierr.ValidationError
+	require.ErrorAs(t, d.Validate(600), &ve)
+	problems := map[string]string{}
+	for _, p := range ve.Problems {
+		problems[p.Field] = p.Problem
+	}
+	require.Contains(t, problems["processingDelayMs.analyzer-1"], "from 0 to 10000 milliseconds (got -1)")
+	require.Contains(t, problems["processingDelayMs.analyzer-2"], "(got 10001)")
+	require.Contains(t, problems["processingDelayMs"], "an analyzer id is empty")
+	require.NotContains(t, problems, "processingDelayMs.analyzer-3")
+}
+
+// A kill -9 of the platform right after it slowed analyzer-2 down: the
+// restarted platform puts the delay from before back.
+func TestAnInterruptedExperimentPutsTheProcessingDelaysBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		w, _, as := newWorld(analyzerCrash)
+		a := &fakeAnalyzers{delays: map[string]float64{"analyzer-2": 1}}
+		var killed string
+		checking := &checkingAnalyzers{fakeAnalyzers: a, onSet: func() {
+			if killed == "" {
+				killed = copyDir(t, dir)
+			}
+		}}
+		m := NewManager(Options{Querier: w, Faults: w, Traffic: trafficWorld{w}, Alerts: as, Delivery: checking, MaxFaultSeconds: 600,
+			Logger: slog.New(slog.DiscardHandler), Store: openStore(t, dir)})
+		d := crashDefinition()
+		d.ProcessingDelayMs = map[string]float64{"analyzer-2": 10}
+		_, err := m.Start(d)
+		require.NoError(t, err)
+		m.Wait()
+		require.NotEmpty(t, killed)
+
+		a.delays["analyzer-2"], a.history = 10, nil // as the killed platform left it
+		m2 := NewManager(Options{Querier: w.clone(), Faults: w, Traffic: trafficWorld{w}, Alerts: alerts.New(10), Delivery: a, MaxFaultSeconds: 600,
+			Logger: slog.New(slog.DiscardHandler), Store: openStore(t, killed)})
+		m2.Restore()
+		m2.Wait()
+		list := m2.List()
+		require.Len(t, list, 1)
+		require.Equal(t, Interrupted, list[0].State)
+		require.Contains(t, list[0].Reason, "the analyzers' processing delays from before restored")
+		require.Equal(t, []string{"analyzer-2=1ms"}, a.history)
+	})
 }

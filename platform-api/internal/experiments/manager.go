@@ -204,6 +204,7 @@ func copyOf(e *Experiment) Experiment {
 	c.undo.FaultsStarting = slices.Clone(e.undo.FaultsStarting)
 	c.undo.Judged = slices.Clone(e.undo.Judged)
 	c.undo.DeliveryBefore = maps.Clone(e.undo.DeliveryBefore)
+	c.undo.DelayBefore = maps.Clone(e.undo.DelayBefore)
 	c.Checks = make([]CheckResult, len(e.Checks))
 	for i, cr := range e.Checks {
 		cr.Samples = append([]Sample(nil), cr.Samples...)

@@ -48,6 +48,11 @@ type undo struct {
 	// back itself.
 	DeliveryBefore   map[string]string `json:"deliveryBefore,omitempty"`
 	DeliveryRestored bool              `json:"deliveryRestored,omitempty"`
+	// DelayBefore are the analyzers' processing delays (ms) read before
+	// the experiment changed them; DelayRestored says the runner put them
+	// back itself.
+	DelayBefore   map[string]float64 `json:"delayBefore,omitempty"`
+	DelayRestored bool               `json:"delayRestored,omitempty"`
 	// Judged lists the phases whose checks were decided.
 	Judged []Phase `json:"judged,omitempty"`
 }
