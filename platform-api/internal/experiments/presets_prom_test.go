@@ -1,17 +1,15 @@
 package experiments
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dsplab/dsplab/internal/prom"
 )
 
 // hotReloadOpenMetrics writes distributor_routed_messages_total of a
@@ -41,33 +39,6 @@ func hotReloadOpenMetrics(t0 time.Time) string {
 	return b.String()
 }
 
-// instant is a PromQL query's value at t on a real Prometheus: present is
-// false for an empty result, and a 0/0 is NaN (as the runner sees it).
-func instant(t *testing.T, base, q string, at time.Time) (v float64, present bool) {
-	t.Helper()
-	resp, err := http.Get(base + "/api/v1/query?" + url.Values{"query": {q}, "time": {strconv.FormatInt(at.Unix(), 10)}}.Encode())
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
-	require.Equal(t, "success", body.Status, "%s: %s", q, body.Error)
-	if len(body.Data.Result) == 0 {
-		return 0, false
-	}
-	s, _ := body.Data.Result[0].Value[1].(string)
-	v, err = strconv.ParseFloat(s, 64)
-	require.NoError(t, err)
-	return v, true
-}
-
 // Without faults, the after phase of a preset starts once its traffic has
 // ended, as late as the runner sees k6 end: on a busy machine many seconds
 // later. hot-reload's after check must hold for the whole recovery window
@@ -89,22 +60,29 @@ func TestHotReloadAfterCheckHoldsOnceTheTrafficHasEnded(t *testing.T) {
 	}
 
 	t0 := time.Now().Add(-20 * time.Minute).Truncate(5 * time.Second).UTC()
-	base := realPrometheus(t, hotReloadOpenMetrics(t0))
-	for d := 0.0; d <= def.RecoverySeconds; d += def.IntervalSeconds {
-		at := t0.Add(time.Duration((end + d) * float64(time.Second)))
-		v, ok := instant(t, base, after.Query, at)
-		require.True(t, ok, "%s: a value %gs after the traffic", after.Name, d)
-		require.True(t, after.holds(v), "%s: %g %gs after the traffic", after.Name, v, d)
-		require.InDelta(t, 0.5, v, 0.01, "the share of the traffic's last seconds, after the clear")
+	q := prom.New(realPrometheus(t, hotReloadOpenMetrics(t0)))
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	// Every evaluation the recovery window can make, from the traffic's end.
+	step := time.Duration(def.IntervalSeconds * float64(time.Second))
+	series, err := q.QueryRange(t.Context(), after.Query, at(end), at(end+def.RecoverySeconds), step)
+	require.NoError(t, err)
+	require.Len(t, series, 1)
+	require.Len(t, series[0].Samples, int(def.RecoverySeconds/def.IntervalSeconds)+1, "a value at every evaluation")
+	for _, s := range series[0].Samples {
+		require.True(t, after.holds(s.V), "%s: %g %gs after the traffic", after.Name, s.V, s.T.Sub(at(end)).Seconds())
+		require.InDelta(t, 0.5, s.V, 0.01, "the share of the traffic's last seconds, after the clear")
 	}
-	// The query it replaced: the share over the last 10 s, which has no
-	// value once the traffic has been over for longer than the window.
+	// The query it replaced: the share over the last 10 s, which is 0/0
+	// once the traffic has been over for longer than the window.
 	old := `sum(rate(distributor_routed_messages_total{analyzer="analyzer-1"}[10s])) / sum(rate(distributor_routed_messages_total[10s]))`
-	v, _ := instant(t, base, old, t0.Add((60+20)*time.Second))
-	require.True(t, math.IsNaN(v), "the old check 20 s after the traffic: %g", v)
+	series, err = q.QueryRange(t.Context(), old, at(end+20), at(end+20), time.Second)
+	require.NoError(t, err)
+	require.Len(t, series, 1)
+	require.True(t, math.IsNaN(series[0].Samples[0].V), "the old check 20 s after the traffic: %v", series[0].Samples)
 	// And while the overlay is on, the new query does not hold: it
 	// follows the traffic, not a constant.
-	v, ok := instant(t, base, after.Query, t0.Add(40*time.Second))
-	require.True(t, ok)
-	require.False(t, after.holds(v), "analyzer-1's share under the overlay: %g", v)
+	series, err = q.QueryRange(t.Context(), after.Query, at(40), at(40), time.Second)
+	require.NoError(t, err)
+	require.Len(t, series, 1)
+	require.False(t, after.holds(series[0].Samples[0].V), "analyzer-1's share under the overlay: %v", series[0].Samples)
 }
