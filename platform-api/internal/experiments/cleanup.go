@@ -26,16 +26,7 @@ func (r *runner) cleanup(ctx context.Context) []string {
 	notUndone := r.stopFaults(ctx)
 	notUndone = append(notUndone, r.putOverlayBack(ctx)...)
 	snap := r.rec.snapshot()
-	if before := snap.undo.DeliveryBefore; len(before) > 0 && !snap.undo.DeliveryRestored {
-		if failed := r.restoreDelivery(ctx, before); len(failed) > 0 {
-			notUndone = append(notUndone, "delivery modes: "+strings.Join(failed, ", "))
-		}
-	}
-	if before := snap.undo.DelayBefore; len(before) > 0 && !snap.undo.DelayRestored {
-		if failed := r.restoreDelays(ctx, before); len(failed) > 0 {
-			notUndone = append(notUndone, "processing delays: "+strings.Join(failed, ", "))
-		}
-	}
+	notUndone = append(notUndone, r.restoreDelivery(ctx, snap.undo)...)
 	_, notStopped := r.stopTraffic(ctx, snap.TrafficJobID, "at the end of the experiment")
 	notUndone = append(notUndone, notStopped...)
 	if len(notUndone) > 0 {

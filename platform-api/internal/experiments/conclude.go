@@ -91,7 +91,6 @@ func (r *runner) undoInterrupted(ctx context.Context, e Experiment) *undone {
 		}
 	}
 	r.concludeDelivery(ctx, e.undo, u)
-	r.concludeDelays(ctx, e.undo, u)
 	r.concludeTraffic(ctx, e, u)
 	if len(u.failed) > 0 {
 		r.event("cleanup-failed", "not undone: %s", strings.Join(u.failed, "; "))

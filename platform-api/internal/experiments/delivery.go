@@ -19,9 +19,53 @@ type DeliverySwitch interface {
 	SetProcessingDelay(ctx context.Context, analyzer string, ms float64) error
 }
 
-// applyDelivery sets the definition's delivery modes and processing
-// delays, each after the value in force is on disk (a platform killed
-// after a change still knows what to put back).
+// knob is one of the analyzers' run-time settings that an experiment
+// changes through their admin API and puts back: the delivery mode or the
+// processing delay. Both go the same way: the value in force is read and
+// kept on disk before the change, put back at the end (or by the next
+// platform after a kill of this one), and read again before the verdict.
+type knob[V comparable] struct {
+	kind   string // the timeline's <kind>-changed, -restored, -failed, -drifted
+	what   string // "delivery mode", in messages
+	plural string // "delivery modes"
+	at     string // "ended in at-least-once", "ended at 10 ms per packet"
+	show   func(V) string
+	get    func(ctx context.Context, id string) (V, error)
+	set    func(ctx context.Context, id string, v V) error
+	// before and restored are the knob's fields of the undo record.
+	before   func(u *undo) *map[string]V
+	restored func(u *undo) *bool
+}
+
+// toRestore are the values from before the experiment in u that are not
+// back yet.
+func (k knob[V]) toRestore(u undo) map[string]V {
+	if *k.restored(&u) {
+		return nil
+	}
+	return *k.before(&u)
+}
+
+func (r *runner) modeKnob() knob[string] {
+	return knob[string]{kind: "delivery", what: "delivery mode", plural: "delivery modes", at: "in",
+		show:   func(m string) string { return m },
+		get:    func(ctx context.Context, id string) (string, error) { return r.delivery.DeliveryMode(ctx, id) },
+		set:    func(ctx context.Context, id, m string) error { return r.delivery.SetDeliveryMode(ctx, id, m) },
+		before: func(u *undo) *map[string]string { return &u.DeliveryBefore }, restored: func(u *undo) *bool { return &u.DeliveryRestored }}
+}
+
+func (r *runner) delayKnob() knob[float64] {
+	return knob[float64]{kind: "processing", what: "processing delay", plural: "processing delays", at: "at",
+		show: func(ms float64) string { return fmt.Sprintf("%g ms per packet", ms) },
+		get:  func(ctx context.Context, id string) (float64, error) { return r.delivery.ProcessingDelay(ctx, id) },
+		set: func(ctx context.Context, id string, ms float64) error {
+			return r.delivery.SetProcessingDelay(ctx, id, ms)
+		},
+		before: func(u *undo) *map[string]float64 { return &u.DelayBefore }, restored: func(u *undo) *bool { return &u.DelayRestored }}
+}
+
+// applyDelivery sets the definition's delivery modes, then its processing
+// delays, before the before checks.
 func (r *runner) applyDelivery(ctx context.Context) outcome {
 	if len(r.def.Delivery) == 0 && len(r.def.ProcessingDelayMs) == 0 {
 		return proceed
@@ -29,117 +73,86 @@ func (r *runner) applyDelivery(ctx context.Context) outcome {
 	if r.delivery == nil {
 		return fail("delivery modes: the platform cannot reach the analyzers' admin API")
 	}
-	for _, id := range slices.Sorted(maps.Keys(r.def.Delivery)) {
-		mode := r.def.Delivery[id]
-		prev, err := r.delivery.DeliveryMode(ctx, id)
-		if err != nil {
-			r.event("delivery-failed", "reading %s's delivery mode: %v", id, err)
-			return fail("delivery mode of %s not read: %v", id, err)
-		}
-		if err := r.rec.updateDurable(func(e *Experiment) {
-			if e.undo.DeliveryBefore == nil {
-				e.undo.DeliveryBefore = map[string]string{}
-			}
-			e.undo.DeliveryBefore[id] = prev
-		}); err != nil {
-			r.event("delivery-failed", "saving %s's delivery mode before changing it: %v", id, err)
-			return fail("delivery mode not changed: the mode to put back could not be saved: %v", err)
-		}
-		if err := r.delivery.SetDeliveryMode(ctx, id, mode); err != nil {
-			r.event("delivery-failed", "%s to %s: %v", id, mode, err)
-			return fail("delivery mode of %s not set to %s: %v", id, mode, err)
-		}
-		r.event("delivery-changed", "%s: %s (was %s)", id, mode, prev)
+	if o := apply(ctx, r, r.modeKnob(), r.def.Delivery); o.decided() {
+		return o
 	}
-	for _, id := range slices.Sorted(maps.Keys(r.def.ProcessingDelayMs)) {
-		ms := r.def.ProcessingDelayMs[id]
-		prev, err := r.delivery.ProcessingDelay(ctx, id)
+	return apply(ctx, r, r.delayKnob(), r.def.ProcessingDelayMs)
+}
+
+// apply sets k to want on each analyzer, each after the value in force is
+// on disk (a platform killed after a change still knows what to put back).
+func apply[V comparable](ctx context.Context, r *runner, k knob[V], want map[string]V) outcome {
+	for _, id := range slices.Sorted(maps.Keys(want)) {
+		prev, err := k.get(ctx, id)
 		if err != nil {
-			r.event("processing-failed", "reading %s's processing delay: %v", id, err)
-			return fail("processing delay of %s not read: %v", id, err)
+			r.event(k.kind+"-failed", "reading %s's %s: %v", id, k.what, err)
+			return fail("%s of %s not read: %v", k.what, id, err)
 		}
 		if err := r.rec.updateDurable(func(e *Experiment) {
-			if e.undo.DelayBefore == nil {
-				e.undo.DelayBefore = map[string]float64{}
+			if b := k.before(&e.undo); *b == nil {
+				*b = map[string]V{}
 			}
-			e.undo.DelayBefore[id] = prev
+			(*k.before(&e.undo))[id] = prev
 		}); err != nil {
-			r.event("processing-failed", "saving %s's processing delay before changing it: %v", id, err)
-			return fail("processing delay not changed: the delay to put back could not be saved: %v", err)
+			r.event(k.kind+"-failed", "saving %s's %s before changing it: %v", id, k.what, err)
+			return fail("%s not changed: the value to put back could not be saved: %v", k.what, err)
 		}
-		if err := r.delivery.SetProcessingDelay(ctx, id, ms); err != nil {
-			r.event("processing-failed", "%s to %g ms: %v", id, ms, err)
-			return fail("processing delay of %s not set to %g ms: %v", id, ms, err)
+		if err := k.set(ctx, id, want[id]); err != nil {
+			r.event(k.kind+"-failed", "%s to %s: %v", id, k.show(want[id]), err)
+			return fail("%s of %s not set to %s: %v", k.what, id, k.show(want[id]), err)
 		}
-		r.event("processing-changed", "%s: %g ms per packet (was %g ms)", id, ms, prev)
+		r.event(k.kind+"-changed", "%s: %s (was %s)", id, k.show(want[id]), k.show(prev))
 	}
 	return proceed
 }
 
-// restoreDelays puts back the processing delays from before the
-// experiment; it says what it could not put back.
-func (r *runner) restoreDelays(ctx context.Context, before map[string]float64) []string {
-	var failed []string
-	for _, id := range slices.Sorted(maps.Keys(before)) {
-		if err := retrying(ctx, func() error { return r.delivery.SetProcessingDelay(ctx, id, before[id]) }); err != nil {
-			r.event("processing-failed", "putting %s's processing delay back to %g ms: %v", id, before[id], err)
-			failed = append(failed, fmt.Sprintf("%s NOT back to %g ms: %v", id, before[id], err))
-			continue
-		}
-		r.event("processing-restored", "%s: %g ms per packet again", id, before[id])
-	}
-	if len(failed) == 0 {
-		r.rec.updateDurable(func(e *Experiment) { e.undo.DelayRestored = true })
-	}
-	return failed
+// restoreDelivery puts back the delivery modes and processing delays from
+// before the experiment that are not back yet, as its undo record says;
+// it says what it could not put back.
+func (r *runner) restoreDelivery(ctx context.Context, u undo) []string {
+	return append(restore(ctx, r, r.modeKnob(), u), restore(ctx, r, r.delayKnob(), u)...)
 }
 
-// concludeDelays is restoreDelays for an interrupted experiment.
-func (r *runner) concludeDelays(ctx context.Context, u undo, rep *undone) {
-	if len(u.DelayBefore) == 0 || u.DelayRestored || r.delivery == nil {
-		return
+// restore puts back k's values from before the experiment, each retried
+// for about 30 s (at the end of an experiment that killed the analyzer, it
+// may be starting again); it says what it could not put back, after the
+// knob's name.
+func restore[V comparable](ctx context.Context, r *runner, k knob[V], u undo) []string {
+	before := k.toRestore(u)
+	if len(before) == 0 || r.delivery == nil {
+		return nil
 	}
-	if failed := r.restoreDelays(ctx, u.DelayBefore); len(failed) > 0 {
-		rep.notDone("processing delays: " + strings.Join(failed, ", "))
-		return
-	}
-	rep.done("the analyzers' processing delays from before restored")
-}
-
-// restoreDelivery puts back the modes from before the experiment; it says
-// what it could not put back.
-func (r *runner) restoreDelivery(ctx context.Context, before map[string]string) []string {
 	var failed []string
 	for _, id := range slices.Sorted(maps.Keys(before)) {
-		if err := r.setModeRetrying(ctx, id, before[id]); err != nil {
-			r.event("delivery-failed", "putting %s's delivery mode back to %s: %v", id, before[id], err)
-			failed = append(failed, fmt.Sprintf("%s NOT back to %s: %v", id, before[id], err))
+		if err := retrying(ctx, func() error { return k.set(ctx, id, before[id]) }); err != nil {
+			r.event(k.kind+"-failed", "putting %s's %s back to %s: %v", id, k.what, k.show(before[id]), err)
+			failed = append(failed, fmt.Sprintf("%s NOT back to %s: %v", id, k.show(before[id]), err))
 			continue
 		}
-		r.event("delivery-restored", "%s: %s again", id, before[id])
+		r.event(k.kind+"-restored", "%s: %s again", id, k.show(before[id]))
 	}
-	if len(failed) == 0 {
-		r.rec.updateDurable(func(e *Experiment) { e.undo.DeliveryRestored = true })
+	if len(failed) > 0 {
+		return []string{k.plural + ": " + strings.Join(failed, ", ")}
 	}
-	return failed
+	r.rec.updateDurable(func(e *Experiment) { *k.restored(&e.undo) = true })
+	return nil
 }
 
 // concludeDelivery is restoreDelivery for an interrupted experiment.
 func (r *runner) concludeDelivery(ctx context.Context, u undo, rep *undone) {
-	if len(u.DeliveryBefore) == 0 || u.DeliveryRestored || r.delivery == nil {
-		return
-	}
-	if failed := r.restoreDelivery(ctx, u.DeliveryBefore); len(failed) > 0 {
-		rep.notDone("delivery modes: " + strings.Join(failed, ", "))
-		return
-	}
-	rep.done("the analyzers' delivery modes from before restored")
+	conclude(ctx, r, r.modeKnob(), u, rep)
+	conclude(ctx, r, r.delayKnob(), u, rep)
 }
 
-// setModeRetrying sets a mode, retrying for about 30 s: at the end of an
-// experiment that killed the analyzer, it may be starting again.
-func (r *runner) setModeRetrying(ctx context.Context, id, mode string) error {
-	return retrying(ctx, func() error { return r.delivery.SetDeliveryMode(ctx, id, mode) })
+func conclude[V comparable](ctx context.Context, r *runner, k knob[V], u undo, rep *undone) {
+	if len(k.toRestore(u)) == 0 || r.delivery == nil {
+		return
+	}
+	if failed := restore(ctx, r, k, u); len(failed) > 0 {
+		rep.notDone(failed[0])
+		return
+	}
+	rep.done("the analyzers' " + k.plural + " from before restored")
 }
 
 // retrying calls set until it succeeds, for about 30 s (six tries 2, 4,
@@ -159,23 +172,21 @@ func retrying(ctx context.Context, set func() error) error {
 // what it was set to at run time: the experiment did not test what it
 // says).
 func (r *runner) deliveryDrift(ctx context.Context) string {
-	var drift []string
-	for _, id := range slices.Sorted(maps.Keys(r.def.ProcessingDelayMs)) {
-		got, err := r.delivery.ProcessingDelay(ctx, id)
-		if want := r.def.ProcessingDelayMs[id]; err == nil && got != want {
-			r.event("processing-drifted", "%s spends %g ms per packet, not %g: it did not keep the delay set at run time across its restart", id, got, want)
-			drift = append(drift, fmt.Sprintf("%s ended at %g ms per packet, not %g", id, got, want))
-		}
-	}
-	for _, id := range slices.Sorted(maps.Keys(r.def.Delivery)) {
-		got, err := r.delivery.DeliveryMode(ctx, id)
-		if err == nil && got != r.def.Delivery[id] {
-			r.event("delivery-drifted", "%s is %s, not %s: it did not keep the mode set at run time across its restart", id, got, r.def.Delivery[id])
-			drift = append(drift, fmt.Sprintf("%s ended in %s, not %s", id, got, r.def.Delivery[id]))
-		}
-	}
+	drift := append(drifted(ctx, r, r.modeKnob(), r.def.Delivery), drifted(ctx, r, r.delayKnob(), r.def.ProcessingDelayMs)...)
 	if len(drift) == 0 {
 		return ""
 	}
 	return "delivery settings did not hold: " + strings.Join(drift, ", ")
+}
+
+func drifted[V comparable](ctx context.Context, r *runner, k knob[V], want map[string]V) []string {
+	var drift []string
+	for _, id := range slices.Sorted(maps.Keys(want)) {
+		got, err := k.get(ctx, id)
+		if err == nil && got != want[id] {
+			r.event(k.kind+"-drifted", "%s is %s %s, not %s: it did not keep the %s set at run time across its restart", id, k.at, k.show(got), k.show(want[id]), k.what)
+			drift = append(drift, fmt.Sprintf("%s ended %s %s, not %s", id, k.at, k.show(got), k.show(want[id])))
+		}
+	}
+	return drift
 }

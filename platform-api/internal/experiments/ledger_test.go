@@ -465,7 +465,7 @@ func TestAnAnalyzerThatLostItsProcessingDelayFailsTheExperiment(t *testing.T) {
 		m.Wait()
 		e, _ = m.Get(e.ID)
 		require.Equal(t, Failed, e.State)
-		require.Equal(t, "delivery settings did not hold: analyzer-2 ended at 0 ms per packet, not 10", e.Reason)
+		require.Equal(t, "delivery settings did not hold: analyzer-2 ended at 0 ms per packet, not 10 ms per packet", e.Reason)
 		require.Equal(t, []string{"analyzer-2=10ms", "analyzer-2=0ms"}, a.history, "put back all the same")
 	})
 }
