@@ -131,17 +131,11 @@ type errorBody struct {
 // mode switched at run time survives a restart of the process (a killed
 // container started again keeps its file), not a new container.
 func loadMode(cfg *Config, log *slog.Logger) error {
-	if cfg.StateFile == "" {
-		return nil
+	text, ok, err := readState(cfg.StateFile, "DELIVERY_STATE_FILE")
+	if !ok {
+		return err
 	}
-	b, err := os.ReadFile(cfg.StateFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("DELIVERY_STATE_FILE: %w", err)
-	}
-	mode, err := ledger.ParseMode(strings.TrimSpace(string(b)))
+	mode, err := ledger.ParseMode(text)
 	if err != nil {
 		return fmt.Errorf("DELIVERY_STATE_FILE %s: %w", cfg.StateFile, err)
 	}
@@ -153,6 +147,23 @@ func loadMode(cfg *Config, log *slog.Logger) error {
 	}
 	cfg.Consumer.Delivery = mode
 	return nil
+}
+
+// readState is the trimmed text of the state file at path (named by its
+// variable in errors); ok is false when there is none to apply: no path,
+// no file, or an error.
+func readState(path, variable string) (text string, ok bool, err error) {
+	if path == "" {
+		return "", false, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("%s: %w", variable, err)
+	}
+	return strings.TrimSpace(string(b)), true, nil
 }
 
 // saveMode writes the state file atomically.
@@ -183,19 +194,13 @@ func saveText(path, pattern, text string) error {
 // survives a restart of the process (a killed container started again
 // keeps its file), not a new container.
 func loadDelay(cfg *Config, log *slog.Logger) error {
-	if cfg.ProcessingStateFile == "" {
-		return nil
+	text, ok, err := readState(cfg.ProcessingStateFile, "PROCESSING_STATE_FILE")
+	if !ok {
+		return err
 	}
-	b, err := os.ReadFile(cfg.ProcessingStateFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("PROCESSING_STATE_FILE: %w", err)
-	}
-	ms, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	ms, err := strconv.ParseFloat(text, 64)
 	if err != nil || ms < 0 || ms > maxDelayMs {
-		return fmt.Errorf("PROCESSING_STATE_FILE %s: %q is not a delay from 0 to %d ms", cfg.ProcessingStateFile, strings.TrimSpace(string(b)), maxDelayMs)
+		return fmt.Errorf("PROCESSING_STATE_FILE %s: %q is not a delay from 0 to %d ms", cfg.ProcessingStateFile, text, maxDelayMs)
 	}
 	d := time.Duration(ms * float64(time.Millisecond))
 	if d != cfg.Consumer.ProcessingDelay {
