@@ -120,7 +120,7 @@ check-config: ## validate Prometheus config and rules, run the promtool rule tes
 	docker-compose config -q
 	docker-compose -f docker-compose.yml -f test/e2e/docker-compose.e2e.yml config -q
 
-fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
+fuzz: ## run every fuzz target for FUZZTIME each (default 20s; or a count, e.g. 20000x, as CI does)
 	@set -e; for p in ./distributor/internal/ingest/ ./internal/jsonr/ ./internal/jsonw/ ./internal/envelope/ ./internal/ledger/ ./internal/httpguard/ ./platform-api/internal/api/; do \
 		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
 		echo "== $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p; done; done
