@@ -42,7 +42,8 @@ type Config struct {
 // ConfigFromEnv reads PORT, ANALYZER_ID, KAFKA_BROKERS, PROCESSING_DELAY_MS,
 // MAX_MESSAGES_PER_SEC, KAFKA_TOPIC_PREFIX, KAFKA_GROUP, DEDUP_WINDOW,
 // KAFKA_SESSION_TIMEOUT_MS, DELIVERY, LEDGER_TOPIC (set and empty: no
-// ledger), COMMIT_INTERVAL_MS, DELIVERY_STATE_FILE, PROCESSING_STATE_FILE,
+// ledger), COMMIT_INTERVAL_MS, FETCH_MIN_BYTES, FETCH_MAX_WAIT_MS,
+// LEDGER_BATCH_TIMEOUT_MS, DELIVERY_STATE_FILE, PROCESSING_STATE_FILE,
 // ADMIN_TOKEN and ALLOWED_HOSTS, and reports every bad value at once.
 func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	getenv := func(k string) string { v, _ := lookup(k); return v }
@@ -78,16 +79,19 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		ProcessingStateFile: strings.TrimSpace(getenv("PROCESSING_STATE_FILE")),
 		AdminToken:          strings.TrimSpace(getenv("ADMIN_TOKEN")), AllowedHosts: getenv("ALLOWED_HOSTS"),
 		Consumer: consume.Config{
-			ID:                id,
-			Topic:             get("KAFKA_TOPIC_PREFIX", "logs.") + id,
-			Group:             get("KAFKA_GROUP", id), // the distributor reads lag of group <group_prefix><id>
-			ProcessingDelay:   ms("PROCESSING_DELAY_MS", "0"),
-			MaxMessagesPerSec: num("MAX_MESSAGES_PER_SEC", "0"),
-			DedupWindow:       int(num("DEDUP_WINDOW", "100000")),
-			SessionTimeout:    ms("KAFKA_SESSION_TIMEOUT_MS", "6000"),
-			LedgerTopic:       strings.TrimSpace(ledgerTopic),
-			Delivery:          mode,
-			CommitInterval:    ms("COMMIT_INTERVAL_MS", "200"),
+			ID:                 id,
+			Topic:              get("KAFKA_TOPIC_PREFIX", "logs.") + id,
+			Group:              get("KAFKA_GROUP", id), // the distributor reads lag of group <group_prefix><id>
+			ProcessingDelay:    ms("PROCESSING_DELAY_MS", "0"),
+			MaxMessagesPerSec:  num("MAX_MESSAGES_PER_SEC", "0"),
+			DedupWindow:        int(num("DEDUP_WINDOW", "100000")),
+			SessionTimeout:     ms("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+			LedgerTopic:        strings.TrimSpace(ledgerTopic),
+			Delivery:           mode,
+			CommitInterval:     ms("COMMIT_INTERVAL_MS", "200"),
+			FetchMinBytes:      int(num("FETCH_MIN_BYTES", strconv.Itoa(consume.DefaultFetchMinBytes))),
+			FetchMaxWait:       ms("FETCH_MAX_WAIT_MS", strconv.Itoa(int(consume.DefaultFetchMaxWait/time.Millisecond))),
+			LedgerBatchTimeout: ms("LEDGER_BATCH_TIMEOUT_MS", strconv.Itoa(int(consume.DefaultLedgerBatchTimeout/time.Millisecond))),
 		}}
 	for _, b := range strings.Split(get("KAFKA_BROKERS", "127.0.0.1:9092"), ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -99,6 +103,15 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	}
 	if c.Consumer.DedupWindow < 1 {
 		errs = append(errs, errors.New("DEDUP_WINDOW: must be at least 1"))
+	}
+	if n := c.Consumer.FetchMinBytes; n < 1 || n > consume.MaxFetchBytes {
+		errs = append(errs, fmt.Errorf("FETCH_MIN_BYTES=%q: must be from 1 to %d", get("FETCH_MIN_BYTES", ""), consume.MaxFetchBytes))
+	}
+	if d := c.Consumer.FetchMaxWait; d < time.Millisecond || d > 10*time.Second {
+		errs = append(errs, fmt.Errorf("FETCH_MAX_WAIT_MS=%q: must be from 1 to 10000", get("FETCH_MAX_WAIT_MS", "")))
+	}
+	if d := c.Consumer.LedgerBatchTimeout; d < time.Millisecond || d > time.Second {
+		errs = append(errs, fmt.Errorf("LEDGER_BATCH_TIMEOUT_MS=%q: must be from 1 to 1000", get("LEDGER_BATCH_TIMEOUT_MS", "")))
 	}
 	if c.Consumer.CommitInterval < 10*time.Millisecond {
 		errs = append(errs, errors.New("COMMIT_INTERVAL_MS: must be at least 10"))

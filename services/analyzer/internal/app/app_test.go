@@ -75,6 +75,27 @@ func TestConfigRefusesAnUnknownDeliveryModeAndEffectivelyOnceWithoutLedger(t *te
 	require.ErrorContains(t, err, "effectively-once needs the ledger")
 }
 
+func TestConfigFetchAndLedgerBatching(t *testing.T) {
+	c, err := ConfigFromEnv(env(nil))
+	require.NoError(t, err)
+	require.Equal(t, 16<<10, c.Consumer.FetchMinBytes)
+	require.Equal(t, 10*time.Millisecond, c.Consumer.FetchMaxWait)
+	require.Equal(t, 10*time.Millisecond, c.Consumer.LedgerBatchTimeout)
+
+	c, err = ConfigFromEnv(env(map[string]string{"FETCH_MIN_BYTES": "1", "FETCH_MAX_WAIT_MS": "250", "LEDGER_BATCH_TIMEOUT_MS": "2"}))
+	require.NoError(t, err)
+	require.Equal(t, 1, c.Consumer.FetchMinBytes, "the old behaviour: answer at once")
+	require.Equal(t, 250*time.Millisecond, c.Consumer.FetchMaxWait)
+	require.Equal(t, 2*time.Millisecond, c.Consumer.LedgerBatchTimeout)
+
+	// kafka-go's NewReader panics on min_bytes above max_bytes: refused
+	// here, with every problem named.
+	_, err = ConfigFromEnv(env(map[string]string{"FETCH_MIN_BYTES": "16777217", "FETCH_MAX_WAIT_MS": "0", "LEDGER_BATCH_TIMEOUT_MS": "x"}))
+	require.ErrorContains(t, err, `FETCH_MIN_BYTES="16777217": must be from 1 to 16777216`)
+	require.ErrorContains(t, err, `FETCH_MAX_WAIT_MS="0": must be from 1 to 10000`)
+	require.ErrorContains(t, err, `LEDGER_BATCH_TIMEOUT_MS="x"`)
+}
+
 // The analyzer runs against kfake (a Kafka-protocol stand-in in process).
 func TestAdminDeliverySwitchesTheModeIsGuardedAndSurvivesARestartThroughTheStateFile(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))

@@ -39,31 +39,38 @@ type ledgerWriter struct {
 	ensure func(ctx context.Context)
 }
 
-func newLedgerWriter(brokers []string, topic string, stats *Stats, log *slog.Logger) *ledgerWriter {
+func newLedgerWriter(brokers []string, topic string, batchTimeout time.Duration, stats *Stats, log *slog.Logger) *ledgerWriter {
 	lw := &ledgerWriter{stats: stats, log: log, idle: make(chan struct{})}
 	close(lw.idle)
 	lw.w = &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		Async: true, BatchTimeout: 2 * time.Millisecond, BatchSize: 500, MaxAttempts: 3, WriteTimeout: 5 * time.Second,
+		Async: true, BatchTimeout: batchTimeout, BatchSize: 500, MaxAttempts: 3, WriteTimeout: 5 * time.Second,
 		Completion: lw.completed}
 	return lw
 }
 
-// add hands one record to the writer.
-func (lw *ledgerWriter) add(ctx context.Context, r ledger.Record) {
-	value, err := ledger.Encode(r)
-	if err != nil { // a bug: the consumer builds every field
-		lw.log.Error("encode ledger record", "err", err)
+// add hands the records to the writer, in one call: kafka-go takes a
+// lock and looks the partition up per call, not per message.
+func (lw *ledgerWriter) add(ctx context.Context, recs []ledger.Record) {
+	msgs := make([]kafka.Message, 0, len(recs))
+	for _, r := range recs {
+		value, err := ledger.Encode(r)
+		if err != nil { // a bug: the consumer builds every field
+			lw.log.Error("encode ledger record", "err", err)
+			continue
+		}
+		msgs = append(msgs, kafka.Message{Key: []byte(r.PacketID), Value: value})
+	}
+	if len(msgs) == 0 {
 		return
 	}
 	lw.mu.Lock()
 	if lw.pending == 0 {
 		lw.idle = make(chan struct{})
 	}
-	lw.pending++
+	lw.pending += len(msgs)
 	lw.mu.Unlock()
-	m := kafka.Message{Key: []byte(r.PacketID), Value: value}
-	if err := lw.w.WriteMessages(ctx, m); err != nil { // async: only a failed partition lookup
-		lw.completed([]kafka.Message{m}, err)
+	if err := lw.w.WriteMessages(ctx, msgs...); err != nil { // async: only a failed partition lookup
+		lw.completed(msgs, err)
 	}
 }
 

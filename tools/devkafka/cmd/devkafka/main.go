@@ -26,14 +26,15 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:9092", "listen address")
 	advertise := flag.String("advertise", "", "host:port announced to clients in metadata (default: the listen address)")
 	partitions := flag.Int("partitions", 1, "partitions of auto-created topics")
+	segment := flag.Int64("segment-bytes", 8<<20, "log.segment.bytes: the size at which a partition's log rolls to a new segment (kfake's default is 100 MiB)")
 	flag.Parse()
-	if err := run(*addr, *advertise, *partitions); err != nil {
+	if err := run(*addr, *advertise, *partitions, *segment); err != nil {
 		fmt.Fprintln(os.Stderr, "devkafka:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, advertise string, partitions int) error {
+func run(addr, advertise string, partitions int, segmentBytes int64) error {
 	log := logging.FromEnv("devkafka")
 	_, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -46,11 +47,19 @@ func run(addr, advertise string, partitions int) error {
 	if advertise == "" {
 		advertise = addr
 	}
+	if segmentBytes < 1<<20 {
+		return fmt.Errorf("-segment-bytes %d: must be at least 1 MiB", segmentBytes)
+	}
 	c, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(partitions),
+		// kfake keeps the active segment in one slice that doubles as it
+		// grows, in the goroutine that serves every request: its default
+		// 100 MiB segments meant copies of 64 MB that held up every
+		// produce and fetch (issue 18, docs/BENCHMARKS.md).
+		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.FormatInt(segmentBytes, 10)}),
 		// kfake always asks for 127.0.0.1:<port>; listen where -addr says and
 		// announce -advertise, so that containers can reach it by name.
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
