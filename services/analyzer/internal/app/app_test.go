@@ -78,14 +78,14 @@ func TestConfigRefusesAnUnknownDeliveryModeAndEffectivelyOnceWithoutLedger(t *te
 func TestConfigFetchAndLedgerBatching(t *testing.T) {
 	c, err := ConfigFromEnv(env(nil))
 	require.NoError(t, err)
-	require.Equal(t, 16<<10, c.Consumer.FetchMinBytes)
-	require.Equal(t, 10*time.Millisecond, c.Consumer.FetchMaxWait)
+	require.Equal(t, 1, c.Consumer.FetchMinBytes, "answer a fetch at once")
+	require.Equal(t, 250*time.Millisecond, c.Consumer.FetchMaxWait)
 	require.Equal(t, 10*time.Millisecond, c.Consumer.LedgerBatchTimeout)
 
-	c, err = ConfigFromEnv(env(map[string]string{"FETCH_MIN_BYTES": "1", "FETCH_MAX_WAIT_MS": "250", "LEDGER_BATCH_TIMEOUT_MS": "2"}))
+	c, err = ConfigFromEnv(env(map[string]string{"FETCH_MIN_BYTES": "16384", "FETCH_MAX_WAIT_MS": "100", "LEDGER_BATCH_TIMEOUT_MS": "2"}))
 	require.NoError(t, err)
-	require.Equal(t, 1, c.Consumer.FetchMinBytes, "the old behaviour: answer at once")
-	require.Equal(t, 250*time.Millisecond, c.Consumer.FetchMaxWait)
+	require.Equal(t, 16384, c.Consumer.FetchMinBytes)
+	require.Equal(t, 100*time.Millisecond, c.Consumer.FetchMaxWait)
 	require.Equal(t, 2*time.Millisecond, c.Consumer.LedgerBatchTimeout)
 
 	// kafka-go's NewReader panics on min_bytes above max_bytes: refused
