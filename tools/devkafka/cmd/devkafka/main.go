@@ -36,21 +36,39 @@ func main() {
 
 func run(addr, advertise string, partitions int, segmentBytes int64) error {
 	log := logging.FromEnv("devkafka")
+	c, err := newCluster(addr, advertise, partitions, segmentBytes)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if advertise == "" {
+		advertise = addr
+	}
+	log.Info("kafka-protocol broker (kfake) listening", "addr", addr, "advertised", advertise)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	slog.Info("stopping")
+	return nil
+}
+
+// newCluster starts the broker on addr (the flags' meanings).
+func newCluster(addr, advertise string, partitions int, segmentBytes int64) (*kfake.Cluster, error) {
 	_, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("-addr: %w", err)
+		return nil, fmt.Errorf("-addr: %w", err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return fmt.Errorf("-addr port: %w", err)
+		return nil, fmt.Errorf("-addr port: %w", err)
 	}
 	if advertise == "" {
 		advertise = addr
 	}
 	if segmentBytes < 1<<20 {
-		return fmt.Errorf("-segment-bytes %d: must be at least 1 MiB", segmentBytes)
+		return nil, fmt.Errorf("-segment-bytes %d: must be at least 1 MiB", segmentBytes)
 	}
-	c, err := kfake.NewCluster(
+	return kfake.NewCluster(
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
 		kfake.AllowAutoTopicCreation(),
@@ -70,16 +88,6 @@ func run(addr, advertise string, partitions int, segmentBytes int64) error {
 			return advertised{ln, advertise}, nil
 		}),
 	)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	log.Info("kafka-protocol broker (kfake) listening", "addr", addr, "advertised", advertise)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
-	slog.Info("stopping")
-	return nil
 }
 
 // advertised is a listener whose Addr is the address announced to clients.
