@@ -130,7 +130,7 @@ BENCH_SECONDS ?= 20
 bench: ## micro-benchmarks, then the distributor end to end on the dev stack (needs wrk: apt-get install wrk), then the starvation scenarios (slow bodies, gzip bombs, metadata-heavy packets), then the delivery modes' cost on one analyzer; see docs/BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem ./distributor/... ./services/... ./internal/envelope/ ./internal/httpserver/
 	$(GO) test -run '^$$' -bench ProduceLatency -benchtime 3000x ./tools/devkafka/cmd/devkafka/
-	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestDistributorAB|TestStarvationScenarios|TestDeliveryModesBenchmark' -count=1 -timeout 45m -v ./test/bench/
+	BENCH_SECONDS=$(BENCH_SECONDS) $(GO) test -tags bench -run 'TestDistributorBenchmark|TestDistributorAB|TestStarvationScenarios|TestDeliveryModesBenchmark|TestIdleCost' -count=1 -timeout 45m -v ./test/bench/
 
 BASE ?= main
 ABDIR ?= /tmp/dsplab-bench-ab
