@@ -117,21 +117,29 @@ func presetsOn(t *testing.T) {
 // tried) fails on a quiet one (its during samples were 0.21-0.25 s). The
 // same 0.2 s delay is judged on top of the latency measured: "fast" is
 // under the preset's 0.1 s or the baseline + 0.1 s, whichever is larger;
-// "grown by the delay" at least the preset's 0.2 s or the baseline +
-// 0.15 s (the delay less its jitter and a margin); service-b's own "stays
-// low" under 0.1 s or its baseline + 0.1 s.
+// "grown by the delay" at least the preset's 0.2 s or service-a's p50
+// before + 0.15 s (the delay less its jitter and a margin); service-b's
+// own "stays low" under 0.1 s or its baseline + 0.1 s.
 func vmThresholds(t *testing.T, def map[string]any) map[string]float64 {
 	query := map[string]string{}
 	for _, c := range list(def["checks"]) {
 		query[c["name"].(string)], _ = c["query"].(string)
 	}
 	a, okA := promQuery(query["service-a answers fast before"], time.Time{})
+	a50, okA50 := promQuery(strings.Replace(query["service-a answers fast before"], "histogram_quantile(0.95,", "histogram_quantile(0.5,", 1), time.Time{})
 	b, okB := promQuery(strings.ReplaceAll(query["service-b's own p95 stays low"], "[15s]", "[1m]"), time.Time{})
-	require.True(t, okA && okB, "service-a's and service-b's p95 before the experiment (the warm-up's requests)")
-	t.Logf("the VM's own latency before the experiment: service-a's p95 %.3f s, service-b's %.3f s", a, b)
+	require.True(t, okA && okA50 && okB, "service-a's and service-b's p95 before the experiment (the warm-up's requests)")
+	t.Logf("the VM's own latency before the experiment: service-a's p95 %.3f s (p50 %.3f s), service-b's p95 %.3f s", a, a50, b)
+	// "Grown by the delay" on top of service-a's p50, not its p95: the
+	// buckets are OTel's defaults (... 0.1, 0.25 ...), so a delayed p95
+	// under 0.25 s reads ~0.24 s (an interpolation inside that bucket),
+	// and a before p95 that a few slow warm-up requests lift over 0.1 s
+	// (into the same bucket) would set a threshold it cannot reach. The
+	// size of the rise is asserted on exact means in
+	// TestPresetServiceDelay.
 	return map[string]float64{
 		"service-a answers fast before":      max(0.1, a+0.1),
-		"service-a's p95 grows by the delay": max(0.2, a+0.15),
+		"service-a's p95 grows by the delay": max(0.2, a50+0.15),
 		"service-b's own p95 stays low":      max(0.1, b+0.1),
 		"service-a is fast again":            max(0.1, a+0.1),
 	}
