@@ -66,3 +66,45 @@ func TestOTLPExportSendsTracesAndMetricsWhenAnEndpointIsSet(t *testing.T) {
 	require.Positive(t, paths["/v1/traces"])
 	require.Positive(t, paths["/v1/metrics"])
 }
+
+// The compose file passes OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
+// (README, "Tracing under load"): Setup leaves the sampler to the SDK's
+// reading of them. The default records every root span; a ratio of 0.1
+// keeps about a tenth of the roots, and a child follows its parent's
+// decision (parentbased_*: the analyzers follow the distributor through
+// the Kafka headers), and always_off still gives a span context (logs keep
+// their trace_id).
+func TestTraceSamplerFromTheEnvironment(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	sampled := func(sampler, arg string) (roots int, childrenFollow bool, ids bool) {
+		t.Setenv("OTEL_TRACES_SAMPLER", sampler)
+		t.Setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+		p, err := Setup(context.Background(), "svc", "v1")
+		require.NoError(t, err)
+		defer p.Shutdown(context.Background())
+		tr := p.TracerProvider.Tracer("t")
+		childrenFollow, ids = true, true
+		for range 2000 {
+			ctx, root := tr.Start(context.Background(), "root")
+			_, child := tr.Start(ctx, "child")
+			if root.SpanContext().IsSampled() {
+				roots++
+			}
+			childrenFollow = childrenFollow && child.SpanContext().IsSampled() == root.SpanContext().IsSampled()
+			ids = ids && root.SpanContext().TraceID().IsValid()
+			child.End()
+			root.End()
+		}
+		return roots, childrenFollow, ids
+	}
+	n, follow, ids := sampled("parentbased_always_on", "1.0") // the compose default
+	require.Equal(t, 2000, n)
+	require.True(t, follow && ids)
+	n, follow, ids = sampled("parentbased_traceidratio", "0.1")
+	require.InDelta(t, 200, n, 80, "about a tenth of 2,000 roots")
+	require.True(t, follow, "a child follows its parent's decision")
+	require.True(t, ids)
+	n, _, ids = sampled("always_off", "")
+	require.Equal(t, 0, n)
+	require.True(t, ids, "unsampled spans still carry a trace id for the logs")
+}
