@@ -220,3 +220,15 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// kafka.batch_timeout is the linger before an idle topic's first write
+// (produce/gather.go): 0 is allowed and means none.
+func TestBatchTimeoutMayBeZeroButNotNegativeOrLong(t *testing.T) {
+	c := Default()
+	c.Kafka.BatchTimeout = 0
+	require.NoError(t, c.Validate())
+	for _, d := range []time.Duration{-time.Millisecond, 2 * time.Second} {
+		c.Kafka.BatchTimeout = d
+		require.ErrorContains(t, c.Validate(), "kafka.batch_timeout")
+	}
+}

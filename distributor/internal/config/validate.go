@@ -63,7 +63,7 @@ func (c Config) validateBounds(p *problems) {
 		}
 	}
 	durations := map[string]time.Duration{
-		"kafka.batch_timeout": c.Kafka.BatchTimeout, "kafka.write_timeout": c.Kafka.WriteTimeout,
+		"kafka.write_timeout":   c.Kafka.WriteTimeout,
 		"kafka.request_timeout": c.Kafka.RequestTimeout, "kafka.breaker.base_backoff": c.Kafka.Breaker.BaseBackoff,
 		"health.interval": c.Health.Interval, "health.timeout": c.Health.Timeout,
 		"health.breaker.base_backoff": c.Health.Breaker.BaseBackoff, "routing.lag_poll_interval": c.Routing.LagPollInterval,
@@ -73,6 +73,11 @@ func (c Config) validateBounds(p *problems) {
 		if d <= 0 {
 			p.add(f, "must be a positive duration, is %s", d)
 		}
+	}
+	// The linger before an idle topic's first write: 0 is no linger; more
+	// than a second would hold every first request for it.
+	if b := c.Kafka.BatchTimeout; b < 0 || b > time.Second {
+		p.add("kafka.batch_timeout", "must be between 0 and 1s, is %s", b)
 	}
 	// Floors for the loops' periods: a probe every 2ns with a 1ns timeout
 	// (or a lag poll, an SLA evaluation) would spin a core and fail every

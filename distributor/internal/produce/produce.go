@@ -62,7 +62,13 @@ type writerHandle struct {
 	mu     sync.RWMutex
 	closed bool
 	w      *kafka.Writer
+	g      *gatherer
 	cfg    config.Kafka
+}
+
+func newHandle(cfg config.Kafka) *writerHandle {
+	w := newWriter(cfg)
+	return &writerHandle{w: w, g: newGatherer(w, cfg.BatchTimeout), cfg: cfg}
 }
 
 // Options are the producer's collaborators.
@@ -94,7 +100,7 @@ func New(cfg config.Kafka, o Options) *Producer {
 		}
 	})
 	p.reqTimeout.Store(int64(cfg.RequestTimeout))
-	p.cur.Store(&writerHandle{w: newWriter(cfg), cfg: cfg})
+	p.cur.Store(newHandle(cfg))
 	return p
 }
 
@@ -108,9 +114,11 @@ func newWriter(cfg config.Kafka) *kafka.Writer {
 		acks = kafka.RequireAll
 	}
 	return &kafka.Writer{
-		Addr:         kafka.TCP(cfg.Brokers...),
-		Balancer:     &kafka.Hash{}, // by key: a tenant or packet stays on one partition
-		BatchTimeout: cfg.BatchTimeout,
+		Addr:     kafka.TCP(cfg.Brokers...),
+		Balancer: &kafka.Hash{}, // by key: a tenant or packet stays on one partition
+		// Batches are gathered before the writer sees them (gather.go):
+		// each WriteMessages call is one batch per partition, sealed at once.
+		BatchTimeout: time.Nanosecond,
 		BatchSize:    cfg.BatchSize,
 		WriteTimeout: cfg.WriteTimeout,
 		ReadTimeout:  cfg.WriteTimeout,
@@ -132,7 +140,7 @@ func (p *Producer) Reconfigure(cfg config.Kafka) {
 		old.cfg = cfg // layout fields only; read by nobody concurrently that matters
 		return
 	}
-	p.cur.Store(&writerHandle{w: newWriter(cfg), cfg: cfg})
+	p.cur.Store(newHandle(cfg))
 	p.log.Info("kafka writer rebuilt", "brokers", cfg.Brokers, "acks", cfg.Acks)
 	go retire(old, p.log)
 }
@@ -226,7 +234,7 @@ func (p *Producer) attempt(ctx context.Context, msg kafka.Message) (error, strin
 	h := p.acquire()
 	defer h.mu.RUnlock()
 	start := time.Now()
-	err := h.w.WriteMessages(ctx, msg)
+	err := h.g.write(ctx, msg)
 	errType := Classify(err)
 	if p.obs != nil {
 		p.obs.KafkaWrite(ctx, time.Since(start), errType)
