@@ -20,19 +20,23 @@ import (
 //
 // The gatherer keeps one WriteMessages call in flight per topic. Records
 // that arrive while it is in flight wait in the topic's queue and go out
-// together, in one call, the moment it returns. A batch then holds one
-// round trip's worth of records whatever the round trip is, as the Java
-// producer's accumulator does, and no timer adds to a record's latency:
-// the writer's own BatchTimeout is a nanosecond, so each call makes one
-// batch per partition (up to BatchSize records). Linger (kafka.batch_timeout)
-// is only how long the first record of an idle topic waits for company.
+// together, in one call, once it returns, as the Java producer's
+// accumulator does. A batch goes out when the previous call has returned
+// and linger (kafka.batch_timeout, 1 ms by default) has passed since its
+// first record, or sooner when it holds BatchSize records. Under a short
+// round trip a batch gathers for linger, as kafka-go's own timer did; under
+// a long one it gathers for the whole round trip, so batches grow with it
+// instead of queueing. The writer's own BatchTimeout is a nanosecond: each
+// call is sealed at once, one batch per partition (kafka-go splits it at
+// BatchSize records or BatchBytes).
 //
 // Every caller still waits for the broker's answer to its own record:
 // "2xx only after the write" holds. A record whose request gave up before
 // its call began is not written at all.
 type gatherer struct {
-	w      *kafka.Writer
-	linger time.Duration
+	w         *kafka.Writer
+	linger    time.Duration
+	batchSize int
 
 	mu     sync.Mutex
 	topics map[string]*topicQueue
@@ -40,7 +44,8 @@ type gatherer struct {
 
 type topicQueue struct {
 	mu      sync.Mutex
-	busy    bool // a runner is writing or about to
+	busy    bool      // a runner is writing or about to
+	first   time.Time // when the first of pending arrived
 	pending []*waiter
 }
 
@@ -50,8 +55,8 @@ type waiter struct {
 	done chan error // buffered: the runner never blocks on a waiter that left
 }
 
-func newGatherer(w *kafka.Writer, linger time.Duration) *gatherer {
-	return &gatherer{w: w, linger: linger, topics: map[string]*topicQueue{}}
+func newGatherer(w *kafka.Writer, linger time.Duration, batchSize int) *gatherer {
+	return &gatherer{w: w, linger: linger, batchSize: batchSize, topics: map[string]*topicQueue{}}
 }
 
 func (g *gatherer) queue(topic string) *topicQueue {
@@ -71,6 +76,9 @@ func (g *gatherer) write(ctx context.Context, msg kafka.Message) error {
 	q := g.queue(msg.Topic)
 	w := &waiter{ctx: ctx, msg: msg, done: make(chan error, 1)}
 	q.mu.Lock()
+	if len(q.pending) == 0 {
+		q.first = time.Now()
+	}
 	q.pending = append(q.pending, w)
 	start := !q.busy
 	q.busy = true
@@ -86,11 +94,10 @@ func (g *gatherer) write(ctx context.Context, msg kafka.Message) error {
 	}
 }
 
-// run writes the topic's queue until it is empty.
+// run writes the topic's queue until it is empty. A batch goes out when
+// the previous call has returned and either linger has passed since its
+// first record arrived or it holds batchSize records.
 func (g *gatherer) run(q *topicQueue) {
-	if g.linger > 0 {
-		time.Sleep(g.linger)
-	}
 	var spare []*waiter
 	for {
 		q.mu.Lock()
@@ -99,6 +106,11 @@ func (g *gatherer) run(q *topicQueue) {
 			q.busy = false
 			q.mu.Unlock()
 			return
+		}
+		if wait := g.linger - time.Since(q.first); wait > 0 && len(batch) < g.batchSize {
+			q.mu.Unlock()
+			time.Sleep(wait)
+			continue
 		}
 		q.pending = spare[:0]
 		q.mu.Unlock()

@@ -130,7 +130,7 @@ func TestARecordWhoseRequestGaveUpIsNotWritten(t *testing.T) {
 	slowProduce(c, 300*time.Millisecond)
 	w := newWriter(cfg)
 	defer w.Close()
-	g := newGatherer(w, 0)
+	g := newGatherer(w, 0, cfg.BatchSize)
 
 	first := make(chan error, 1)
 	go func() { first <- g.write(context.Background(), kafka.Message{Topic: "logs.a", Value: []byte("first")}) }()

@@ -68,7 +68,7 @@ type writerHandle struct {
 
 func newHandle(cfg config.Kafka) *writerHandle {
 	w := newWriter(cfg)
-	return &writerHandle{w: w, g: newGatherer(w, cfg.BatchTimeout), cfg: cfg}
+	return &writerHandle{w: w, g: newGatherer(w, cfg.BatchTimeout, cfg.BatchSize), cfg: cfg}
 }
 
 // Options are the producer's collaborators.
