@@ -221,8 +221,8 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// kafka.batch_timeout is the linger before an idle topic's first write
-// (produce/gather.go): 0 is allowed and means none.
+// kafka.batch_timeout is the least time a produce batch gathers from its
+// first record (produce/gather.go): 0 is allowed and means none.
 func TestBatchTimeoutMayBeZeroButNotNegativeOrLong(t *testing.T) {
 	c := Default()
 	c.Kafka.BatchTimeout = 0

@@ -74,8 +74,9 @@ func (c Config) validateBounds(p *problems) {
 			p.add(f, "must be a positive duration, is %s", d)
 		}
 	}
-	// The linger before an idle topic's first write: 0 is no linger; more
-	// than a second would hold every first request for it.
+	// The least time a produce batch gathers from its first record
+	// (produce/gather.go): 0 is none; more than a second would hold every
+	// request at light load for it.
 	if b := c.Kafka.BatchTimeout; b < 0 || b > time.Second {
 		p.add("kafka.batch_timeout", "must be between 0 and 1s, is %s", b)
 	}

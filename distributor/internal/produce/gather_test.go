@@ -14,14 +14,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// slowProduce makes the broker take rtt over every produce request (the
-// control function runs in kfake's only request loop, so the broker is
-// slow for everyone, as a loaded broker is) and counts the requests and
-// the records in them.
+// produceLog counts the produce requests the broker received and the
+// records in them.
 type produceLog struct {
 	requests, records atomic.Int64
 }
 
+// slowProduce makes the broker take rtt over every produce request (the
+// control function runs in kfake's only request loop, so the broker is
+// slow for everyone, as a loaded broker is).
 func slowProduce(c *kfake.Cluster, rtt time.Duration) *produceLog {
 	l := &produceLog{}
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
