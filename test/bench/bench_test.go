@@ -425,7 +425,9 @@ func TestDistributorBenchmark(t *testing.T) {
 			}
 		}()
 		answered := results(t, url)
+		waitBefore := runQueueWait(procs)
 		r := openModel(url, rate, secs, 4096)
+		waitAfter := runQueueWait(procs)
 		<-traceDone
 		if rate == 5000 {
 			p99at5000 = r.p99
@@ -436,6 +438,11 @@ func TestDistributorBenchmark(t *testing.T) {
 		fmt.Printf("  %6d packets/s  sent %7d  non-2xx %5.2f%%  dropped %d  p50 %7.2f ms  p99 %7.2f ms  p99.9 %7.2f ms\n",
 			rate, r.sent, 100*float64(r.non2xx)/float64(max(r.sent, 1)), r.dropped, r.p50, r.p99, r.p999)
 		fmt.Printf("          the distributor's answers by result: %s; no answer: %d %s\n", resultsSince(t, url, answered), r.failed, r.firstErr)
+		fmt.Printf("          threads waiting for a core (s per s, summed over each process's threads):")
+		for _, name := range sortedKeys(waitAfter) {
+			fmt.Printf("  %s %.2f", name, (waitAfter[name]-waitBefore[name])/float64(secs))
+		}
+		fmt.Println()
 	}
 	fmt.Printf("ingest-to-processed latency at 5000 packets/s (analyzer histogram, bucket upper bounds): p50 <= %.1f ms, p99 <= %.1f ms\n", e2eP50, e2eP99)
 
@@ -469,6 +476,38 @@ func cpuSeconds(procs map[string]*devstack.Proc) map[string]float64 {
 		utime, _ := strconv.ParseFloat(f[11], 64)
 		stime, _ := strconv.ParseFloat(f[12], 64)
 		out[name] = (utime + stime) / 100 // USER_HZ is 100 on Linux
+	}
+	return out
+}
+
+// runQueueWait reads, for each process and for this one (the load
+// generator), the time its threads have spent runnable but waiting for a
+// core: the second field of /proc/<pid>/task/<tid>/schedstat, summed.
+// Threads that ended are not counted, so it is read around a phase. On a
+// machine whose cores the stack shares, this is where latency goes when
+// no process is slow by itself (docs/BENCHMARKS.md, "Threads waiting for a
+// core").
+func runQueueWait(procs map[string]*devstack.Proc) map[string]float64 {
+	pids := map[string]int{"load generator": os.Getpid()}
+	for name, p := range procs {
+		pids[name] = p.Pid()
+	}
+	out := map[string]float64{}
+	for name, pid := range pids {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			continue
+		}
+		for _, task := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, task.Name()))
+			if err != nil {
+				continue // the thread ended
+			}
+			if f := strings.Fields(string(b)); len(f) >= 2 {
+				ns, _ := strconv.ParseFloat(f[1], 64)
+				out[name] += ns / 1e9
+			}
+		}
 	}
 	return out
 }

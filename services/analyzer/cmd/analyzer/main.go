@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"runtime"
 
 	"github.com/dsplab/dsplab/internal/lifecycle"
 	"github.com/dsplab/dsplab/internal/telemetry"
@@ -15,6 +16,7 @@ import (
 var version = "dev"
 
 func main() {
+	oneProcessor()
 	name := os.Getenv("ANALYZER_ID")
 	if name == "" {
 		name = "analyzer-1"
@@ -30,4 +32,18 @@ func main() {
 		}
 		return a.Run(ctx)
 	})
+}
+
+// oneProcessor runs the analyzer's goroutines on one OS thread at a time
+// where the operator has not chosen (GOMAXPROCS in the environment wins).
+// An analyzer's work is one consume loop; with Go's default of one P per
+// core, every wake-up of it on a busy laptop also wakes a second thread
+// that spins for work, and the stack's five Go processes and the broker
+// then queue for the same few cores. On the bench's 2 cores, one P drained
+// a backlog faster for less CPU per packet, and the distributor's p99 at
+// 5,000 packets/s fell (docs/BENCHMARKS.md, "Threads waiting for a core").
+func oneProcessor() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 }
