@@ -26,7 +26,7 @@ func init() {
 	for _, n := range []string{
 		"distributor_requests_total", "distributor_request_duration_seconds", "distributor_request_bytes_total",
 		"distributor_packets_total", "distributor_messages_total", "distributor_routed_packets_total", "distributor_routed_messages_total",
-		"distributor_kafka_write_duration_seconds", "distributor_kafka_write_errors_total", "distributor_kafka_consecutive_errors",
+		"distributor_kafka_write_duration_seconds", "distributor_kafka_write_errors_total", "distributor_kafka_consecutive_errors", "distributor_kafka_batch_records",
 		"distributor_rate_limited_total", "distributor_analyzer_up", "distributor_healthy_analyzers", "distributor_analyzers",
 		"distributor_analyzer_breaker_state", "distributor_analyzer_weight", "distributor_queue_depth", "distributor_health_up",
 		"distributor_sla_success_ratio", "distributor_config_last_reload_successful", "distributor_build_info",

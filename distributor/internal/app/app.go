@@ -145,6 +145,8 @@ type topicWatch struct {
 	kick func()
 }
 
+func (t topicWatch) KafkaBatch(topic string, records int) { t.next.KafkaBatch(topic, records) }
+
 func (t topicWatch) KafkaWrite(ctx context.Context, d time.Duration, errType string) {
 	t.next.KafkaWrite(ctx, d, errType)
 	if errType == produce.TypeUnknownTopic {

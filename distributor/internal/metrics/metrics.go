@@ -27,8 +27,13 @@ type Instruments struct {
 	RoutedMessages     metric.Int64Counter
 	KafkaWriteDuration metric.Float64Histogram
 	KafkaWriteErrors   metric.Int64Counter
+	KafkaBatchRecords  metric.Int64Histogram
 	RateLimited        metric.Int64Counter
 }
+
+// BatchBuckets are the bucket bounds of distributor_kafka_batch_records:
+// records per produce call, up to well past kafka.batch_size.
+var BatchBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000}
 
 // New creates the instruments on m.
 func New(m metric.Meter) (*Instruments, error) {
@@ -57,6 +62,11 @@ func New(m metric.Meter) (*Instruments, error) {
 	i.RoutedMessages = counter("distributor_routed_messages", "Messages written to an analyzer's topic, by analyzer.", "")
 	i.KafkaWriteDuration = hist("distributor_kafka_write_duration", "Time of one Kafka write attempt, acknowledgement included.")
 	i.KafkaWriteErrors = counter("distributor_kafka_write_errors", "Failed Kafka write attempts, by error_type.", "")
+	if err == nil {
+		i.KafkaBatchRecords, err = m.Int64Histogram("distributor_kafka_batch_records",
+			metric.WithDescription("Records per Kafka produce call, by topic: they grow while the broker is slow, since the records that arrive during one call go out in the next."),
+			metric.WithExplicitBucketBoundaries(BatchBuckets...))
+	}
 	i.RateLimited = counter("distributor_rate_limited", "Requests refused by a rate limit, by scope (global, tenant).", "")
 	if err != nil {
 		return nil, err
@@ -79,6 +89,11 @@ func (i *Instruments) KafkaWrite(ctx context.Context, d time.Duration, errType s
 	if errType != "" {
 		i.KafkaWriteErrors.Add(ctx, 1, metric.WithAttributes(attribute.String("error_type", errType)))
 	}
+}
+
+// KafkaBatch records the size of one produce call (produce.Observer).
+func (i *Instruments) KafkaBatch(topic string, records int) {
+	i.KafkaBatchRecords.Record(context.Background(), int64(records), metric.WithAttributes(attribute.String("topic", topic)))
 }
 
 // AnalyzerGauge is one analyzer's gauges.

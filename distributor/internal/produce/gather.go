@@ -37,6 +37,7 @@ type gatherer struct {
 	w         *kafka.Writer
 	linger    time.Duration
 	batchSize int
+	obs       Observer // may be nil
 
 	mu     sync.Mutex
 	topics map[string]*topicQueue
@@ -55,8 +56,8 @@ type waiter struct {
 	done chan error // buffered: the runner never blocks on a waiter that left
 }
 
-func newGatherer(w *kafka.Writer, linger time.Duration, batchSize int) *gatherer {
-	return &gatherer{w: w, linger: linger, batchSize: batchSize, topics: map[string]*topicQueue{}}
+func newGatherer(w *kafka.Writer, linger time.Duration, batchSize int, obs Observer) *gatherer {
+	return &gatherer{w: w, linger: linger, batchSize: batchSize, obs: obs, topics: map[string]*topicQueue{}}
 }
 
 func (g *gatherer) queue(topic string) *topicQueue {
@@ -158,6 +159,9 @@ func (g *gatherer) writeGroup(ctx context.Context, live []*waiter) {
 		msgs[i] = w.msg
 	}
 	err := g.w.WriteMessages(ctx, msgs...)
+	if g.obs != nil {
+		g.obs.KafkaBatch(msgs[0].Topic, len(msgs))
+	}
 	errs := make([]error, len(live))
 	var we kafka.WriteErrors
 	if errors.As(err, &we) && len(we) == len(live) {

@@ -58,7 +58,7 @@ func endOffset(t *testing.T, brokers []string, topic string) int64 {
 // arrive during one write go out in the next.
 func TestBatchesGrowWithTheBrokersRoundTrip(t *testing.T) {
 	c := newCluster(t)
-	p, _, cfg := setup(t, c, "logs.a")
+	p, rec, cfg := setup(t, c, "logs.a")
 	log := slowProduce(c, 20*time.Millisecond)
 
 	const n = 300
@@ -84,6 +84,16 @@ func TestBatchesGrowWithTheBrokersRoundTrip(t *testing.T) {
 	// gathers up to 40 records (fewer when the machine is slow to launch
 	// them). kafka-go's 1 ms timer alone gives 1-2.
 	require.GreaterOrEqual(t, perRequest, 5.0)
+	// distributor_kafka_batch_records sees what the broker saw: one call
+	// per produce request (one partition), the same records.
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	sum := 0
+	for _, b := range rec.batches {
+		sum += b
+	}
+	require.Equal(t, n, sum)
+	require.Len(t, rec.batches, int(log.requests.Load()))
 }
 
 // Kafka's message.max.bytes limits a whole record batch (Kafka's
@@ -131,7 +141,7 @@ func TestARecordWhoseRequestGaveUpIsNotWritten(t *testing.T) {
 	slowProduce(c, 300*time.Millisecond)
 	w := newWriter(cfg)
 	defer w.Close()
-	g := newGatherer(w, 0, cfg.BatchSize)
+	g := newGatherer(w, 0, cfg.BatchSize, nil)
 
 	first := make(chan error, 1)
 	go func() { first <- g.write(context.Background(), kafka.Message{Topic: "logs.a", Value: []byte("first")}) }()

@@ -38,9 +38,13 @@ func (e *Error) Error() string { return "kafka write (" + e.Type + "): " + e.Err
 func (e *Error) Unwrap() error { return e.Err }
 
 // Observer receives the outcome of every write attempt (errType "" on
-// success); the distributor's metrics implement it.
+// success) and the size of every produce call; the distributor's metrics
+// implement it.
 type Observer interface {
 	KafkaWrite(ctx context.Context, d time.Duration, errType string)
+	// KafkaBatch is called once per produce call of a topic with the
+	// records it carried: they grow when the broker slows (gather.go).
+	KafkaBatch(topic string, records int)
 }
 
 // Producer is safe for concurrent use.
@@ -66,9 +70,9 @@ type writerHandle struct {
 	cfg    config.Kafka
 }
 
-func newHandle(cfg config.Kafka) *writerHandle {
+func newHandle(cfg config.Kafka, obs Observer) *writerHandle {
 	w := newWriter(cfg)
-	return &writerHandle{w: w, g: newGatherer(w, cfg.BatchTimeout, cfg.BatchSize), cfg: cfg}
+	return &writerHandle{w: w, g: newGatherer(w, cfg.BatchTimeout, cfg.BatchSize, obs), cfg: cfg}
 }
 
 // Options are the producer's collaborators.
@@ -100,7 +104,7 @@ func New(cfg config.Kafka, o Options) *Producer {
 		}
 	})
 	p.reqTimeout.Store(int64(cfg.RequestTimeout))
-	p.cur.Store(newHandle(cfg))
+	p.cur.Store(newHandle(cfg, p.obs))
 	return p
 }
 
@@ -140,7 +144,7 @@ func (p *Producer) Reconfigure(cfg config.Kafka) {
 		old.cfg = cfg // layout fields only; read by nobody concurrently that matters
 		return
 	}
-	p.cur.Store(newHandle(cfg))
+	p.cur.Store(newHandle(cfg, p.obs))
 	p.log.Info("kafka writer rebuilt", "brokers", cfg.Brokers, "acks", cfg.Acks)
 	go retire(old, p.log)
 }

@@ -38,8 +38,15 @@ func kafkaConfig(brokers ...string) config.Kafka {
 }
 
 type recorder struct {
-	mu    sync.Mutex
-	types []string
+	mu      sync.Mutex
+	types   []string
+	batches []int // records per produce call
+}
+
+func (r *recorder) KafkaBatch(_ string, records int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batches = append(r.batches, records)
 }
 
 func (r *recorder) KafkaWrite(_ context.Context, _ time.Duration, errType string) {
