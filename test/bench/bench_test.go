@@ -442,6 +442,9 @@ func TestDistributorBenchmark(t *testing.T) {
 		for _, name := range sortedKeys(waitAfter) {
 			fmt.Printf("  %s %.2f", name, (waitAfter[name]-waitBefore[name])/float64(secs))
 		}
+		if len(waitAfter) == 0 {
+			fmt.Print("  not known: this kernel has no /proc/<pid>/task/<tid>/schedstat")
+		}
 		fmt.Println()
 	}
 	fmt.Printf("ingest-to-processed latency at 5000 packets/s (analyzer histogram, bucket upper bounds): p50 <= %.1f ms, p99 <= %.1f ms\n", e2eP50, e2eP99)
@@ -504,8 +507,9 @@ func runQueueWait(procs map[string]*devstack.Proc) map[string]float64 {
 				continue // the thread ended
 			}
 			if f := strings.Fields(string(b)); len(f) >= 2 {
-				ns, _ := strconv.ParseFloat(f[1], 64)
-				out[name] += ns / 1e9
+				if ns, err := strconv.ParseFloat(f[1], 64); err == nil {
+					out[name] += ns / 1e9
+				}
 			}
 		}
 	}
