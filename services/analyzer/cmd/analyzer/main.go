@@ -39,9 +39,9 @@ func main() {
 // An analyzer's work is one consume loop; with Go's default of one P per
 // core, every wake-up of it on a busy laptop also wakes a second thread
 // that spins for work, and the stack's five Go processes and the broker
-// then queue for the same few cores. On the bench's 2 cores, one P drained
-// a backlog faster for less CPU per packet, and the distributor's p99 at
-// 5,000 packets/s fell (docs/BENCHMARKS.md, "Threads waiting for a core").
+// then queue for the same few cores. On the bench's 2 cores, one P used
+// 0.91 of the CPU per packet, and the distributor's p99 at 5,000 packets/s
+// fell (docs/BENCHMARKS.md, "Threads waiting for a core").
 func oneProcessor() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
