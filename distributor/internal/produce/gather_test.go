@@ -2,6 +2,7 @@ package produce
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,9 +140,9 @@ func TestARecordWhoseRequestGaveUpIsNotWritten(t *testing.T) {
 	c := newCluster(t)
 	_, _, cfg := setup(t, c, "logs.a")
 	slowProduce(c, 300*time.Millisecond)
-	w := newWriter(cfg)
-	defer w.Close()
-	g := newGatherer(w, 0, cfg.BatchSize, nil)
+	tr := transport(cfg)
+	defer tr.CloseIdleConnections()
+	g := newGatherer(newClient(cfg, tr), requiredAcks(cfg), 0, cfg.BatchSize, nil)
 
 	first := make(chan error, 1)
 	go func() { first <- g.write(context.Background(), kafka.Message{Topic: "logs.a", Value: []byte("first")}) }()
@@ -164,4 +165,73 @@ func TestARecordWhoseRequestGaveUpIsNotWritten(t *testing.T) {
 	}
 	require.Equal(t, []string{"first", "third"}, got)
 	require.Equal(t, int64(2), endOffset(t, cfg.Brokers, "logs.a"))
+}
+
+// kafka-go's Writer refused a record over its BatchBytes (1 MiB) without
+// sending it; the gatherer does the same (a Kafka broker's
+// message.max.bytes is about as large by default).
+func TestARecordOverOneMiBIsRefusedWithoutContactingTheBroker(t *testing.T) {
+	c := newCluster(t)
+	p, _, _ := setup(t, c, "logs.a")
+	log := slowProduce(c, 0)
+	err := p.Produce(context.Background(), Record{Topic: "logs.a", Value: make([]byte, maxBatchBytes)})
+	var pe *Error
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, TypeTooLarge, pe.Type)
+	require.Zero(t, log.requests.Load(), "nothing was sent")
+	require.NoError(t, p.Produce(context.Background(), rec("logs.a")))
+	require.Equal(t, int64(1), log.requests.Load())
+}
+
+// Each partition has its own queue: records spread over a topic's
+// partitions by key (kafka.Hash), a key always to the same partition, and
+// every record answered nil is in its partition.
+func TestRecordsGoToTheirKeysPartition(t *testing.T) {
+	c := newCluster(t)
+	cfg := kafkaConfig(c.ListenAddrs()...)
+	require.NoError(t, NewAdmin(cfg).EnsureTopics(t.Context(), []string{"logs.p"}, 3, 1))
+	p := New(cfg, Options{})
+	t.Cleanup(func() { p.Close() })
+	slowProduce(c, 5*time.Millisecond) // so the records gather
+
+	const keys, perKey = 30, 5
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for k := range keys {
+		for i := range perKey {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v := []byte(`{"key":` + strconv.Itoa(k) + `,"i":` + strconv.Itoa(i) + `}`)
+				if err := p.Produce(context.Background(), Record{Topic: "logs.p", Key: []byte(strconv.Itoa(k)), Value: v}); err != nil {
+					failed.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	require.Zero(t, failed.Load())
+
+	partitionOf := map[string]int{}
+	total := 0
+	for partition := range 3 {
+		conn, err := kafka.DialLeader(t.Context(), "tcp", cfg.Brokers[0], "logs.p", partition)
+		require.NoError(t, err)
+		last, err := conn.ReadLastOffset()
+		require.NoError(t, err)
+		require.Positive(t, last, "partition %d got records", partition)
+		for range last {
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+			m, err := conn.ReadMessage(1 << 20)
+			require.NoError(t, err)
+			if was, seen := partitionOf[string(m.Key)]; seen {
+				require.Equal(t, was, partition, "key %s on one partition", m.Key)
+			}
+			partitionOf[string(m.Key)] = partition
+			total++
+		}
+		conn.Close()
+	}
+	require.Equal(t, keys*perKey, total)
+	require.Len(t, partitionOf, keys)
 }

@@ -1,5 +1,6 @@
-// Package produce writes packets to Kafka synchronously: one kafka-go
-// Writer (rebuilt safely on reload), error classification, selective retry
+// Package produce writes packets to Kafka synchronously: per-partition
+// batches written with kafka-go's Client and Transport (rebuilt safely on
+// reload; gather.go), error classification, selective retry
 // within the request deadline, and a Kafka circuit breaker so that clients
 // get a fast 503 instead of a timeout while Kafka is down.
 package produce
@@ -61,18 +62,24 @@ type Producer struct {
 
 // writerHandle lets a writer be replaced without failing in-flight writes:
 // writers hold the read lock while they use it; the retiring side takes the
-// write lock (waiting for them) before closing it.
+// write lock (waiting for them) before closing its connections.
 type writerHandle struct {
-	mu     sync.RWMutex
-	closed bool
-	w      *kafka.Writer
-	g      *gatherer
-	cfg    config.Kafka
+	mu        sync.RWMutex
+	closed    bool
+	transport *kafka.Transport
+	g         *gatherer
+	cfg       config.Kafka
 }
 
 func newHandle(cfg config.Kafka, obs Observer) *writerHandle {
-	w := newWriter(cfg)
-	return &writerHandle{w: w, g: newGatherer(w, cfg.BatchTimeout, cfg.BatchSize, obs), cfg: cfg}
+	t := transport(cfg)
+	return &writerHandle{transport: t, g: newGatherer(newClient(cfg, t), requiredAcks(cfg), cfg.BatchTimeout, cfg.BatchSize, obs), cfg: cfg}
+}
+
+// close closes the handle's connections; the caller holds the write lock.
+func (h *writerHandle) close() {
+	h.closed = true
+	h.transport.CloseIdleConnections()
 }
 
 // Options are the producer's collaborators.
@@ -112,26 +119,18 @@ func breakerConfig(b config.Breaker) breaker.Config {
 	return breaker.Config{FailureThreshold: b.Failures, BaseBackoff: b.BaseBackoff, MaxBackoff: b.MaxBackoff, StableAfter: b.StableAfter}
 }
 
-func newWriter(cfg config.Kafka) *kafka.Writer {
-	acks := kafka.RequireOne
+// newClient is the client the gatherer produces with. One attempt per
+// request: retries are ours (selective, within the request deadline).
+// WriteTimeout bounds each request, as the Writer's did.
+func newClient(cfg config.Kafka, t *kafka.Transport) *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: t, Timeout: cfg.WriteTimeout}
+}
+
+func requiredAcks(cfg config.Kafka) kafka.RequiredAcks {
 	if cfg.Acks == "all" {
-		acks = kafka.RequireAll
+		return kafka.RequireAll
 	}
-	return &kafka.Writer{
-		Addr:     kafka.TCP(cfg.Brokers...),
-		Balancer: &kafka.Hash{}, // by key: a tenant or packet stays on one partition
-		// Batches are gathered before the writer sees them (gather.go):
-		// each WriteMessages call is one batch per partition, sealed at once.
-		BatchTimeout: time.Nanosecond,
-		BatchSize:    cfg.BatchSize,
-		WriteTimeout: cfg.WriteTimeout,
-		ReadTimeout:  cfg.WriteTimeout,
-		RequiredAcks: acks,
-		// Retries are ours (selective, within the request deadline), so the
-		// writer makes one attempt.
-		MaxAttempts: 1,
-		Transport:   transport(cfg),
-	}
+	return kafka.RequireOne
 }
 
 // Reconfigure applies a new Kafka config. The writer is rebuilt only when
@@ -151,11 +150,9 @@ func (p *Producer) Reconfigure(cfg config.Kafka) {
 
 func retire(h *writerHandle, log *slog.Logger) {
 	h.mu.Lock() // waits for in-flight writes on this writer
-	h.closed = true
+	h.close()
 	h.mu.Unlock()
-	if err := h.w.Close(); err != nil {
-		log.Warn("close old kafka writer", "err", err)
-	}
+	log.Debug("old kafka writer closed")
 }
 
 // acquire returns the current writer, read-locked.
@@ -250,7 +247,7 @@ func (p *Producer) attempt(ctx context.Context, msg kafka.Message) (error, strin
 func (p *Producer) Close() error {
 	h := p.cur.Load()
 	h.mu.Lock()
-	h.closed = true
+	h.close()
 	h.mu.Unlock()
-	return h.w.Close()
+	return nil
 }
