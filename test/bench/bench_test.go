@@ -516,6 +516,34 @@ func runQueueWait(procs map[string]*devstack.Proc) map[string]float64 {
 	return out
 }
 
+// threadSwitches is the number of times pid's threads have gone to sleep
+// or been preempted (voluntary_ctxt_switches + nonvoluntary_ctxt_switches
+// of /proc/<pid>/task/<tid>/status, summed). Threads that ended are not
+// counted, so it is read around a phase.
+func threadSwitches(pid int) float64 {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	n := 0.0
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				n += f
+			} else if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				n += f
+			}
+		}
+	}
+	return n
+}
+
 func sortedKeys(m map[string]float64) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

@@ -58,7 +58,23 @@ type gatherer struct {
 
 	mu     sync.Mutex
 	queues map[topicPartition]*partitionQueue
+	counts map[string]partitionCount // by topic
 }
+
+// partitionCount is a topic's number of partitions as the transport's
+// metadata gave it, reused until expires.
+type partitionCount struct {
+	n       int
+	expires time.Time
+}
+
+// partitionCountTTL is how long the gatherer reuses a topic's partition
+// count before it asks the transport's metadata cache again. Asking cost 2 %
+// of the distributor's CPU at saturation when it was done for every record
+// (docs/BENCHMARKS.md); the transport's own cache is refreshed every 6 s
+// (kafka.Transport.MetadataTTL), so a second adds little to how stale the
+// count can be.
+const partitionCountTTL = time.Second
 
 // maxBatchBytes is kafka-go's Writer default BatchBytes, kept: the most a
 // request carries, and the largest record the distributor sends. Kafka's
@@ -88,7 +104,7 @@ type waiter struct {
 func newGatherer(client *kafka.Client, acks kafka.RequiredAcks, linger time.Duration, batchSize int, obs Observer) *gatherer {
 	// kafka.Hash: by key, so a tenant or packet stays on one partition.
 	return &gatherer{client: client, acks: acks, balancer: &kafka.Hash{}, linger: linger, batchSize: max(batchSize, 1), obs: obs,
-		queues: map[topicPartition]*partitionQueue{}}
+		queues: map[topicPartition]*partitionQueue{}, counts: map[string]partitionCount{}}
 }
 
 func (g *gatherer) queue(key topicPartition) *partitionQueue {
@@ -137,8 +153,26 @@ func (g *gatherer) write(ctx context.Context, msg kafka.Message) error {
 
 // partitions is the number of topic's partitions in the transport's
 // cached metadata (refreshed every kafka.Transport.MetadataTTL), as the
-// Writer asks it.
+// Writer asks it, reused for partitionCountTTL.
 func (g *gatherer) partitions(ctx context.Context, topic string) (int, error) {
+	now := time.Now()
+	g.mu.Lock()
+	c, ok := g.counts[topic]
+	g.mu.Unlock()
+	if ok && now.Before(c.expires) {
+		return c.n, nil
+	}
+	n, err := g.askPartitions(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	g.mu.Lock()
+	g.counts[topic] = partitionCount{n: n, expires: now.Add(partitionCountTTL)}
+	g.mu.Unlock()
+	return n, nil
+}
+
+func (g *gatherer) askPartitions(ctx context.Context, topic string) (int, error) {
 	r, err := g.client.Transport.RoundTrip(ctx, g.client.Addr, &metadata.Request{TopicNames: []string{topic}})
 	if err != nil {
 		return 0, err
