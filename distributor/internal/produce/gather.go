@@ -3,6 +3,7 @@ package produce
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -177,7 +178,11 @@ func (g *gatherer) askPartitions(ctx context.Context, topic string) (int, error)
 	if err != nil {
 		return 0, err
 	}
-	for _, t := range r.(*metadata.Response).Topics {
+	res, ok := r.(*metadata.Response)
+	if !ok {
+		return 0, fmt.Errorf("metadata for %s: unexpected response %T", topic, r)
+	}
+	for _, t := range res.Topics {
 		if t.Name == topic {
 			if t.ErrorCode != 0 {
 				return 0, kafka.Error(t.ErrorCode)
