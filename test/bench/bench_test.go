@@ -497,21 +497,13 @@ func runQueueWait(procs map[string]*devstack.Proc) map[string]float64 {
 	}
 	out := map[string]float64{}
 	for name, pid := range pids {
-		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-		if err != nil {
-			continue
-		}
-		for _, task := range tasks {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, task.Name()))
-			if err != nil {
-				continue // the thread ended
-			}
+		eachThread(pid, "schedstat", func(b []byte) {
 			if f := strings.Fields(string(b)); len(f) >= 2 {
 				if ns, err := strconv.ParseFloat(f[1], 64); err == nil {
 					out[name] += ns / 1e9
 				}
 			}
-		}
+		})
 	}
 	return out
 }
@@ -521,27 +513,30 @@ func runQueueWait(procs map[string]*devstack.Proc) map[string]float64 {
 // of /proc/<pid>/task/<tid>/status, summed). Threads that ended are not
 // counted, so it is read around a phase.
 func threadSwitches(pid int) float64 {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return 0
-	}
 	n := 0.0
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
-		if err != nil {
-			continue // the thread ended
-		}
+	eachThread(pid, "status", func(b []byte) {
 		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
-				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				n += f
-			} else if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+			if k, v, ok := strings.Cut(line, ":"); ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
 				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
 				n += f
 			}
 		}
-	}
+	})
 	return n
+}
+
+// eachThread calls fn with /proc/<pid>/task/<tid>/<file> of each of pid's
+// threads that is still there.
+func eachThread(pid int, file string, fn func([]byte)) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return
+	}
+	for _, task := range tasks {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/%s", pid, task.Name(), file)); err == nil {
+			fn(b)
+		}
+	}
 }
 
 func sortedKeys(m map[string]float64) []string {
