@@ -242,29 +242,24 @@ func batchLen(pending []*waiter, batchSize int) (n int, full bool) {
 	return n, n == batchSize
 }
 
+// writeBatch writes the records whose requests still wait. The produce
+// request is bounded by the client's Timeout (WriteTimeout), as the
+// Writer's was, not by its waiters' deadlines: kafka-go closes a
+// connection whose round trip misses its deadline, so a request that gave
+// up mid-write would cost the next one a new connection.
 func (g *gatherer) writeBatch(key topicPartition, batch []*waiter) {
 	live := batch[:0]
-	var deadline time.Time
 	for _, w := range batch {
 		if err := w.ctx.Err(); err != nil {
 			w.done <- err // its request has given up: not written
 			continue
 		}
 		live = append(live, w)
-		if d, ok := w.ctx.Deadline(); ok && d.After(deadline) {
-			deadline = d
-		}
 	}
 	if len(live) == 0 {
 		return
 	}
-	ctx := context.Background()
-	if !deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
-	}
-	g.writeGroup(ctx, key, live)
+	g.writeGroup(context.Background(), key, live)
 }
 
 // writeGroup writes the records of live in one produce request and
