@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -337,4 +340,53 @@ func TestAClientHangingUpNeitherCancelsTheWriteNorCountsAsAFault(t *testing.T) {
 	end, err := NewAdmin(cfg).client.ListOffsets(t.Context(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{"logs.a": {kafka.LastOffsetOf(0)}}})
 	require.NoError(t, err)
 	require.EqualValues(t, 10, end.Topics["logs.a"][0].LastOffset)
+}
+
+// establishedTo counts this network namespace's client sockets connected
+// to port (in /proc/net/tcp and tcp6, state 01: ESTABLISHED).
+func establishedTo(t *testing.T, port int) int {
+	t.Helper()
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if os.IsNotExist(err) {
+			continue
+		}
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[3] != "01" {
+				continue
+			}
+			if i := strings.LastIndexByte(fields[2], ':'); i >= 0 && fields[2][i+1:] == fmt.Sprintf("%04X", port) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// A reconfigured writer's connections are closed once its in-flight
+// writes are done: the old transport's idle connections do not stay open
+// (the Writer, given a transport, left them open until the broker or the
+// idle timeout closed them).
+func TestReconfigureClosesTheOldConnections(t *testing.T) {
+	c := newCluster(t)
+	p, _, cfg := setup(t, c, "logs.a")
+	_, portText, err := net.SplitHostPort(cfg.Brokers[0])
+	require.NoError(t, err)
+	port, err := strconv.Atoi(portText)
+	require.NoError(t, err)
+	base := establishedTo(t, port) // the admin client's
+
+	require.NoError(t, p.Produce(t.Context(), rec("logs.a")))
+	mine := establishedTo(t, port) - base
+	require.Positive(t, mine, "the writer's connections")
+
+	next := cfg
+	next.Acks = "all"
+	p.Reconfigure(next)
+	require.NoError(t, p.Produce(t.Context(), rec("logs.a")))
+	require.Eventually(t, func() bool { return establishedTo(t, port)-base == mine }, 5*time.Second, 20*time.Millisecond,
+		"only the new writer's %d connections are open", mine)
 }
