@@ -75,7 +75,7 @@ var presetRPS = map[string]float64{
 }
 
 // presetLead is how much later than in the preset every fault starts;
-// each lasts twice it longer, and the traffic four times it longer. The
+// each lasts twice it longer, and the traffic five times it longer. The
 // faults' offsets count from the traffic's start (a k6 job started 19-178
 // s after the experiment under TCG here), and the platform readies the
 // faults from the experiment's start (Pumba's images, the netem check:
@@ -83,9 +83,15 @@ var presetRPS = map[string]float64{
 // start (Pumba's job and its nettools sidecar: two docker runs under TCG)
 // and k6's own start inside its container, which the lead absorbs; its
 // duration counts from its request, so it lasts 2 leads longer to be on
-// for the preset's time; and the after checks need traffic after the
-// faults end. (Before the faults counted from the traffic and were
-// readied ahead, the lead was 60 s: test/e2e/README.md.)
+// for the preset's time; and the during checks need traffic until the
+// faults end, and the after checks after it. A fault's start itself took
+// 27-37 s here (the faults due together now start together), so a fault
+// 2 leads longer ends about 3 leads after it was due: with the traffic 4
+// leads longer, link-loss's traffic once ended before its faults did and
+// "the distributor keeps accepting" read 0 (CI, session 17's stop); 5
+// leave the after checks 1-2 leads of traffic. (Before the faults counted
+// from the traffic and were readied ahead, the lead was 60 s:
+// test/e2e/README.md.)
 const presetLead = 30 * time.Second
 
 func list(v any) []map[string]any {
@@ -524,8 +530,8 @@ func scaledPreset(t *testing.T, name string, thresholds map[string]float64) map[
 			tr := p["traffic"].(map[string]any)
 			d, _ := tr["durationSeconds"].(float64)
 			lead := presetLead.Seconds()
-			t.Logf("%s: traffic %v/s for %vs in the preset; here %v/s for %vs", name, tr["rps"], d, presetRPS[name], d+4*lead)
-			tr["rps"], tr["durationSeconds"] = presetRPS[name], d+4*lead
+			t.Logf("%s: traffic %v/s for %vs in the preset; here %v/s for %vs", name, tr["rps"], d, presetRPS[name], d+5*lead)
+			tr["rps"], tr["durationSeconds"] = presetRPS[name], d+5*lead
 			for _, c := range list(p["checks"]) {
 				if v, ok := thresholds[c["name"].(string)]; ok {
 					t.Logf("  check %q: threshold %v here (%v in the preset)", c["name"], v, c["threshold"])
@@ -596,8 +602,54 @@ func runStackPreset(t *testing.T, name string, def map[string]any) presetResult 
 	} else {
 		t.Logf("  no exact ledger: %s", e.LedgerNote)
 	}
+	if e.State != "passed" || os.Getenv("NETEM_SERIES") == "1" {
+		logSeries(t, e)
+	}
 	require.Equal(t, "passed", e.State, "verdict of %s: %s (%s-report.md)", name, e.Reason, name)
 	return e
+}
+
+// seriesQueries are what a failed preset's log shows every 5 s of its run,
+// so that a verdict that failed in CI (where the VM and its Prometheus
+// are gone after the run) says what the distributor, Kafka and k6 did;
+// NETEM_SERIES=1 logs them for a passed one too.
+var seriesQueries = []struct{ name, q string }{
+	{"accepted/s", `sum(rate(distributor_requests_total{result="accepted"}[15s]))`},
+	{"refused/s", `sum(rate(distributor_requests_total{result!="accepted"}[15s]))`},
+	{"kafka errors/s", `sum(rate(distributor_kafka_write_errors_total[15s]))`},
+	{"kafka consecutive", `max(distributor_kafka_consecutive_errors)`},
+	{"kafka p99 s", `histogram_quantile(0.99, sum by (le) (rate(distributor_kafka_write_duration_seconds_bucket[15s])))`},
+	{"request p99 s", `histogram_quantile(0.99, sum by (le) (rate(distributor_request_duration_seconds_bucket[15s])))`},
+	{"k6 reqs/s", `sum(rate(k6_http_reqs_total[15s]))`},
+	{"k6 dropped/s", `sum(rate(k6_dropped_iterations_total[15s]))`},
+	{"k6 vus", `sum(k6_vus)`},
+}
+
+// logSeries logs seriesQueries from the traffic's start to the
+// experiment's last event, every 5 s ("-" where a query had no value).
+func logSeries(t *testing.T, e presetResult) {
+	from, to := e.event("traffic-started"), e.StartedAt
+	for _, ev := range e.Timeline {
+		to = ev.At
+	}
+	if from.IsZero() {
+		from = e.StartedAt
+	}
+	names := make([]string, len(seriesQueries))
+	for i, s := range seriesQueries {
+		names[i] = s.name
+	}
+	t.Logf("  series every 5 s from the traffic's start: %s", strings.Join(names, " | "))
+	for at, n := from, 0; !at.After(to) && n < 200; at, n = at.Add(5*time.Second), n+1 {
+		row := make([]string, len(seriesQueries))
+		for i, s := range seriesQueries {
+			row[i] = "-"
+			if v, ok := promQuery(s.q, at); ok {
+				row[i] = strconv.FormatFloat(v, 'g', 3, 64)
+			}
+		}
+		t.Logf("  %6.0f s  %s", at.Sub(from).Seconds(), strings.Join(row, " | "))
+	}
 }
 
 func deref[T any](p *T) any {

@@ -16,7 +16,9 @@
 # (see netem_test.go); NETEM_RUN is a -test.run pattern; NETEM_PRESETS=1
 # also runs the link-loss and service-delay presets (presets_test.go; needs
 # make tools otelcol; the services' binaries are bind-mounted from the
-# checkout's bin/, only Prometheus and k6 go in as images).
+# checkout's bin/, only Prometheus and k6 go in as images); NETEM_SERIES=1
+# logs each preset's metric series every 5 s (logged anyway when its
+# verdict fails).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 prefix=${NETEM_TAG_PREFIX:-netem-}
@@ -61,7 +63,7 @@ done
 modprobe sch_netem
 export NETEM_PUMBA_IMAGE=${tags[1]} NETEM_NETTOOLS_IMAGE=${tags[2]} NETEM_TARGET_IMAGE=${tags[0]} NETEM_PLATFORM_BIN=/src/bin/platform-api
 export NETEM_PRESETS=${NETEM_PRESETS:-} NETEM_PROMETHEUS_IMAGE=${tags[3]:-} NETEM_K6_IMAGE=${tags[4]:-}
-export NETEM_SUBSET=${NETEM_SUBSET:-}
+export NETEM_SUBSET=${NETEM_SUBSET:-} NETEM_SERIES=${NETEM_SERIES:-}
 ./netem.test -test.v -test.count=1 -test.timeout ${NETEM_TEST_TIMEOUT:-40m} $run
 JOB
 rc=0
