@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/dsplab/dsplab/platform-api/internal/faults"
@@ -73,61 +72,31 @@ func (r *runner) evaluateDuring(ctx context.Context) outcome {
 	return proceed
 }
 
-// startDue starts the faults whose time has come. Faults due together
-// start together: each start is a Pumba job or a docker action that takes
-// a second on a laptop and half a minute on a busy or emulated engine, so
-// one after the other the last of several faults "at 15 s" would start
-// long after it (in the netem VM the second of link-loss's two faults
-// started 37 s after the first). Each is recorded as starting (on disk)
-// before it is asked for, so a platform killed in between still finds it;
-// a fault that fails to start fails the experiment once the others due
-// with it have started (the cleanup reverts those).
+// startDue starts the faults whose time has come. Each is recorded as
+// starting (on disk) before it is asked for, so a platform killed in
+// between still finds it.
 func (r *runner) startDue(ctx context.Context, now time.Time) outcome {
-	var due []int
 	for i := range r.plan {
-		if f := &r.plan[i]; !f.started && now.Sub(r.zero) >= seconds(f.AtSeconds) {
-			f.started = true
-			due = append(due, i)
+		f := &r.plan[i]
+		if f.started || now.Sub(r.zero) < seconds(f.AtSeconds) {
+			continue
 		}
-	}
-	if len(due) == 0 {
-		return proceed
-	}
-	r.rec.updateDurable(func(e *Experiment) {
-		for _, i := range due {
-			f := r.plan[i]
+		f.started = true
+		r.rec.updateDurable(func(e *Experiment) {
 			e.undo.FaultsStarting = append(e.undo.FaultsStarting, starting{Type: f.Type, Target: f.Target, At: now.UTC()})
+		})
+		got, err := r.startFault(ctx, f.Spec())
+		if err != nil {
+			r.rec.update(func(e *Experiment) { e.undo.FaultsStarting = nil })
+			r.event("fault-failed", "%s on %s: %v", f.Type, f.Target, err)
+			return fail("fault %s on %s did not start: %v", f.Type, f.Target, err)
 		}
-	})
-	errs := make([]error, len(due))
-	var wg sync.WaitGroup
-	for k, i := range due {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f := &r.plan[i]
-			got, err := r.startFault(ctx, f.Spec())
-			if err != nil {
-				errs[k] = err
-				r.event("fault-failed", "%s on %s: %v", f.Type, f.Target, err)
-				return
-			}
-			f.id = got.ID
-			r.rec.updateDurable(func(e *Experiment) { e.FaultIDs = append(e.FaultIDs, got.ID) })
-			r.event("fault-started", "%s on %s for %gs: %s (%s)", f.Type, got.Target, f.DurationSeconds, got.Command, got.ID)
-		}()
-	}
-	wg.Wait()
-	r.rec.updateDurable(func(e *Experiment) { e.undo.FaultsStarting = nil })
-	for _, i := range due {
-		if r.plan[i].id != "" && r.firstFault.IsZero() {
+		f.id = got.ID
+		if r.firstFault.IsZero() {
 			r.firstFault = now
 		}
-	}
-	for k, i := range due {
-		if f := r.plan[i]; errs[k] != nil {
-			return fail("fault %s on %s did not start: %v", f.Type, f.Target, errs[k])
-		}
+		r.rec.updateDurable(func(e *Experiment) { e.FaultIDs, e.undo.FaultsStarting = append(e.FaultIDs, got.ID), nil })
+		r.event("fault-started", "%s on %s for %gs: %s (%s)", f.Type, got.Target, f.DurationSeconds, got.Command, got.ID)
 	}
 	return proceed
 }

@@ -831,22 +831,6 @@ func TestTheWaitsAtTheEndStopWithTheirContext(t *testing.T) {
 	})
 }
 
-// runKillAndDelay runs crashDefinition's kill (at 10 s for 15 s), a
-// 100 ms delay on analyzer-1 at delayAt for delayFor and only the before
-// check, and requires it passed.
-func runKillAndDelay(t *testing.T, m *Manager, delayAt, delayFor float64) Experiment {
-	t.Helper()
-	d := crashDefinition()
-	d.Faults = append(d.Faults, ScheduledFault{AtSeconds: delayAt, Type: "delay", Target: "analyzer-1", DurationSeconds: delayFor, DelayMs: 100})
-	d.Checks = d.Checks[:1]
-	e, err := m.Start(d)
-	require.NoError(t, err)
-	m.Wait()
-	e, _ = m.Get(e.ID)
-	require.Equal(t, Passed, e.State, e.Reason)
-	return e
-}
-
 // preparingWorld readies the faults in prepare (an image pull, the netem
 // check's sidecar on a slow engine), or fails with err.
 type preparingWorld struct {
@@ -900,7 +884,14 @@ func TestFaultsCountFromTheTrafficsStartAndArePreparedFromTheExperiments(t *test
 				var asked []faults.Type
 				m := NewManager(Options{Querier: w, Faults: preparingWorld{world: w, prepare: c.prepare, err: c.err, asked: &asked},
 					Traffic: slowTraffic{trafficWorld{w}, 25 * time.Second}, Alerts: alerts.New(10), MaxFaultSeconds: 600, Logger: slog.New(slog.DiscardHandler)})
-				e := runKillAndDelay(t, m, 12, 5)
+				d := crashDefinition()
+				d.Faults = append(d.Faults, ScheduledFault{AtSeconds: 12, Type: "delay", Target: "analyzer-1", DurationSeconds: 5, DelayMs: 100})
+				d.Checks = d.Checks[:1]
+				e, err := m.Start(d)
+				require.NoError(t, err)
+				m.Wait()
+				e, _ = m.Get(e.ID)
+				require.Equal(t, Passed, e.State, e.Reason)
 				require.Equal(t, []faults.Type{"kill", "delay"}, asked, "every planned fault's type, once")
 				at := map[string][]float64{}
 				for _, ev := range e.Timeline {
@@ -915,46 +906,4 @@ func TestFaultsCountFromTheTrafficsStartAndArePreparedFromTheExperiments(t *test
 			})
 		})
 	}
-}
-
-// slowFaults are faults whose start (a Pumba job, a docker action) takes
-// delay, as on a busy or emulated engine.
-type slowFaults struct {
-	*world
-	delay time.Duration
-}
-
-func (s slowFaults) Start(ctx context.Context, spec faults.Spec) (faults.Fault, error) {
-	time.Sleep(s.delay)
-	return s.world.Start(ctx, spec)
-}
-
-// Faults due at the same offset start together: with starts of 8 s each
-// (a busy engine), both are on 8 s after their offset, not the second one
-// 8 s after the first (in the netem VM, one after the other, the second
-// of link-loss's two faults started 37 s after the first, and the traffic
-// ended before it did).
-func TestFaultsDueTogetherStartTogether(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		w := &world{start: time.Now(), values: func(string, float64) (float64, bool) { return 3, true }, faults: map[string]*faults.Fault{}, jobs: map[string]*traffic.Job{}}
-		m := NewManager(Options{Querier: w, Faults: slowFaults{w, 8 * time.Second}, Traffic: trafficWorld{w}, Alerts: alerts.New(10),
-			MaxFaultSeconds: 600, Logger: slog.New(slog.DiscardHandler)})
-		e := runKillAndDelay(t, m, 10, 15)
-		var started []float64
-		var zero time.Time
-		for _, ev := range e.Timeline {
-			switch ev.Kind {
-			case "traffic-started":
-				zero = ev.At
-			case "fault-started":
-				started = append(started, ev.At.Sub(zero).Seconds())
-			}
-		}
-		require.Len(t, started, 2, "%+v", e.Timeline)
-		for _, s := range started {
-			require.InDelta(t, 10+8, s, 1, "each fault on 8 s after its offset: %v", started)
-		}
-		require.ElementsMatch(t, []string{"f-analyzer-2", "f-analyzer-1"}, e.FaultIDs)
-		require.Len(t, w.stopped, 0, "both ended by themselves")
-	})
 }
