@@ -94,7 +94,7 @@ var presetWindow = map[string]string{"link-loss": "[30s]"}
 // duration counts from its request, so it lasts 2 leads longer to be on
 // for the preset's time; and the during checks need traffic until the
 // faults end, and the after checks after it. A fault's start itself took
-// 27-64 s here (link-loss's second fault starts after the first), so its
+// 27-87 s here (link-loss's second fault starts after the first), so its
 // end came up to 2 leads later than planned: with the traffic 4 leads
 // longer, link-loss's traffic once ended before its faults did and "the
 // distributor keeps accepting" read 0 (CI, session 17's stop); 5 leave
