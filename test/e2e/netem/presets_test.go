@@ -95,7 +95,7 @@ var presetWindow = map[string]string{"link-loss": "[30s]"}
 // for the preset's time; and the during checks need traffic until the
 // faults end, and the after checks after it. A fault's start itself took
 // 27-87 s here (link-loss's second fault starts after the first), so its
-// end came up to 2 leads later than planned: with the traffic 4 leads
+// end came up to 3 leads later than planned: with the traffic 4 leads
 // longer, link-loss's traffic once ended before its faults did and "the
 // distributor keeps accepting" read 0 (CI, session 17's stop); 5 leave
 // the after checks 1-2 leads of traffic. (Before the faults counted
