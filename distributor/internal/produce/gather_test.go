@@ -254,11 +254,11 @@ func countDials(tr *kafka.Transport) *atomic.Int64 {
 // closes a connection whose round trip misses its deadline, so when the
 // produce request carried the waiters' deadline, every request that gave
 // up mid-write cost a new connection (a dial and an ApiVersions round
-// trip), under packet loss exactly when the link could least afford it.
-// This is what CI saw in the link-loss preset in the netem VM: the
-// distributor accepted nothing for 15 s of the 10% loss. The same steps
-// run through the real Writer and through the gatherer, and the
-// connections each opened are compared.
+// trip), under packet loss exactly when the link could least afford it
+// (found while looking into a link-loss failure in the netem VM, which
+// had another cause: docs/BENCHMARKS.md). The same steps run through the
+// real Writer and through the gatherer, and the connections each opened
+// are compared.
 func TestARequestGivingUpKeepsTheConnectionAsTheWriterDoes(t *testing.T) {
 	c := newCluster(t)
 	_, _, cfg := setup(t, c, "logs.a")
